@@ -1,0 +1,1 @@
+"""Dialect identification: published marker words and a character n-gram classifier."""

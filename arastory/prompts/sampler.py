@@ -1,0 +1,83 @@
+"""Sample the study's 12 prompt features and render them as a prompt in a variety's own wording."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from arastory.paths import CONF_DIR
+from arastory.prompts.varieties import Variety, load_variety
+
+DEFAULT_SAMPLER_CONF = CONF_DIR / "prompts" / "default.yaml"
+
+
+@dataclass
+class SampledPrompt:
+    variety: str
+    features: dict[str, Any]
+    prompt: str
+    id: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _value_key(value: Any) -> str:
+    """Canonical id → the key used in variety configs (True → "true", 2 → "2")."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _typed(feature: str, key: str) -> Any:
+    """Config key → the value stored in records: dialogue is a bool, n_characters an int."""
+    if feature == "dialogue":
+        return key == "true"
+    if feature == "n_characters":
+        return int(key)
+    return key
+
+
+class PromptSampler:
+    """Draws features as the study did: always-present ones in every prompt, each other with probability p."""
+
+    def __init__(self, variety: str | Variety, order: list[str] | None = None, always: list[str] | None = None,
+                 p_optional: float | None = None, seed: int = 0):
+        defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_SAMPLER_CONF))
+        self.variety = load_variety(variety) if isinstance(variety, str) else variety
+        self.order = list(order or defaults["order"])
+        self.always = set(always or defaults["always"])
+        self.p_optional = defaults["p_optional"] if p_optional is None else float(p_optional)
+        if not 0.0 <= self.p_optional <= 1.0:
+            from arastory.errors import ConfigError
+            raise ConfigError("prompts.p_optional", f"must be in [0, 1], got {self.p_optional}")
+        self.rng = random.Random(seed)
+
+    def sample_features(self) -> dict[str, Any]:
+        features = {}
+        for feature in self.order:
+            if feature in self.always or self.rng.random() < self.p_optional:
+                key = self.rng.choice(self.variety.inventory(feature))
+                features[feature] = _typed(feature, key)
+        return features
+
+    def render(self, features: dict[str, Any]) -> str:
+        """The prompt for `features`, in feature order, then the variety requirement and the closing instruction."""
+        parts = []
+        for feature in self.order:
+            if feature not in features:
+                continue
+            value = self.variety.values[feature][_value_key(features[feature])]
+            parts.append(self.variety.sentences[feature].format(value=value))
+        for extra in ("requirement", "closing"):
+            if self.variety.sentences.get(extra):
+                parts.append(self.variety.sentences[extra])
+        return " ".join(parts)
+
+    def sample(self, n: int, id_prefix: str | None = None) -> list[SampledPrompt]:
+        prefix = id_prefix or f"prompt-{self.variety.name}"
+        out = []
+        for i in range(n):
+            features = self.sample_features()
+            out.append(SampledPrompt(self.variety.name, features, self.render(features), id=f"{prefix}-{i:06d}"))
+        return out
