@@ -1,0 +1,25 @@
+# Set up a virtual environment and run arastory. `make train` and `make test` are the README's Quickstart.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch 2.13 (what this project is tested with); set TORCH_SPEC="torch" for your platform's default build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup train test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: setup
+	$(PY) train.py $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

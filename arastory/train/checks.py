@@ -1,0 +1,57 @@
+"""Fail-fast configuration checks, run before any data is read or model built: one line naming the key."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from arastory.errors import ConfigError
+from arastory.train.data import DIALECTS
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+def check_config(cfg: DictConfig) -> None:
+    if cfg.dialect not in DIALECTS:
+        raise ConfigError("dialect", f"'{cfg.dialect}' is not one of: {', '.join(DIALECTS)}")
+    if not cfg.peft.r or cfg.peft.r <= 0:
+        raise ConfigError("peft.r", f"must be a positive integer, got {cfg.peft.r}")
+    if cfg.peft.lora_alpha <= 0:
+        raise ConfigError("peft.lora_alpha", f"must be positive, got {cfg.peft.lora_alpha}")
+    if not 0 <= cfg.peft.lora_dropout < 1:
+        raise ConfigError("peft.lora_dropout", f"must be in [0, 1), got {cfg.peft.lora_dropout}")
+    _check_positive("optim.lr", cfg.optim.lr)
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ConfigError("optim.schedule", f"'{cfg.optim.schedule}' is not one of: {', '.join(SCHEDULES)}")
+    _check_positive("batch_size", cfg.batch_size)
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ConfigError("data.val_fraction", f"must be in (0, 1), got {cfg.data.val_fraction}")
+    _check_positive("data.max_length", cfg.data.max_length)
+    for name in ("synthetic", "translated"):
+        size = cfg.data[name].get("size")
+        if size is not None and (not isinstance(size, int) or size <= 0):
+            raise ConfigError(f"data.{name}.size", f"must be a positive integer or null, got {size}")
+    _check_stages(cfg)
+    if not cfg.model.get("tiny"):
+        if not cfg.model.get("name_or_path"):
+            raise ConfigError("model.name_or_path", "is empty; name an HF id or a local path")
+        from arastory.train.model import check_model_path
+        check_model_path(str(cfg.model.name_or_path))
+
+
+def _check_stages(cfg: DictConfig) -> None:
+    stages = cfg.strategy.stages
+    if not stages:
+        raise ConfigError("strategy.stages", "is empty; a strategy needs at least one stage")
+    data_names = [k for k in cfg.data if isinstance(cfg.data[k], DictConfig) and "_target_" in cfg.data[k]]
+    for k, stage in enumerate(stages):
+        key = f"strategy.stages[{k}]"
+        if stage.data not in data_names:
+            raise ConfigError(f"{key}.data", f"'{stage.data}' is not one of: {', '.join(data_names)}")
+        _check_positive(f"{key}.lr", stage.lr)
+        if stage.max_steps in (None, -1) and (stage.max_epochs is None or stage.max_epochs <= 0):
+            raise ConfigError(f"{key}.max_epochs", "set max_epochs > 0 or max_steps > 0")
+
+
+def _check_positive(key: str, value) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(key, f"must be > 0, got {value}")

@@ -1,0 +1,64 @@
+"""Assemble each stage's training records and the per-variety validation sets from the `data` config."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from arastory.data.splits import nested_subset, split_heldout
+from arastory.errors import ConfigError
+from arastory.records import VARIETIES, StoryRecord
+
+DIALECTS = (*VARIETIES, "all")
+
+
+def selected_varieties(dialect: str) -> tuple[str, ...]:
+    if dialect not in DIALECTS:
+        raise ConfigError("dialect", f"'{dialect}' is not one of: {', '.join(DIALECTS)}")
+    return VARIETIES if dialect == "all" else (dialect,)
+
+
+@dataclass
+class TrainingData:
+    train: dict[str, list[StoryRecord]]              # data name (synthetic, translated) → training records
+    val: dict[str, list[StoryRecord]]                # variety → held-out synthetic records
+    counts: dict[str, dict] = field(default_factory=dict)
+
+
+def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], seed: int) -> TrainingData:
+    """Load each data source a stage needs; split held-out records by id hash, then take nested subsets."""
+    varieties = selected_varieties(dialect)
+    train, counts = {}, {}
+    val: dict[str, list[StoryRecord]] = {}
+    for name in needed:
+        source = instantiate(data_cfg[name])
+        records = source.load()
+        if name == "synthetic":
+            records = [r for r in records if r.variety in varieties]
+        fit, held = split_heldout(records, data_cfg.val_fraction, seed)
+        fit = _subset_per_variety(fit, source.size, seed) if name == "synthetic" else nested_subset(fit, source.size, seed)
+        if not fit:
+            raise ConfigError(f"data.{name}", f"no training examples left for dialect={dialect} "
+                              f"(size={source.size}, {len(records)} records read from {source.path})")
+        train[name] = fit
+        counts[name] = {"read": len(records), "train": len(fit), "heldout": len(held),
+                        "train_per_variety": dict(Counter(r.variety for r in fit))}
+        if name == "synthetic":
+            val = {v: [r for r in held if r.variety == v] for v in varieties}
+    if not val and "synthetic" not in needed:
+        # A strategy without synthetic data still validates on the held-out synthetic stories.
+        records = [r for r in instantiate(data_cfg.synthetic).load() if r.variety in varieties]
+        held = split_heldout(records, data_cfg.val_fraction, seed)[1]
+        val = {v: [r for r in held if r.variety == v] for v in varieties}
+    return TrainingData(train=train, val=val, counts=counts)
+
+
+def _subset_per_variety(records: list[StoryRecord], size: int | None, seed: int) -> list[StoryRecord]:
+    """`size` applies per variety, so `dialect=all data.synthetic.size=500` trains on 500 of each."""
+    out = []
+    for variety in VARIETIES:
+        out += nested_subset([r for r in records if r.variety == variety], size, seed)
+    return out

@@ -1,0 +1,98 @@
+"""Config composition and fail-fast errors: every group option composes; bad values stop before any model is built."""
+
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from arastory.cli import config_groups, register_resolvers
+from arastory.paths import CONF_DIR
+from arastory.train.checks import check_config
+from tests.conftest import FAST_TRAIN, run_cli
+
+register_resolvers()
+
+
+def compose_train(overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=False)
+
+
+TRAIN_GROUPS = ["data", "model", "quant", "peft", "strategy", "trainer", "logger", "experiment"]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in TRAIN_GROUPS for o in config_groups()[g]])
+def test_every_option_composes_and_passes_checks(group, option):
+    cfg = compose_train([f"{group}={option}"])
+    check_config(cfg)
+    assert cfg.strategy.stages and cfg.data.synthetic._target_
+    if group == "quant":
+        quant = instantiate(cfg.quant)
+        assert (quant is None) == (option == "none")
+        if quant is not None:
+            assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    if group == "peft":
+        lora = instantiate(cfg.peft, _convert_="all")
+        assert lora.r == 8 and "q_proj" in lora.target_modules
+
+
+def test_paper_experiments_carry_the_study_settings():
+    for name, stages in (("paper_model_a", ["synthetic"]), ("paper_model_b", ["translated", "synthetic"])):
+        cfg = compose_train([f"experiment={name}"])
+        assert cfg.model.name_or_path == "FreedomIntelligence/AceGPT-7B"
+        assert cfg.optim.lr == 4e-5 and cfg.batch_size == 1
+        assert [s.data for s in cfg.strategy.stages] == stages
+        assert cfg.strategy.stages[-1].max_epochs == 20
+        assert cfg.experiment_name == name
+
+
+def test_variety_config_files_are_documented():
+    for path in CONF_DIR.rglob("*.yaml"):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("#"), f"{path} must begin with a comment"
+        assert "python " in path.read_text(encoding="utf-8").split("\n\n")[0] or "Usage" in path.read_text(), path
+
+
+BAD = [
+    (["dialect=lev"], "dialect: 'lev' is not one of: msa, egy, mor, all"),
+    (["strategy=triple"], "strategy: 'triple' is not one of: direct, sequential"),
+    (["model=gpt5"], "model: 'gpt5' is not one of:"),
+    (["peft.r=0"], "peft.r: must be a positive integer, got 0"),
+    (["optim.lr=-1"], "optim.lr: must be > 0, got -1"),
+    (["strategy.stages.0.data=wikipedia"], "strategy.stages[0].data: 'wikipedia' is not one of: synthetic, translated"),
+    (["data.synthetic.size=0"], "data.synthetic.size: must be a positive integer or null, got 0"),
+    (["model.name_or_path=/nonexistent/model"], "model.name_or_path: '/nonexistent/model' is neither an existing local path"),
+    (["data.synthetic.path=/nonexistent.jsonl"], "data.synthetic.path: '/nonexistent.jsonl' does not exist"),
+    (["resume=/nonexistent/run"], "resume: '/nonexistent/run' is not a run dir"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD, ids=[b[0][0] for b in BAD])
+def test_bad_config_fails_fast_with_one_line(overrides, message, tmp_path):
+    extra = ["model.tiny=null"] if "model.name_or_path" in overrides[0] else []
+    start = time.time()
+    proc = run_cli(["train.py", *FAST_TRAIN, *extra, *overrides, f"hydra.run.dir={tmp_path}/run"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("config error: ") and message in lines[-1], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "stages").exists(), "no training may start"
+
+
+def test_empty_selection_fails_before_model(tmp_path):
+    empty = tmp_path / "egy_only.jsonl"
+    from arastory.data.bundled import story_file
+    empty.write_text(story_file("egy").read_text(encoding="utf-8"), encoding="utf-8")
+    proc = run_cli(["train.py", *FAST_TRAIN, f"data.synthetic.path={empty}", "dialect=mor", f"hydra.run.dir={tmp_path}/run"])
+    assert proc.returncode == 2
+    assert "config error: data.synthetic: no training examples left for dialect=mor" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_wandb_runs_are_named_grouped_and_tagged_by_strategy_dialect_experiment():
+    cfg = compose_train(["strategy=sequential", "dialect=egy", "experiment=paper_model_b"])
+    factory = instantiate(cfg.logger.wandb)
+    assert factory.keywords["mode"] == "offline"
+    assert factory.keywords["name"] == "sequential-egy" and factory.keywords["group"] == "paper_model_b"
+    assert factory.keywords["tags"] == ["strategy:sequential", "dialect:egy", "experiment:paper_model_b"]
+    assert compose_train([]).logger.wandb.group == "default"

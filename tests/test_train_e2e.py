@@ -1,0 +1,98 @@
+"""End-to-end training through `python train.py` on the tiny model: direct, sequential, resume after a kill, multirun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from tests.conftest import FAST_TRAIN, REPO, run_cli
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_direct_run_writes_a_complete_run_dir(tmp_path):
+    run_dir = tmp_path / "direct"
+    proc = run_cli(["train.py", *FAST_TRAIN, "dialect=egy", f"hydra.run.dir={run_dir}"], check=True)
+    metrics = read_metrics(run_dir)
+    assert [s["name"] for s in metrics["stages"]] == ["synthetic"]
+    assert metrics["stages"][0]["global_step"] == 3 and metrics["global_step"] == 3
+    assert set(metrics["final"]) >= {"val/egy/loss", "val/egy/ppl", "val/loss"}
+    assert metrics["data"]["synthetic"]["train_per_variety"] == {"egy": 6}
+    assert metrics["throughput_tokens_per_s"] > 0
+    assert (run_dir / "adapter" / "adapter_config.json").exists() and (run_dir / "adapter" / "tokenizer.json").exists()
+    assert (run_dir / "stages" / "0_synthetic" / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "stages" / "0_synthetic" / "metrics.csv").exists()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["dialect"] == "egy" and config["quant"]["load_in_4bit"] is True
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert samples and samples[0]["variety"] == "egy" and samples[0]["prompt"]
+    assert str(run_dir) in proc.stdout and "non-padding tokens/s" in proc.stdout
+    # The checkpoint holds the adapter, not the frozen 4-bit base.
+    state = torch.load(run_dir / "stages/0_synthetic/checkpoints/last.ckpt", weights_only=False)["state_dict"]
+    assert state and all("lora_" in k or "lm_head" in k for k in state)
+
+
+def test_sequential_run_continues_one_adapter_through_two_stages(tmp_path):
+    run_dir = tmp_path / "seq"
+    run_cli(["train.py", *FAST_TRAIN, "strategy=sequential", "strategy.stages.1.max_steps=2",
+             "strategy.restart_optimizer=false", f"hydra.run.dir={run_dir}"], check=True)
+    metrics = read_metrics(run_dir)
+    assert [(s["name"], s["data"], s["global_step"]) for s in metrics["stages"]] == [
+        ("translated", "translated", 3), ("synthetic", "synthetic", 2)]
+    assert metrics["data"]["translated"]["train"] == 6
+    for stage in ("0_translated", "1_synthetic"):
+        assert (run_dir / "stages" / stage / "adapter" / "adapter_model.safetensors").exists()
+        assert (run_dir / "stages" / stage / "checkpoints" / "last.ckpt").exists()
+    from safetensors.torch import load_file
+    first = load_file(run_dir / "stages/0_translated/adapter/adapter_model.safetensors")
+    second = load_file(run_dir / "stages/1_synthetic/adapter/adapter_model.safetensors")
+    assert first.keys() == second.keys() and any(not torch.equal(first[k], second[k]) for k in first)
+    # restart_optimizer=false: stage 2's AdamW continues stage 1's moments (step counts add up).
+    optimizer = torch.load(run_dir / "stages/1_synthetic/optimizer.pt", weights_only=False)
+    assert int(next(iter(optimizer["state"].values()))["step"]) == 5
+
+
+def test_killed_run_resumes_at_its_checkpoint_into_the_same_wandb_run(tmp_path):
+    run_dir = tmp_path / "resume"
+    args = [sys.executable, "train.py", *FAST_TRAIN, "logger=wandb", "strategy.stages.0.max_steps=200",
+            "checkpoint.every_n_steps=5", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ckpt = run_dir / "stages/0_synthetic/checkpoints/last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["global_step"] >= 10:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (run_dir / "metrics.json").exists(), "the run must be killed mid-stage"
+    step_at_kill = torch.load(ckpt, weights_only=False)["global_step"]
+    wandb_id = (run_dir / "wandb_id.txt").read_text().strip()
+
+    refused = run_cli(["train.py", f"resume={run_dir}", "strategy.stages.0.max_steps=1"])
+    assert refused.returncode == 2 and "resume: takes no other overrides" in refused.stderr
+    resumed = run_cli(["train.py", f"resume={run_dir}"], check=True)
+    assert f"at step {step_at_kill}" in resumed.stdout
+    metrics = read_metrics(run_dir)
+    assert metrics["stages"][0]["resumed_from_step"] == step_at_kill
+    assert metrics["global_step"] == 200
+    assert (run_dir / "wandb_id.txt").read_text().strip() == wandb_id
+    assert all(wandb_id in p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_multirun_gives_each_job_its_own_run_dir(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_cli(["train.py", "-m", *FAST_TRAIN, "dialect=msa,mor", f"hydra.sweep.dir={sweep}"], check=True)
+    job_dirs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
+    assert [p.name for p in job_dirs] == ["0", "1"]
+    for job_dir, variety in zip(job_dirs, ["msa", "mor"]):
+        assert read_metrics(job_dir)["data"]["synthetic"]["train_per_variety"] == {variety: 6}
+        assert yaml.safe_load((job_dir / "config.yaml").read_text())["dialect"] == variety
