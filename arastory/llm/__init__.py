@@ -1,0 +1,7 @@
+"""LLM access shared by translation, synthesis and judging: an OpenAI-compatible client with retries, resumable batches, costs."""
+
+from arastory.llm.client import ChatClient, LLMError, LLMResponse, require_api_key
+from arastory.llm.cost import estimate_cost
+from arastory.llm.resumable import RunStats, run_resumable
+
+__all__ = ["ChatClient", "LLMError", "LLMResponse", "require_api_key", "estimate_cost", "RunStats", "run_resumable"]
