@@ -96,3 +96,14 @@ def test_multirun_gives_each_job_its_own_run_dir(tmp_path):
     for job_dir, variety in zip(job_dirs, ["msa", "mor"]):
         assert read_metrics(job_dir)["data"]["synthetic"]["train_per_variety"] == {variety: 6}
         assert yaml.safe_load((job_dir / "config.yaml").read_text())["dialect"] == variety
+
+
+def test_plain_lora_and_released_csv_data(tmp_path, released_dir):
+    run_dir = tmp_path / "plain"
+    run_cli(["train.py", *FAST_TRAIN, "quant=none", "data=arastories", f"data.synthetic.path={released_dir}",
+             "dialect=mor", "data.max_length=256", f"hydra.run.dir={run_dir}"], check=True)
+    metrics = read_metrics(run_dir)
+    assert metrics["data"]["synthetic"]["read"] == 850 and metrics["data"]["synthetic"]["train_per_variety"] == {"mor": 6}
+    assert metrics["stages"][0]["format"]["truncated"] > 0, "released stories exceed 256 tokens and are counted"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["quant"]["_target_"] == "arastory.train.model.no_quantization"
