@@ -18,6 +18,10 @@ class LLMError(ArastoryError):
     """A request that still failed after all retries (or failed in a way retrying cannot fix)."""
 
 
+class LLMAuthError(LLMError):
+    """The server refused the API key (401): every other request would fail too, so batch jobs stop."""
+
+
 @dataclass
 class LLMResponse:
     text: str
@@ -89,7 +93,7 @@ class ChatClient:
                 self.stats.add(server_errors=1)
                 wait = _retry_after(error) or self._backoff(attempt)
             except openai.AuthenticationError as error:
-                raise LLMError(f"{self._where()}: authentication failed ({error.status_code}); check the API key") from None
+                raise LLMAuthError(f"{self._where()}: authentication failed ({error.status_code}); check the API key") from None
             except openai.APIStatusError as error:
                 raise LLMError(f"{self._where()}: request rejected ({error.status_code}): {_short(error)}") from None
             if attempt < self.max_retries:

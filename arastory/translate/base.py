@@ -1,0 +1,68 @@
+"""The translator interface (a batch of English texts in, Arabic texts out) and the usage counters every translator keeps."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from arastory.errors import ArastoryError
+
+
+class TranslationFailed(Exception):
+    """Stands in the output list for a text that could not be translated (after retries); the item is retried next run."""
+
+
+class TranslatorError(ArastoryError):
+    """A failure no retry can fix (bad credentials, a rejected request): the run stops with one line."""
+
+
+@dataclass
+class UsageStats:
+    """What a run consumed: characters sent, tokens, requests and every retry by cause."""
+
+    characters: int = 0
+    segments: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    failed_texts: int = 0
+    truncated_segments: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class Translator(ABC):
+    """Translate English texts to Arabic. `label` goes into each output row; `identity` guards an output dir."""
+
+    label: str = "translator"
+
+    def __init__(self) -> None:
+        self.stats = UsageStats()
+
+    @abstractmethod
+    def translate(self, texts: list[str]) -> list[str | TranslationFailed]:
+        """One Arabic text (or a TranslationFailed) per input text, in order."""
+
+    def identity(self) -> dict:
+        """What makes two runs' translations interchangeable (model, languages, endpoint)."""
+        return {"label": self.label}
+
+    def estimated_cost(self) -> float | None:
+        """USD for this run's usage, or None when unknown; 0.0 for local models."""
+        return None
+
+    def usage(self) -> dict:
+        return self.stats.as_dict()

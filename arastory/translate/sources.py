@@ -1,0 +1,297 @@
+"""Stream English (prompt, story) records from JSONL, CSV, Parquet, a saved HF dataset dir or an HF dataset id.
+
+Rows are yielded one at a time (never the whole file in memory), each either a `SourceItem` or a `DataError`
+naming the file and line (or row) of a bad record, so the caller decides to skip or stop. Problems with the
+source as a whole (missing file, missing column) are raised at once: no record of such a source can be read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from arastory.errors import ConfigError, DataError
+
+# Field names tried, in order, when `fields.*` is left null (TinyStories has `text`; the study's CSVs `Prompt`/`Story`).
+AUTO_STORY = ("story", "text", "Story", "en_story")
+AUTO_PROMPT = ("prompt", "Prompt", "en_prompt")
+AUTO_ID = ("id", "ID")
+FILE_TYPES = (".jsonl", ".csv", ".parquet")
+
+
+@dataclass
+class SourceItem:
+    """One English record to translate; `prompt` is None for a story-only source."""
+
+    id: str
+    prompt: str | None
+    story: str
+    where: str          # file:line (or dataset:row) for messages
+
+
+@dataclass
+class Fields:
+    """Which field holds what; None means: pick the first of the usual names present."""
+
+    story: str | None = None
+    prompt: str | None = None
+    id: str | None = None
+    story_only: bool = False    # true: ignore any prompt field (TinyStories)
+
+    def resolve(self, columns: list[str], path: str, line: int | None = None, noun: str = "column") -> "Fields":
+        """Concrete names for these columns; a missing named column is fatal for the whole source."""
+        listed = f"({noun}s: {', '.join(columns)})"
+
+        def missing(what: str, role: str, hint: str = "") -> DataError:
+            return DataError(path, f"missing {noun} {what} for the {role} {listed}{hint}", line)
+
+        story = self.story or _first_present(AUTO_STORY, columns)
+        if story is None or story not in columns:
+            wanted = f"'{self.story}'" if self.story else f"one of {', '.join(AUTO_STORY)}"
+            raise missing(wanted, "story", "; set fields.story=<name>")
+        prompt = None
+        if not self.story_only:
+            prompt = self.prompt or _first_present(AUTO_PROMPT, columns)
+            if self.prompt and self.prompt not in columns:
+                raise missing(f"'{self.prompt}'", "prompt", "; set fields.prompt=<name> or fields.story_only=true")
+        ident = self.id or _first_present(AUTO_ID, columns)
+        if self.id and self.id not in columns:
+            raise missing(f"'{self.id}'", "id")
+        return Fields(story=story, prompt=prompt, id=ident, story_only=prompt is None)
+
+
+def _first_present(names: tuple[str, ...], columns: list[str]) -> str | None:
+    return next((name for name in names if name in columns), None)
+
+
+def source_kind(source: str) -> str:
+    """`bundled`, `jsonl`, `csv`, `parquet`, `dataset_dir` (save_to_disk) or `hub` (an HF dataset id or a data dir)."""
+    if source == "bundled":
+        return "bundled"
+    path = Path(source)
+    if path.is_file():
+        if path.suffix.lower() not in FILE_TYPES:
+            raise ConfigError("source", f"'{source}': unsupported file type (use {', '.join(FILE_TYPES)}, "
+                                        f"a dataset dir or an HF dataset id)")
+        return path.suffix.lower()[1:]
+    if path.is_dir():
+        saved = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+        return "dataset_dir" if saved else "hub"
+    if path.suffix.lower() in FILE_TYPES or source.startswith((".", "/")):
+        raise ConfigError("source", f"'{source}' does not exist")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
+        raise ConfigError("source", f"'{source}' is neither a file, a dataset dir nor an HF dataset id")
+    return "hub"
+
+
+def default_id_prefix(source: str, split: str) -> str:
+    if source == "bundled":
+        return "bundled"
+    path = Path(source)
+    if path.is_file():
+        return path.stem
+    name = path.name if path.is_dir() else source.replace("/", "_")
+    return f"{name}-{split}"
+
+
+def iter_source(source: str, fields: Fields, split: str = "train", id_prefix: str | None = None,
+                ) -> Iterator[SourceItem | DataError]:
+    """Every record of `source` in a stable order (ids stay the same across reruns, so resume can match them)."""
+    kind = source_kind(source)
+    prefix = id_prefix or default_id_prefix(source, split)
+    rows = {"bundled": _bundled_rows, "jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows,
+            "dataset_dir": _saved_dataset_rows, "hub": _hub_rows}[kind](source, split)
+    resolved: Fields | None = None
+    for index, (where, row) in enumerate(rows):
+        if isinstance(row, DataError):
+            yield row
+            continue
+        if resolved is None:
+            path, _, line = where.rpartition(":")
+            try:
+                if kind == "jsonl":   # no header: the first line with the fields names them
+                    resolved = fields.resolve(list(row), path, int(line), noun="field")
+                else:
+                    resolved = fields.resolve(list(row), path, 1 if kind == "csv" else None)
+            except DataError as error:
+                if kind != "jsonl":
+                    raise               # a missing column: no row of this source can be read
+                yield error
+                continue
+        yield _to_item(row, resolved, f"{prefix}-{index}", where)
+
+
+def source_size(source: str, split: str = "train") -> int | None:
+    """Number of rows when the format knows it without reading the data (for the progress bar)."""
+    kind = source_kind(source)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(source).metadata.num_rows
+        if kind == "dataset_dir":
+            return len(_load_saved(source, split))
+        if kind == "bundled":
+            from arastory.data.bundled import load_bundled_parallel
+            return len(load_bundled_parallel(validate=False))
+    except Exception:   # noqa: BLE001 - only a progress-bar total
+        return None
+    return None
+
+
+def _to_item(row: dict, fields: Fields, default_id: str, where: str) -> SourceItem | DataError:
+    path, _, line = where.rpartition(":")
+    lineno = int(line) if line.isdigit() else None
+
+    def bad(message: str) -> DataError:
+        return DataError(path or where, message, lineno)
+
+    if fields.story not in row:
+        return bad(f"missing field '{fields.story}'")
+    story = row[fields.story]
+    if not isinstance(story, str):
+        return bad(f"field '{fields.story}' is not text")
+    if not story.strip():
+        return bad("empty story")
+    prompt = None
+    if fields.prompt:
+        prompt = row.get(fields.prompt)
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+            return bad(f"missing or empty field '{fields.prompt}'")
+        if not isinstance(prompt, str):
+            return bad(f"field '{fields.prompt}' is not text")
+    ident = row.get(fields.id) if fields.id else None
+    ident = default_id if ident is None or str(ident).strip() == "" else str(ident)
+    return SourceItem(id=ident, prompt=prompt.strip() if prompt else None, story=story.strip(), where=where)
+
+
+# --- row readers: yield (where, row dict | DataError) ---------------------------------------------------------
+
+def _bundled_rows(source: str, split: str):
+    from arastory.data.bundled import load_bundled_parallel
+
+    for n, pair in enumerate(load_bundled_parallel(), start=1):
+        yield f"bundled:{n}", {"id": pair.id, "prompt": pair.en_prompt, "story": pair.en_story}
+
+
+def _jsonl_rows(source: str, split: str):
+    """Read bytes line by line so one badly encoded line is reported alone and the rest still decodes."""
+    with open(source, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{source}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield where, DataError(source, _not_utf8(raw, exc), lineno)
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                yield where, DataError(source, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
+                continue
+            if not isinstance(obj, dict):
+                yield where, DataError(source, "expected a JSON object", lineno)
+                continue
+            yield where, obj
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
+
+
+class _DecodedLines:
+    """Decode a binary file line by line for the csv module, remembering which physical lines were not UTF-8."""
+
+    def __init__(self, handle):
+        self.handle, self.bad_lines, self.lineno = handle, {}, 0
+
+    def __iter__(self):
+        for raw in self.handle:
+            self.lineno += 1
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.bad_lines[self.lineno] = _not_utf8(raw, exc)
+                yield raw.decode("utf-8", errors="replace")
+
+
+def _csv_rows(source: str, split: str):
+    csv.field_size_limit(1 << 30)   # stories can be long
+    with open(source, "rb") as handle:
+        lines = _DecodedLines(handle)
+        reader = csv.reader(lines)
+        header = next(reader, None)
+        if not header:
+            raise DataError(source, "empty CSV file (no header row)", 1)
+        if 1 in lines.bad_lines:
+            raise DataError(source, f"header {lines.bad_lines[1]}", 1)
+        header = [h.lstrip("\ufeff") for h in header]
+        last_line = reader.line_num
+        for values in reader:
+            start, last_line = last_line + 1, reader.line_num
+            where = f"{source}:{start}"
+            bad = [n for n in range(start, last_line + 1) if n in lines.bad_lines]
+            if bad:
+                yield where, DataError(source, lines.bad_lines[bad[0]], bad[0])
+                continue
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
+                continue
+            yield where, dict(zip(header, values))
+
+
+def _parquet_rows(source: str, split: str):
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+    except Exception as exc:   # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise DataError(source, f"not a readable Parquet file ({str(exc).splitlines()[0][:150]})") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for obj in batch.to_pylist():
+            row += 1
+            yield f"{source}:{row}", obj
+
+
+def _load_saved(source: str, split: str):
+    import datasets
+
+    data = datasets.load_from_disk(source)
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise ConfigError("split", f"'{split}' is not one of the splits in {source}: {', '.join(data)}")
+        data = data[split]
+    return data
+
+
+def _saved_dataset_rows(source: str, split: str):
+    """save_to_disk output: Arrow files memory-mapped by `datasets`, read row by row."""
+    data = _load_saved(source, split)
+    for row, obj in enumerate(data, start=1):
+        yield f"{source}[{split}]:{row}", obj
+
+
+def _hub_rows(source: str, split: str):
+    """An HF dataset id (or a folder of data files) streamed: nothing beyond the current shard is held."""
+    import datasets
+
+    try:
+        data = datasets.load_dataset(source, split=split, streaming=True)
+    except Exception as exc:   # noqa: BLE001 - offline, unknown id, bad split: all one line for the user
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("source", f"cannot open HF dataset '{source}' (split {split}): {first}") from None
+    for row, obj in enumerate(data, start=1):
+        yield f"{source}[{split}]:{row}", obj
+
+
+def fields_from_config(cfg: Any) -> Fields:
+    return Fields(story=cfg.get("story"), prompt=cfg.get("prompt"), id=cfg.get("id"),
+                  story_only=bool(cfg.get("story_only", False)))
