@@ -45,7 +45,8 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 
 def load_model(path: str, quantization_config=None, dtype: str = "float32", attn_implementation: str | None = "sdpa",
-               trust_remote_code: bool = False, device_map=None):
+               trust_remote_code: bool = False, device_map=None, for_training: bool = True):
+    """`for_training=False` (evaluation) keeps bitsandbytes' fast CPU inference layout for 4-bit weights."""
     kwargs = dict(dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -56,7 +57,7 @@ def load_model(path: str, quantization_config=None, dtype: str = "float32", attn
     if device_map is not None:
         kwargs["device_map"] = device_map
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if quantization_config is not None:
+    if quantization_config is not None and for_training:
         keep_cpu_4bit_trainable(model)
     return model
 

@@ -1,0 +1,55 @@
+"""Write one story per eval prompt into generations.jsonl, appending as it goes; a rerun skips the ids already there."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from arastory.io import JsonlAppender, fingerprint
+from arastory.llm.client import LLMError
+from arastory.llm.resumable import done_keys, run_resumable
+
+
+def generation_row(prompt: dict, system_name: str, result: dict, extra_meta: dict) -> dict:
+    return {"id": prompt["id"], "system": system_name, "variety": prompt["variety"], "prompt": prompt["prompt"],
+            "features": prompt.get("features") or {}, "story": result["story"], "meta": {**extra_meta, **result["meta"]}}
+
+
+def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling) -> dict:
+    """Generate the missing stories; returns counts {total, already_done, generated, failed, seconds}."""
+    out_path = Path(out_path)
+    finished = done_keys(out_path, "id")
+    todo = [p for p in prompts if p["id"] not in finished]
+    counts = {"total": len(prompts), "already_done": len(prompts) - len(todo), "generated": 0, "failed": 0}
+    start = time.perf_counter()
+    meta = {**generator.meta, "sampling": sampling.as_dict()}
+    if todo and generator.kind == "api":
+        stats = run_resumable(todo, "id", lambda p: generation_row(p, generator.name, generator.generate_one(p["prompt"], sampling), meta),
+                              out_path, concurrency=generator.concurrency, desc=f"generate ({generator.name})")
+        counts.update(generated=stats.done, failed=stats.failed)
+        if stats.done == 0 and stats.failed:
+            raise LLMError(f"generation failed for every prompt, e.g. {stats.errors[0]} (see {out_path}.errors.jsonl)")
+    elif todo:
+        counts["generated"] = _generate_local(generator, todo, out_path, sampling, meta)
+    counts["seconds"] = round(time.perf_counter() - start, 2)
+    return counts
+
+
+def _generate_local(generator, todo: list[dict], out_path: Path, sampling, meta: dict) -> int:
+    """Batches of similar prompt length (less padding); each batch's seed follows from its ids, so reruns agree."""
+    ordered = sorted(todo, key=lambda p: len(p["prompt"]))
+    size = max(1, int(getattr(generator, "batch_size", 8) or 8))
+    done = 0
+    with JsonlAppender(out_path) as out, tqdm(total=len(ordered), desc=f"generate ({generator.name})", unit="story",
+                                              dynamic_ncols=True) as bar:
+        for begin in range(0, len(ordered), size):
+            batch = ordered[begin:begin + size]
+            seed = int(fingerprint(sampling.seed, [p["id"] for p in batch])[:8], 16)
+            results = generator.generate([p["prompt"] for p in batch], sampling, seed)
+            for prompt, result in zip(batch, results):
+                out.write(generation_row(prompt, generator.name, result, meta))
+            done += len(batch)
+            bar.update(len(batch))
+    return done

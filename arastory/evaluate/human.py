@@ -1,0 +1,567 @@
+"""Human evaluation: export a blind rating sheet (CSV + right-to-left HTML), import filled sheets, judge-human agreement."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import itertools
+import json
+import math
+import random
+import re
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+from arastory.errors import ConfigError, DataError
+from arastory.evaluate.stats import bootstrap_ci, paired_comparison
+from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_jsonl
+
+# The judge's five criteria (arastory.evaluate.judge.CRITERIA), with the names and questions raters see (ours).
+CRITERIA: dict[str, dict[str, str]] = {
+    "fluency": {"ar": "الطلاقة", "en": "Fluency",
+                "ar_q": "هل اللغة سليمة وطبيعية وسهلة القراءة؟",
+                "en_q": "Is the language natural, grammatical and easy to read?"},
+    "coherence": {"ar": "التماسك", "en": "Coherence",
+                  "ar_q": "هل تتتابع الأحداث بشكل منطقي وتبدو القصة كلًّا واحدًا؟",
+                  "en_q": "Do the events follow logically, as one whole story?"},
+    "instruction_following": {"ar": "اتباع التعليمات", "en": "Instruction following",
+                              "ar_q": "هل تلتزم القصة بكل ما طُلب في التعليمات (العمر، المكان، النهاية، عدد الشخصيات...)؟",
+                              "en_q": "Does the story meet every requirement of the instructions?"},
+    "consistency": {"ar": "الاتساق", "en": "Consistency",
+                    "ar_q": "هل تبقى الشخصيات والأسماء والأماكن والتفاصيل ثابتة من البداية إلى النهاية؟",
+                    "en_q": "Do characters, names, places and facts stay the same throughout?"},
+    "variety": {"ar": "اللهجة", "en": "Variety",
+                "ar_q": "هل القصة مكتوبة كلها باللهجة المطلوبة؟",
+                "en_q": "Is the story written in the required variety throughout?"},
+}
+VARIETY_NAMES = {"msa": ("العربية الفصحى", "Modern Standard Arabic"), "egy": ("اللهجة المصرية", "Egyptian Arabic"),
+                 "mor": ("الدارجة المغربية", "Moroccan Arabic")}
+SHEET_COLUMNS = ["item_id", "required_variety", "prompt", "story", *CRITERIA, "comment", "rater"]
+BOM = "\ufeff"  # so spreadsheet programs open the UTF-8 Arabic text correctly
+SCORE = re.compile(r"^[1-5]$")
+
+
+# ---- export ------------------------------------------------------------------------------------------------------
+
+def _read_generations(eval_dir: Path) -> tuple[str, dict[str, dict]]:
+    """(system name, {prompt id: generation row}) of one eval dir."""
+    path = eval_dir / "generations.jsonl"
+    rows: dict[str, dict] = {}
+    system = None
+    for lineno, row in iter_jsonl(path):
+        for key in ("id", "variety", "prompt", "story"):
+            if not isinstance(row.get(key), str):
+                raise DataError(path, f"'{key}' missing or not a string", lineno)
+        system = system or row.get("system")
+        rows[row["id"]] = row
+    if not rows:
+        raise DataError(path, "no generations")
+    if not system and (eval_dir / "scores.json").exists():
+        system = json.loads((eval_dir / "scores.json").read_text(encoding="utf-8")).get("system")
+    return str(system or eval_dir.name), rows
+
+
+def _balanced_sample(ids: list[str], varieties: dict[str, str], k: int | None, rng: random.Random) -> list[str]:
+    """k ids, spread evenly over varieties (round-robin over seeded shuffles); all ids when k is None."""
+    by_variety: dict[str, list[str]] = defaultdict(list)
+    for pid in sorted(ids):
+        by_variety[varieties[pid]].append(pid)
+    for group in by_variety.values():
+        rng.shuffle(group)
+    interleaved = [pid for group in itertools.zip_longest(*[by_variety[v] for v in sorted(by_variety)])
+                   for pid in group if pid is not None]
+    return interleaved if k is None else interleaved[:k]
+
+
+def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, seed: int = 0) -> dict:
+    """Write a blind rating sheet of stories from several eval dirs: sheet.csv, sheet.html (for raters) and key.json.
+
+    When the systems share prompts, every system is rated on the same prompts (so human scores pair up); items are
+    shuffled with `seed` and named item-001, item-002, ... so nothing in the sheet tells the systems apart.
+    """
+    if not eval_dirs:
+        raise ConfigError("human.export", "give at least one eval dir")
+    if per_system is not None and int(per_system) < 1:
+        raise ConfigError("human.per_system", f"must be a positive number of stories, got {per_system}")
+    systems = []
+    for index, raw in enumerate(eval_dirs):
+        name, rows = _read_generations(Path(raw))
+        systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": rows})
+    _disambiguate(systems)
+    rng = random.Random(seed)
+    shared = set.intersection(*[set(s["rows"]) for s in systems])
+    chosen_shared = _balanced_sample(list(shared), {pid: systems[0]["rows"][pid]["variety"] for pid in shared},
+                                     per_system, rng) if shared else None
+    items = []
+    for system in systems:
+        rows = system["rows"]
+        chosen = chosen_shared if chosen_shared is not None else _balanced_sample(
+            list(rows), {pid: r["variety"] for pid, r in rows.items()}, per_system, rng)
+        items += [(system, rows[pid]) for pid in chosen]
+    rng.shuffle(items)
+    width = max(3, len(str(len(items))))
+    sheet, key = [], {}
+    for number, (system, row) in enumerate(items, start=1):
+        item_id = f"item-{number:0{width}d}"
+        sheet.append({"item_id": item_id, "required_variety": row["variety"], "prompt": row["prompt"],
+                      "story": row["story"], **{c: "" for c in CRITERIA}, "comment": "", "rater": ""})
+        key[item_id] = {"system": system["system"], "prompt_id": row["id"], "variety": row["variety"],
+                        "eval_index": system["eval_index"]}
+    out = Path(out_dir)
+    sheet_id = fingerprint(sorted(key.items()), seed)
+    csv_text = sheet_csv(sheet)
+    atomic_write_text(out / "sheet.csv", csv_text)
+    atomic_write_text(out / "sheet.html", sheet_html(sheet, sheet_id))
+    atomic_write_json(out / "key.json", {"sheet_id": sheet_id, "seed": seed, "criteria": list(CRITERIA),
+                                         "eval_dirs": [s["eval_dir"] for s in systems],
+                                         "systems": [s["system"] for s in systems],
+                                         "shared_prompts": chosen_shared is not None, "items": key})
+    return {"items": len(sheet), "systems": [s["system"] for s in systems], "shared_prompts": chosen_shared is not None,
+            "sheet_csv": str(out / "sheet.csv"), "sheet_html": str(out / "sheet.html"), "key": str(out / "key.json")}
+
+
+def _disambiguate(systems: list[dict]) -> None:
+    """Two eval dirs of the same system name (e.g. two runs) get the dir name appended in the key."""
+    counts = defaultdict(int)
+    for system in systems:
+        counts[system["system"]] += 1
+    for system in systems:
+        if counts[system["system"]] > 1:
+            system["system"] = f"{system['system']}@{Path(system['eval_dir']).name}#{system['eval_index']}"
+
+
+def sheet_csv(rows: list[dict]) -> str:
+    """The sheet as CSV, exactly as the HTML page's download button writes it (BOM, CRLF, minimal quoting)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SHEET_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return BOM + buffer.getvalue()
+
+
+def sheet_html(rows: list[dict], sheet_id: str) -> str:
+    """A self-contained right-to-left page: one card per story, 1-5 radio buttons per criterion, CSV download."""
+    data = {"sheet": sheet_id, "columns": SHEET_COLUMNS, "criteria": list(CRITERIA),
+            "items": [{k: r[k] for k in ("item_id", "required_variety", "prompt", "story")} for r in rows]}
+    # "</" would close the <script> element early; JSON allows the escaped form.
+    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    cards = "\n".join(_card(r, i, len(rows)) for i, r in enumerate(rows, start=1))
+    legend = "".join(f"<li><b>{html.escape(c['ar'])}</b> ({html.escape(c['en'])}): {html.escape(c['ar_q'])} "
+                     f"<span class=\"en\" dir=\"ltr\">{html.escape(c['en_q'])}</span></li>" for c in CRITERIA.values())
+    return _PAGE.format(n=len(rows), cards=cards, legend=legend, payload=payload, script=_SCRIPT, style=_STYLE)
+
+
+def _card(row: dict, number: int, total: int) -> str:
+    item = html.escape(row["item_id"])
+    ar_name, en_name = VARIETY_NAMES.get(row["required_variety"], (row["required_variety"], row["required_variety"]))
+    fields = []
+    for criterion, names in CRITERIA.items():
+        radios = "".join(
+            f'<label class="score"><input type="radio" name="{item}__{criterion}" value="{v}"><span>{v}</span></label>'
+            for v in range(1, 6))
+        fields.append(f'<fieldset data-criterion="{criterion}"><legend>{html.escape(names["ar"])} '
+                      f'<span class="en" dir="ltr">{html.escape(names["en"])}</span></legend>{radios}</fieldset>')
+    return f"""<section class="card" id="{item}" data-item="{item}">
+  <header><span class="num" dir="ltr">{number} / {total}</span> <span class="item">{item}</span>
+    <span class="variety">اللهجة المطلوبة: <b>{html.escape(ar_name)}</b> <span class="en" dir="ltr">({html.escape(en_name)})</span></span></header>
+  <div class="prompt"><h3>التعليمات <span class="en" dir="ltr">Instructions</span></h3><p>{html.escape(row["prompt"])}</p></div>
+  <div class="story"><h3>القصة <span class="en" dir="ltr">Story</span></h3><p>{html.escape(row["story"])}</p></div>
+  <div class="scores">{"".join(fields)}</div>
+  <label class="comment">ملاحظات (اختياري) <span class="en" dir="ltr">Comment (optional)</span>
+    <textarea name="{item}__comment" rows="2"></textarea></label>
+</section>"""
+
+
+_STYLE = """
+body { font-family: "Noto Naskh Arabic", "Amiri", "Scheherazade New", "Geeza Pro", "Traditional Arabic",
+       "Arabic Typesetting", "Segoe UI", Tahoma, "Noto Sans Arabic", "DejaVu Sans", sans-serif;
+       font-size: 19px; line-height: 1.9; background: #f4f1ea; color: #222; margin: 0; padding: 0 0 5em; }
+main { max-width: 52em; margin: auto; padding: 1em; }
+.en { font-family: "Segoe UI", Roboto, Arial, sans-serif; font-size: 0.72em; color: #666; }
+.intro, .card { background: #fff; border-radius: 10px; box-shadow: 0 1px 4px rgba(0,0,0,.12); padding: 1em 1.4em; margin: 1em 0; }
+.card header { display: flex; gap: 1em; flex-wrap: wrap; align-items: baseline; border-bottom: 1px solid #ddd; }
+.card .num { font-weight: bold; } .card .item { color: #888; font-size: .8em; }
+.card h3 { margin: .6em 0 .2em; font-size: 1em; color: #6b4f2a; }
+.prompt p { background: #faf6ee; padding: .5em .8em; border-radius: 6px; margin: 0; }
+.story p { white-space: pre-line; margin: 0; }
+fieldset { border: 1px solid #ddd; border-radius: 6px; margin: .5em 0; display: flex; gap: .3em; flex-wrap: wrap; align-items: center; }
+legend { padding: 0 .4em; }
+label.score { display: inline-flex; align-items: center; gap: .2em; padding: .1em .6em; border: 1px solid #ccc;
+              border-radius: 16px; cursor: pointer; }
+label.score:has(input:checked) { background: #6b4f2a; color: #fff; border-color: #6b4f2a; }
+.card.done { border-inline-start: 6px solid #3a7d44; }
+textarea { width: 100%; font: inherit; font-size: .9em; }
+footer { position: fixed; bottom: 0; inset-inline: 0; background: #fff; border-top: 1px solid #ccc; padding: .5em 1em;
+         display: flex; gap: 1em; align-items: center; justify-content: center; flex-wrap: wrap; }
+button { font: inherit; padding: .3em 1.2em; border-radius: 6px; border: 0; background: #3a7d44; color: #fff; cursor: pointer; }
+"""
+
+_SCRIPT = r"""
+"use strict";
+// Pure functions first (no page access): the test suite runs them under Node to check the CSV format.
+function csvField(value) {
+  const text = value === undefined || value === null ? "" : String(value);
+  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+function toCsv(columns, rows) {
+  const lines = [columns.map(csvField).join(",")];
+  for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(","));
+  return "\ufeff" + lines.join("\r\n") + "\r\n";
+}
+function sheetRows(data, answers, rater) {
+  return data.items.map((item) => {
+    const given = answers[item.item_id] || {};
+    const row = {item_id: item.item_id, required_variety: item.required_variety, prompt: item.prompt,
+                 story: item.story, comment: given.comment || "", rater: rater || ""};
+    for (const c of data.criteria) row[c] = given[c] || "";
+    return row;
+  });
+}
+function missingScores(data, answers) {
+  let missing = 0;
+  for (const item of data.items) for (const c of data.criteria) if (!(answers[item.item_id] || {})[c]) missing++;
+  return missing;
+}
+
+if (typeof document !== "undefined") {
+  const data = JSON.parse(document.getElementById("sheet-data").textContent);
+  const storageKey = "arastory-sheet-" + data.sheet;
+  const form = document.getElementById("sheet");
+  const raterInput = document.getElementById("rater");
+
+  function collect() {
+    const answers = {};
+    for (const item of data.items) {
+      const given = {};
+      for (const c of data.criteria) {
+        const checked = form.querySelector('input[name="' + item.item_id + "__" + c + '"]:checked');
+        if (checked) given[c] = checked.value;
+      }
+      const comment = form.querySelector('textarea[name="' + item.item_id + '__comment"]').value.trim();
+      if (comment) given.comment = comment;
+      answers[item.item_id] = given;
+    }
+    return answers;
+  }
+  function refresh() {
+    const answers = collect();
+    let done = 0;
+    for (const item of data.items) {
+      const complete = data.criteria.every((c) => (answers[item.item_id] || {})[c]);
+      document.getElementById(item.item_id).classList.toggle("done", complete);
+      if (complete) done++;
+    }
+    document.getElementById("progress").textContent = done + " / " + data.items.length;
+    // Saved in the browser as the rater goes, so closing the tab loses nothing (where the browser allows storage).
+    try { localStorage.setItem(storageKey, JSON.stringify({rater: raterInput.value, answers: answers})); } catch (e) { }
+  }
+  function restore() {
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(storageKey) || "null"); } catch (e) { saved = null; }
+    if (!saved) return;
+    raterInput.value = saved.rater || "";
+    for (const [itemId, given] of Object.entries(saved.answers || {})) {
+      for (const [key, value] of Object.entries(given)) {
+        if (key === "comment") {
+          const box = form.querySelector('textarea[name="' + itemId + '__comment"]');
+          if (box) box.value = value;
+        } else {
+          const input = form.querySelector('input[name="' + itemId + "__" + key + '"][value="' + value + '"]');
+          if (input) input.checked = true;
+        }
+      }
+    }
+  }
+  function download() {
+    const answers = collect();
+    const missing = missingScores(data, answers);
+    if (!raterInput.value.trim()) { alert("اكتب اسمك أولًا / Please enter your name first."); raterInput.focus(); return; }
+    if (missing && !confirm("لم تُقيَّم " + missing + " خانة بعد. هل تريد التنزيل؟ / " + missing + " scores are still empty. Download anyway?")) return;
+    const csvText = toCsv(data.columns, sheetRows(data, answers, raterInput.value.trim()));
+    const blob = new Blob([csvText], {type: "text/csv;charset=utf-8"});
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = "sheet-" + raterInput.value.trim().replace(/[^\w\u0600-\u06FF-]+/g, "_") + ".csv";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(link.href);
+  }
+  restore();
+  form.addEventListener("change", refresh);
+  form.addEventListener("input", refresh);
+  document.getElementById("download").addEventListener("click", download);
+  refresh();
+}
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="ar" dir="rtl">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>تقييم القصص — Story rating sheet</title>
+<style>{style}</style>
+</head>
+<body>
+<main>
+<section class="intro">
+  <h1>تقييم قصص الأطفال <span class="en" dir="ltr">Children's story rating</span></h1>
+  <p>اقرأ التعليمات ثم القصة، وأعطِ كل معيار درجة من 1 (ضعيف جدًا) إلى 5 (ممتاز). في القائمة {n} قصة.
+     تُحفظ إجاباتك في المتصفح تلقائيًا. عند الانتهاء اضغط «تنزيل CSV» وأرسل الملف.
+     <span class="en" dir="ltr">Read the instructions, then the story, and score each criterion from 1 (very poor) to 5
+     (excellent). {n} stories. Answers are saved in this browser as you go; when done, press "Download CSV" and send the file.</span></p>
+  <ul>{legend}</ul>
+  <label>الاسم <span class="en" dir="ltr">Your name</span> <input id="rater" autocomplete="name"></label>
+</section>
+<form id="sheet" onsubmit="return false">
+{cards}
+</form>
+</main>
+<footer>
+  <span>التقدّم <span class="en" dir="ltr">Progress</span>: <b id="progress" dir="ltr">0 / {n}</b></span>
+  <button type="button" id="download">تنزيل CSV <span dir="ltr">Download CSV</span></button>
+</footer>
+<script type="application/json" id="sheet-data">{payload}</script>
+<script id="sheet-logic">{script}</script>
+</body>
+</html>
+"""
+
+
+# ---- import ------------------------------------------------------------------------------------------------------
+
+def read_key(key_file) -> dict:
+    path = Path(key_file)
+    try:
+        key = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "key file not found (the key.json written by human.export)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
+    if not isinstance(key, dict) or not isinstance(key.get("items"), dict):
+        raise DataError(path, "not a key.json written by human.export (no 'items')")
+    return key
+
+
+def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]]:
+    """(rater name from the sheet or None, {item id: {criterion: score}}) from one filled sheet.csv."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(path, "sheet not found") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not UTF-8 text (save the sheet as CSV UTF-8)") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError(path, "empty file") from None
+    missing = [c for c in ("item_id", *CRITERIA) if c not in header]
+    if missing:
+        raise DataError(path, f"missing column(s): {', '.join(missing)} (expected the header of sheet.csv)", 1)
+    column = {name: header.index(name) for name in header}
+    scores: dict[str, dict[str, int]] = {}
+    raters = set()
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(path, f"malformed CSV ({exc})", start) from None
+        end = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) > len(header):
+            raise DataError(path, f"{len(fields)} fields, the header has {len(header)}", start)
+        fields += [""] * (len(header) - len(fields))  # some programs drop trailing empty cells
+        item_id = fields[column["item_id"]].strip()
+        if item_id not in items:
+            raise DataError(path, f"item_id '{item_id}' is not in the key (a sheet from another export?)", start)
+        if item_id in scores:
+            raise DataError(path, f"item_id '{item_id}' appears twice", start)
+        scores[item_id] = {}
+        for criterion in CRITERIA:
+            value = fields[column[criterion]].strip()
+            if value == "":
+                continue
+            if not SCORE.match(value):
+                raise DataError(path, f"{criterion}: '{value}' is not a score from 1 to 5", start)
+            scores[item_id][criterion] = int(value)
+        if "rater" in column and fields[column["rater"]].strip():
+            raters.add(fields[column["rater"]].strip())
+    if not any(scores.values()):
+        raise DataError(path, "no scores filled in")
+    if len(raters) > 1:
+        raise DataError(path, f"several rater names in one sheet: {', '.join(sorted(raters))} (one sheet per rater)")
+    return (raters.pop() if raters else None), scores
+
+
+def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
+    """Per eval dir: {prompt id: {criterion: judge score}} from judgments.jsonl."""
+    out = []
+    for eval_dir in eval_dirs:
+        path = Path(eval_dir) / "judgments.jsonl"
+        per_prompt: dict[str, dict[str, float]] = {}
+        for lineno, row in iter_jsonl(path):
+            prompt_id = row.get("prompt_id") or row.get("id")
+            if prompt_id is None:
+                raise DataError(path, "no prompt_id", lineno)
+            criteria = row.get("criteria") or {}
+            per_prompt[prompt_id] = {c: float(v) for c, v in criteria.items()
+                                     if c in CRITERIA and isinstance(v, (int, float))}
+        out.append(per_prompt)
+    return out
+
+
+def _half_up(value: float) -> int:
+    """Round a mean score to the 1-5 scale, .5 upwards (numpy's round-half-even would send 2.5 down, 3.5 up)."""
+    return int(math.floor(value + 0.5))
+
+
+def agreement(x: list[float], y: list[float]) -> dict:
+    """Spearman's rho (scipy) and Cohen's kappa, unweighted and quadratic-weighted (sklearn), on the 1-5 scale."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    out = {"n": len(x), "spearman": None, "spearman_p": None, "kappa": None, "kappa_quadratic": None}
+    if len(x) < 2:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: undefined, reported as None
+        rho = spearmanr(x, y)
+        a, b = [_half_up(v) for v in x], [_half_up(v) for v in y]
+        kappa = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5])
+        weighted = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
+    out.update(spearman=_finite(rho.statistic), spearman_p=_finite(rho.pvalue), kappa=_finite(kappa),
+               kappa_quadratic=_finite(weighted))
+    return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(value, 6)
+
+
+def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None, out_dir) -> dict:
+    """Unblind filled sheets with key.json and measure judge-human agreement per criterion (and rater-rater).
+
+    Human score of an item = mean over the raters who scored it; kappa compares it rounded half up to 1-5.
+    Writes agreement.json, agreement.md and human_scores.jsonl (one unblinded row per rated item).
+    """
+    if not sheet_files:
+        raise ConfigError("human.import", "give at least one filled sheet")
+    key = read_key(key_file)
+    items = key["items"]
+    eval_dirs = list(eval_dirs or key.get("eval_dirs") or [])
+    if len(eval_dirs) != len(key.get("eval_dirs", [])):
+        raise ConfigError("human.evals", f"the key was exported from {len(key.get('eval_dirs', []))} eval dirs "
+                                         f"({', '.join(key.get('eval_dirs', []))}); got {len(eval_dirs)}")
+    judged = _judge_scores(eval_dirs)
+    raters: dict[str, dict[str, dict[str, int]]] = {}
+    for sheet in sheet_files:
+        name, scores = read_sheet(sheet, items)
+        name = name or Path(sheet).stem
+        if name in raters:
+            name = f"{name} ({Path(sheet).name})"
+        raters[name] = scores
+    rows = _item_rows(items, raters, judged)
+    result = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
+              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "systems": {}}
+    for criterion in CRITERIA:
+        pairs = [(r["judge"][criterion], r["human"][criterion]) for r in rows
+                 if criterion in r["judge"] and criterion in r["human"]]
+        stats = agreement([p[0] for p in pairs], [p[1] for p in pairs])
+        stats["judge_mean"] = _mean([p[0] for p in pairs])
+        stats["human_mean"] = _mean([p[1] for p in pairs])
+        result["criteria"][criterion] = stats
+        if len(raters) > 1:
+            result["rater_agreement"][criterion] = _rater_pairs(raters, criterion)
+    for system in key.get("systems") or sorted({i["system"] for i in items.values()}):
+        mine = [r for r in rows if r["system"] == system]
+        result["systems"][system] = {c: {"human": bootstrap_ci([r["human"].get(c) for r in mine]),
+                                         "judge": bootstrap_ci([r["judge"].get(c) for r in mine if c in r["human"]])}
+                                     for c in CRITERIA}
+    result["paired"] = _human_pairs(rows, list(result["systems"]))
+    out = Path(out_dir)
+    atomic_write_jsonl(out / "human_scores.jsonl", rows)
+    atomic_write_json(out / "agreement.json", result)
+    atomic_write_text(out / "agreement.md", agreement_markdown(result))
+    return result
+
+
+def _item_rows(items: dict, raters: dict, judged: list[dict]) -> list[dict]:
+    rows = []
+    for item_id in sorted(items):
+        per_rater = {name: scores[item_id] for name, scores in raters.items() if scores.get(item_id)}
+        if not per_rater:
+            continue
+        human = {c: _mean([s[c] for s in per_rater.values() if c in s]) for c in CRITERIA}
+        info = items[item_id]
+        rows.append({"item_id": item_id, "system": info["system"], "prompt_id": info["prompt_id"],
+                     "variety": info.get("variety"), "human": {c: v for c, v in human.items() if v is not None},
+                     "raters": per_rater, "judge": judged[info["eval_index"]].get(info["prompt_id"], {})})
+    return rows
+
+
+def _human_pairs(rows: list[dict], systems: list[str]) -> list[dict]:
+    """Per pair of systems and criterion, a paired comparison of human scores on the prompts both were rated on."""
+    out = []
+    for a, b in itertools.combinations(systems, 2):
+        for criterion in CRITERIA:
+            sa = {r["prompt_id"]: r["human"][criterion] for r in rows if r["system"] == a and criterion in r["human"]}
+            sb = {r["prompt_id"]: r["human"][criterion] for r in rows if r["system"] == b and criterion in r["human"]}
+            if set(sa) & set(sb):
+                out.append({"a": a, "b": b, "criterion": criterion, **paired_comparison(sa, sb)})
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
+    out = []
+    for (a, sa), (b, sb) in itertools.combinations(raters.items(), 2):
+        shared = sorted(i for i in set(sa) & set(sb) if criterion in sa[i] and criterion in sb[i])
+        out.append({"raters": [a, b], **agreement([sa[i][criterion] for i in shared], [sb[i][criterion] for i in shared])})
+    return out
+
+
+def agreement_markdown(result: dict) -> str:
+    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["# Judge-human agreement", "",
+             f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
+             "kappa compares it rounded half up to 1-5 with the judge's score.", "",
+             "| criterion | n | Spearman rho | p | kappa | kappa (quadratic) | judge mean | human mean |",
+             "|---|---|---|---|---|---|---|---|"]
+    for criterion, s in result["criteria"].items():
+        lines.append(f"| {criterion} | {s['n']} | {fmt(s['spearman'])} | {fmt(s['spearman_p'])} | {fmt(s['kappa'])} | "
+                     f"{fmt(s['kappa_quadratic'])} | {fmt(s['judge_mean'])} | {fmt(s['human_mean'])} |")
+    if result["rater_agreement"]:
+        lines += ["", "## Rater against rater", "", "| criterion | raters | n | Spearman rho | kappa | kappa (quadratic) |",
+                  "|---|---|---|---|---|---|"]
+        for criterion, pairs in result["rater_agreement"].items():
+            for p in pairs:
+                lines.append(f"| {criterion} | {' / '.join(p['raters'])} | {p['n']} | {fmt(p['spearman'])} | "
+                             f"{fmt(p['kappa'])} | {fmt(p['kappa_quadratic'])} |")
+    lines += ["", "## Scores per system (mean [95% bootstrap CI], on the rated items)", "",
+              "| system | criterion | human | judge |", "|---|---|---|---|"]
+    cell = lambda s: "–" if s["mean"] is None else f"{s['mean']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] (n={s['n']})"  # noqa: E731
+    for system, per_criterion in result["systems"].items():
+        for criterion, s in per_criterion.items():
+            lines.append(f"| {system} | {criterion} | {cell(s['human'])} | {cell(s['judge'])} |")
+    if result.get("paired"):
+        lines += ["", "## Human scores, system against system (same prompts)", "",
+                  "| A | B | criterion | n | A - B [95% CI] | win/tie/loss | p |", "|---|---|---|---|---|---|---|"]
+        for p in result["paired"]:
+            lines.append(f"| {p['a']} | {p['b']} | {p['criterion']} | {p['n']} | {p['mean_diff']:+.2f} "
+                         f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] | {p['win_rate']:.2f}/{p['tie_rate']:.2f}/"
+                         f"{p['loss_rate']:.2f} | {p['p_value']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,70 @@
+"""Fresh evaluation prompts: sampled per variety, seeded, disjoint from the training run's prompts, saved as JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from arastory.errors import ConfigError, DataError
+from arastory.io import atomic_write_jsonl, iter_jsonl
+from arastory.prompts import PromptSampler
+from arastory.text import normalize_for_hash
+
+PROMPT_FIELDS = ("id", "variety", "prompt", "features")
+
+
+def sample_eval_prompts(varieties: list[str], n_per_variety: int, seed: int, exclude: set[str],
+                        p_optional: float | None = None, max_tries_factor: int = 50) -> list[dict]:
+    """`n_per_variety` distinct prompts per variety whose normalized text is not in `exclude` (resampled on collision)."""
+    if n_per_variety <= 0:
+        raise ConfigError("n_per_variety", f"must be a positive integer, got {n_per_variety}")
+    rows = []
+    for variety in varieties:
+        sampler = PromptSampler(variety, p_optional=p_optional, seed=_variety_seed(seed, variety))
+        taken, tries = set(), 0
+        while len(taken) < n_per_variety:
+            tries += 1
+            if tries > n_per_variety * max_tries_factor:
+                raise ConfigError("n_per_variety", f"could not sample {n_per_variety} fresh {variety} prompts "
+                                  f"that avoid the training prompts ({len(taken)} found)")
+            features = sampler.sample_features()
+            prompt = sampler.render(features)
+            key = normalize_for_hash(prompt)
+            if key in exclude or key in taken:
+                continue  # shared with training, or a repeat: draw again
+            taken.add(key)
+            rows.append({"id": f"eval-{variety}-{len(taken) - 1:04d}", "variety": variety, "prompt": prompt,
+                         "features": features})
+    return rows
+
+
+def _variety_seed(seed: int, variety: str) -> int:
+    """One stream per variety, so adding a variety never changes another's prompts."""
+    return seed * 1000 + sum(ord(c) for c in variety)
+
+
+def save_prompts(path: str | Path, rows: list[dict]) -> None:
+    atomic_write_jsonl(path, [{k: row[k] for k in PROMPT_FIELDS} for row in rows])
+
+
+def load_prompts(path: str | Path) -> list[dict]:
+    """A saved prompts.jsonl (or any JSONL with id, variety, prompt); file:line errors for bad rows."""
+    rows, ids = [], set()
+    for lineno, row in iter_jsonl(path):
+        missing = [k for k in ("id", "variety", "prompt") if not row.get(k)]
+        if missing:
+            raise DataError(path, f"missing {', '.join(missing)}", lineno)
+        if row["id"] in ids:
+            raise DataError(path, f"duplicate id '{row['id']}'", lineno)
+        ids.add(row["id"])
+        rows.append({"id": row["id"], "variety": row["variety"], "prompt": row["prompt"],
+                     "features": row.get("features") or {}})
+    if not rows:
+        raise DataError(path, "no prompts")
+    return rows
+
+
+def check_disjoint(rows: list[dict], exclude: set[str], path) -> None:
+    """A reused prompt set must not share a prompt with the training data either."""
+    shared = [row["id"] for row in rows if normalize_for_hash(row["prompt"]) in exclude]
+    if shared:
+        raise DataError(path, f"{len(shared)} prompt(s) also occur in the run's training data, e.g. '{shared[0]}'")

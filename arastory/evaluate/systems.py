@@ -1,0 +1,327 @@
+"""The systems evaluation can score: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible chat model.
+
+Each config in conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before anything
+is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or with vLLM
+(`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from arastory.errors import ConfigError
+from arastory.records import StoryRecord
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class Sampling:
+    """Decoding settings shared by every system (`sampling.*` in conf/evaluate.yaml)."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    do_sample: bool = True
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    """A training run dir's saved config.yaml (one-line error when `run=` is not a finished run dir)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError("run", f"'{run_dir}' is not a training run dir (no config.yaml in it)")
+    return OmegaConf.load(run_dir / "config.yaml")
+
+
+def run_system_name(run_cfg: DictConfig) -> str:
+    suffix = f"_{run_cfg.name}" if run_cfg.get("name") else ""
+    return f"{run_cfg.strategy.name}-{run_cfg.dialect}{suffix}"
+
+
+# ----------------------------------------------------------------------------------------------------------- specs
+@dataclass
+class RunSystem:
+    """`system=run`: the run's base model (model/quant from its config.yaml) with its final adapter (adapter/)."""
+
+    run_dir: str | None = None
+    name: str | None = None
+    backend: str = "hf"
+    merge: bool = False          # vLLM only: merge the adapter into a bf16 copy of the base (never into 4-bit weights)
+    batch_size: int = 8
+    device: str | None = None
+    kind: str = "local"
+
+    def check(self) -> None:
+        if not self.run_dir:
+            raise ConfigError("run", "system=run needs a training run dir: `python evaluate.py run=outputs/train/<date>/<time>`")
+        cfg = load_run_config(self.run_dir)
+        if not (Path(self.run_dir) / "adapter" / "adapter_config.json").exists():
+            raise ConfigError("run", f"'{self.run_dir}' has no adapter/ (did the training run finish?)")
+        _check_backend(self.backend)
+        self.name = self.name or run_system_name(cfg)
+
+    def open(self) -> "LocalGenerator":
+        from hydra.utils import instantiate
+        from peft import PeftModel
+
+        from arastory.train.model import load_model, load_tokenizer, resolve_model_path
+
+        cfg = load_run_config(self.run_dir)
+        adapter_dir = str(Path(self.run_dir) / "adapter")
+        base_path = resolve_model_path(cfg.model)
+        tokenizer = load_tokenizer(adapter_dir, cfg.model.trust_remote_code)
+        if self.backend == "vllm":
+            return VLLMGenerator(self.name, base_path, tokenizer, cfg.data.max_length, adapter_dir=adapter_dir,
+                                 merge=self.merge, lora_rank=int(cfg.peft.r), trust_remote_code=cfg.model.trust_remote_code)
+        base = load_model(base_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
+                          cfg.model.trust_remote_code, for_training=False)
+        model = PeftModel.from_pretrained(base, adapter_dir)
+        return LocalGenerator(self.name, model, tokenizer, cfg.data.max_length, self.batch_size,
+                              meta={"base": str(cfg.model.name_or_path or base_path), "adapter": adapter_dir})
+
+
+@dataclass
+class HFSystem:
+    """`system=hf`: any HF causal LM (hub id or local path) zero-shot, e.g. the study's AceGPT-7B-chat baseline."""
+
+    model: str | None = None
+    name: str | None = None
+    quant: str | None = None     # null (full precision) | nf4 (bitsandbytes 4-bit)
+    dtype: str = "bfloat16"
+    attn_implementation: str | None = "sdpa"
+    trust_remote_code: bool = False
+    backend: str = "hf"
+    batch_size: int = 8
+    max_length: int = 2048       # prompt + story tokens for perplexity
+    kind: str = "local"
+
+    def check(self) -> None:
+        if not self.model:
+            raise ConfigError("system.model", "is empty; name an HF id or a local path, e.g. system.model=FreedomIntelligence/AceGPT-7B-chat")
+        from arastory.train.model import check_model_path
+        try:
+            check_model_path(str(self.model))
+        except ConfigError as error:
+            raise ConfigError("system.model", str(error).split(": ", 2)[-1]) from None
+        if self.quant not in (None, "nf4"):
+            raise ConfigError("system.quant", f"'{self.quant}' is not one of: null, nf4")
+        _check_backend(self.backend)
+        self.name = self.name or str(self.model)
+
+    def open(self) -> "LocalGenerator":
+        from arastory.train.model import load_model, load_tokenizer, resolve_model_path
+
+        path = resolve_model_path(OmegaConf.create({"name_or_path": self.model}))
+        tokenizer = load_tokenizer(path, self.trust_remote_code)
+        if self.backend == "vllm":
+            return VLLMGenerator(self.name, path, tokenizer, self.max_length, trust_remote_code=self.trust_remote_code)
+        quant = None
+        if self.quant == "nf4":
+            from transformers import BitsAndBytesConfig
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=getattr(torch, self.dtype))
+        model = load_model(path, quant, self.dtype, self.attn_implementation, self.trust_remote_code, for_training=False)
+        return LocalGenerator(self.name, model, tokenizer, self.max_length, self.batch_size, meta={"model": str(self.model)})
+
+
+@dataclass
+class OpenAISystem:
+    """`system=openai`: any OpenAI-compatible chat model (gpt-3.5-turbo, or Command-R behind a compatible endpoint)."""
+
+    model: str = "gpt-3.5-turbo"
+    name: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    max_retries: int = 6
+    concurrency: int = 8
+    kind: str = "api"
+    _client: object = field(default=None, repr=False)
+
+    def check(self) -> None:
+        from arastory.llm import ChatClient
+
+        self._client = ChatClient(self.model, self.base_url, self.api_key_env, self.timeout, self.max_retries,
+                                  key_hint="or evaluate a local system (system=run or system=hf)")
+        self.name = self.name or self.model
+
+    def open(self) -> "APIGenerator":
+        if self._client is None:
+            self.check()
+        return APIGenerator(self.name, self._client, self.concurrency)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError("system.backend", f"'{backend}' is not one of: {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        import importlib.util
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("system.backend", "vllm is not installed (`pip install vllm`, GPU only); use system.backend=hf")
+
+
+# ------------------------------------------------------------------------------------------------------ generators
+class LocalGenerator:
+    """A loaded transformers model: batched, left-padded sampling and perplexity of prompt→story records."""
+
+    kind = "local"
+
+    def __init__(self, name: str, model, tokenizer, max_length: int, batch_size: int, meta: dict | None = None):
+        from arastory.train.formatting import ExampleFormatter
+
+        self.name, self.model, self.tokenizer, self.batch_size = name, model, tokenizer, batch_size
+        self.formatter = ExampleFormatter(tokenizer, max_length=max_length, overflow="truncate")
+        self.meta = meta or {}
+        self.model.eval()
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
+        """One story per prompt; the batch is left-padded so every prompt ends right where generation starts."""
+        pad = self.tokenizer.pad_token_id
+        encoded = [self.formatter.prompt_ids(p) for p in prompts]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, ids in enumerate(encoded):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        device = self.model.device
+        torch.manual_seed(seed)
+        output = self.model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=sampling.max_new_tokens,
+            do_sample=sampling.do_sample, temperature=sampling.temperature if sampling.do_sample else None,
+            top_p=sampling.top_p if sampling.do_sample else None, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        return [self._decode(row[width:].tolist()) for row in output]
+
+    def _decode(self, new_ids: list[int]) -> dict:
+        eos = self.tokenizer.eos_token_id
+        finished = eos in new_ids
+        new_ids = new_ids[: new_ids.index(eos)] if finished else new_ids
+        return {"story": self.tokenizer.decode(new_ids, skip_special_tokens=True).strip(),
+                "meta": {"new_tokens": len(new_ids), "finished": finished}}
+
+    @torch.no_grad()
+    def perplexity(self, records: list[StoryRecord]) -> float | None:
+        """exp(mean token loss) of the stories given their prompts (story tokens + EOS, as in training)."""
+        from arastory.train.datamodule import pad_collate
+
+        examples = [e for e in (self.formatter.encode(r.prompt, r.story) for r in records) if e is not None]
+        if not examples:
+            return None
+        collate = pad_collate(self.tokenizer.pad_token_id)
+        loss_sum, tokens = 0.0, 0
+        for start in range(0, len(examples), self.batch_size):
+            batch = {k: v.to(self.model.device) for k, v in collate(examples[start:start + self.batch_size]).items()}
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            labels = batch["labels"][:, 1:]
+            loss_sum += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                                                ignore_index=-100, reduction="sum"))
+            tokens += int((labels != -100).sum())
+        return round(math.exp(min(loss_sum / tokens, 50)), 4) if tokens else None
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class VLLMGenerator:
+    """vLLM generation (UNTESTED in this project: vLLM needs a GPU). The adapter is applied per request with a
+    LoRARequest, or with `merge=true` merged into a bf16 copy of the base (cached); never into 4-bit weights."""
+
+    kind = "local"
+
+    def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
+                 merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False):
+        from vllm import LLM
+
+        from arastory.train.formatting import ExampleFormatter
+
+        self.name, self.tokenizer = name, tokenizer
+        self.formatter = ExampleFormatter(tokenizer, max_length=max_length)
+        self.meta = {"backend": "vllm", "base": base_path, "adapter": adapter_dir, "merged": bool(adapter_dir and merge)}
+        self.lora_request = None
+        if adapter_dir and merge:
+            base_path = merged_bf16_copy(base_path, adapter_dir, trust_remote_code)
+        elif adapter_dir:
+            from vllm.lora.request import LoRARequest
+            self.lora_request = LoRARequest("adapter", 1, adapter_dir)
+        self.llm = LLM(model=base_path, tokenizer=adapter_dir or base_path, dtype="bfloat16",
+                       enable_lora=self.lora_request is not None, max_lora_rank=max(lora_rank, 8),
+                       trust_remote_code=trust_remote_code)
+
+    def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=sampling.max_new_tokens, seed=seed,
+                                temperature=sampling.temperature if sampling.do_sample else 0.0,
+                                top_p=sampling.top_p if sampling.do_sample else 1.0)
+        inputs = [{"prompt_token_ids": self.formatter.prompt_ids(p)} for p in prompts]
+        outputs = self.llm.generate(inputs, params, lora_request=self.lora_request, use_tqdm=False)
+        return [{"story": o.outputs[0].text.strip(), "meta": {"new_tokens": len(o.outputs[0].token_ids),
+                                                              "finished": o.outputs[0].finish_reason == "stop"}}
+                for o in outputs]
+
+    def perplexity(self, records) -> None:
+        return None  # not measured with vLLM; use system.backend=hf for perplexity
+
+    def close(self) -> None:
+        self.llm = None
+        gc.collect()
+
+
+def merged_bf16_copy(base_path: str, adapter_dir: str, trust_remote_code: bool = False) -> str:
+    """Base + adapter merged in bfloat16 (the base reloaded unquantized), saved once under cache_dir()/merged."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from arastory.io import file_fingerprint, fingerprint
+    from arastory.paths import cache_dir
+
+    key = fingerprint(base_path, file_fingerprint(Path(adapter_dir) / "adapter_model.safetensors"))
+    target = cache_dir() / "merged" / key
+    if (target / "config.json").exists():
+        return str(target)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    staging = target.with_name(f".{key}.tmp")
+    merged.save_pretrained(staging)
+    staging.rename(target)
+    return str(target)
+
+
+class APIGenerator:
+    """Stories from an OpenAI-compatible chat model, one request per prompt, several in flight."""
+
+    kind = "api"
+
+    def __init__(self, name: str, client, concurrency: int):
+        self.name, self.client, self.concurrency = name, client, concurrency
+        self.meta = {"model": client.model, "base_url": client.base_url}
+
+    def generate_one(self, prompt: str, sampling: Sampling) -> dict:
+        params = {"max_tokens": sampling.max_new_tokens}
+        if sampling.do_sample:
+            params.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            params["temperature"] = 0
+        response = self.client.chat([{"role": "user", "content": prompt}], **params)
+        return {"story": response.text.strip(), "meta": {"usage": response.usage, "retries": response.retries,
+                                                         "model": response.model}}
+
+    def perplexity(self, records) -> None:
+        return None  # an API model's token probabilities are not available
+
+    def close(self) -> None:
+        pass
