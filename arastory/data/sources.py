@@ -45,3 +45,12 @@ class ParallelSource:
 
     def load(self) -> list[StoryRecord]:
         return [pair.as_story() for pair in self.load_pairs()]
+
+    def input_path(self) -> Path:
+        """The parallel .jsonl behind `path` (the bundled file for `bundled`), for the streaming filter."""
+        if self.path == "bundled":
+            from arastory.data.bundled import PARALLEL_FILE
+            return PARALLEL_FILE
+        if not Path(self.path).exists():
+            raise ConfigError(f"{self.key}.path", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
+        return Path(self.path)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from arastory.data.splits import nested_subset, split_heldout
 from arastory.errors import ConfigError
+from arastory.filter.training import filter_enabled, filter_translated
 from arastory.records import VARIETIES, StoryRecord
 
 DIALECTS = (*VARIETIES, "all")
@@ -28,14 +30,24 @@ class TrainingData:
     counts: dict[str, dict] = field(default_factory=dict)
 
 
-def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], seed: int) -> TrainingData:
-    """Load each data source a stage needs; split held-out records by id hash, then take nested subsets."""
+def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], seed: int,
+                        out_dir: str | Path | None = None) -> TrainingData:
+    """Load each data source a stage needs; split held-out records by id hash, then take nested subsets.
+
+    With `data.filter.enabled`, the translated pairs pass the translation filter first (outputs in <out_dir>/filter).
+    """
     varieties = selected_varieties(dialect)
     train, counts = {}, {}
     val: dict[str, list[StoryRecord]] = {}
     for name in needed:
         source = instantiate(data_cfg[name])
-        records = source.load()
+        filtered = None
+        if name == "translated" and filter_enabled(data_cfg):
+            pairs, filtered = filter_translated(source, data_cfg.filter, _heldout_synthetic(data_cfg, seed),
+                                                Path(out_dir) / "filter" if out_dir else None)
+            records = [pair.as_story() for pair in pairs]
+        else:
+            records = source.load()
         if name == "synthetic":
             records = [r for r in records if r.variety in varieties]
         fit, held = split_heldout(records, data_cfg.val_fraction, seed)
@@ -46,6 +58,8 @@ def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], s
         train[name] = fit
         counts[name] = {"read": len(records), "train": len(fit), "heldout": len(held),
                         "train_per_variety": dict(Counter(r.variety for r in fit))}
+        if filtered:
+            counts[name]["filter"] = filtered
         if name == "synthetic":
             val = {v: [r for r in held if r.variety == v] for v in varieties}
     if not val and "synthetic" not in needed:
@@ -54,6 +68,11 @@ def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], s
         held = split_heldout(records, data_cfg.val_fraction, seed)[1]
         val = {v: [r for r in held if r.variety == v] for v in varieties}
     return TrainingData(train=train, val=val, counts=counts)
+
+
+def _heldout_synthetic(data_cfg: DictConfig, seed: int) -> list[StoryRecord]:
+    """Every variety's held-out synthetic stories: evaluation items no translated training pair may near-duplicate."""
+    return split_heldout(instantiate(data_cfg.synthetic).load(), data_cfg.val_fraction, seed)[1]
 
 
 def _subset_per_variety(records: list[StoryRecord], size: int | None, seed: int) -> list[StoryRecord]:

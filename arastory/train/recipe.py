@@ -59,7 +59,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     stages = list(cfg.strategy.stages)
-    data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed)
+    data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
+                               out_dir=run_dir)
     save_run_config(cfg, run_dir)
 
     model_path = resolve_model_path(cfg.model)

@@ -1,0 +1,49 @@
+"""`python -m arastory.filter`: filter EN→AR pairs into kept.jsonl / rejected.jsonl with a report and plots.
+
+    python -m arastory.filter input=bundled out=outputs/filter/bundled encoder=lexicon
+    python -m arastory.filter input=parallel.jsonl out=outputs/filter/t090 encoder=labse filter.threshold=0.9
+    python -m arastory.filter -m input=parallel.jsonl filter.threshold=0.85,0.9,0.92,0.95   # encodes once
+"""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from arastory.cli import check_overrides, one_line_errors, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(config_path="../../conf", config_name="filter", version_base="1.3")
+@one_line_errors
+def main(cfg: DictConfig) -> dict:
+    from arastory.filter.build import build_encoder, encoder_config, input_path, settings_from_config
+    from arastory.filter.pipeline import Filter
+
+    settings = settings_from_config(cfg.filter)
+    encoder = build_encoder(encoder_config(cfg.encoder))
+    out = cfg.out or HydraConfig.get().runtime.output_dir
+    name = HydraConfig.get().runtime.choices.get("encoder")
+    flt = Filter(input_path(cfg.input), out, encoder, settings, encoder_name=name)
+    report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
+    print_summary(report)
+    return report
+
+
+def print_summary(report: dict) -> None:
+    counts = report["counts"]
+    rejected = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_check"].items() if v)
+    print(f"[arastory.filter] {counts['read']} pairs read ({counts['input_errors']} bad lines skipped), "
+          f"encoder {report['encoder']['name']} ({report['encoder']['id']}), threshold {report['threshold']}")
+    print(f"  rejected by checks: {rejected or 'none'}")
+    print(f"  below threshold: {counts['below_threshold']}  kept at threshold: {counts['kept_at_threshold']}  "
+          f"duplicates: {counts['duplicate']}  near-duplicates: {counts['near_duplicate']}  leakage: {counts['leakage']}")
+    print(f"  kept {counts['kept']} of {counts['read']}; cache: {report['cache']}")
+    print(f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, kept_vs_threshold.png")
+
+
+if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
+    main()

@@ -1,0 +1,155 @@
+"""The translation filter: real signal on the bundled set, cache reuse across thresholds, dedup, leakage, bad input, CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from arastory.data.bundled import PARALLEL_FILE, load_bundled_parallel
+from arastory.filter.build import build_encoder, encoder_config, settings_from_config
+from arastory.filter.dedup import DedupSettings, near_duplicates
+from arastory.filter.pipeline import Filter
+from arastory.paths import CONF_DIR
+from arastory.records import StoryRecord
+from tests.conftest import run_cli
+
+FILTER_CONF = OmegaConf.create({"filter": OmegaConf.load(CONF_DIR / "filter_settings" / "default.yaml")})
+
+
+def settings(**overrides):
+    section = OmegaConf.merge(FILTER_CONF.filter, {"progress": False, "plots": False, **overrides})
+    return settings_from_config(section)
+
+
+def lexicon():
+    return build_encoder(encoder_config("lexicon"))
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_lexicon_scorer_rejects_every_planted_flaw_at_default_settings(tmp_path):
+    report = Filter(PARALLEL_FILE, tmp_path, lexicon(), settings()).run()
+    labels, counts = report["labels"], report["counts"]
+    assert labels["flawed"]["n"] == 24 and labels["flawed"]["rejected"] == 24
+    assert labels["faithful"]["n"] == 80 and labels["faithful"]["kept"] / 80 >= 0.9
+    assert labels["flawed"]["mean_similarity"] < labels["faithful"]["mean_similarity"] - 0.3
+    rejected = {r["id"]: r for r in read_jsonl(tmp_path / "rejected.jsonl")}
+    truth = {p.id: p.flaw for p in load_bundled_parallel()}
+    # The flaws no cheap check can see are caught by the lexicon score itself.
+    for row in rejected.values():
+        if truth[row["id"]] in ("meaning_changed", "other_story"):
+            assert row["reason"] == "below_threshold" and row["score"] < 0.92, row["id"]
+    assert {truth[i] for i, r in rejected.items() if r["reason"] == "wrong_variety"} == {"wrong_variety"}
+    assert {truth[i] for i, r in rejected.items() if r["reason"] == "untranslated"} == {"untranslated"}
+    assert counts["read"] == 104 and counts["kept"] + counts["rejected"] == 104
+    assert counts["kept"] == len(read_jsonl(tmp_path / "kept.jsonl"))
+    assert all(r["meta"]["similarity"] >= 0.92 for r in read_jsonl(tmp_path / "kept.jsonl"))
+    print(f"\nbundled: flawed rejected {labels['flawed']['rejected']}/24, faithful kept {labels['faithful']['kept']}/80, "
+          f"mean similarity flawed {labels['flawed']['mean_similarity']} vs faithful {labels['faithful']['mean_similarity']}")
+
+
+def test_training_and_cli_compose_the_same_filter_settings():
+    from hydra import compose, initialize_config_dir
+
+    from arastory.cli import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        training = compose(config_name="train").data.filter
+        cli = compose(config_name="filter").filter
+    assert training.enabled and training.threshold == 0.92 and training.encoder == "lexicon"
+    for part in ("threshold", "checks", "dedup", "leakage"):
+        assert training[part] == cli[part] == FILTER_CONF.filter[part], part
+
+
+def test_exact_and_near_duplicates_leave_the_set(tmp_path):
+    pairs = [p.to_dict() for p in load_bundled_parallel() if p.flaw is None][:20]
+    exact = {**pairs[3], "id": "copy-exact", "ar_story": "  " + pairs[3]["ar_story"].replace("،", " ، ") + "!"}
+    sentences = pairs[5]["ar_story"].split(". ")
+    near = {**pairs[5], "id": "copy-near", "ar_story": ". ".join(sentences[:-1] + ["وكانت النهاية جميلة جدًا"]),
+            "en_story": pairs[5]["en_story"] + " The end."}
+    path = write_jsonl(tmp_path / "in.jsonl", pairs + [exact, near])
+    report = Filter(path, tmp_path / "out", lexicon(), settings()).run()
+    rejected = {r["id"]: r["reason"] for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")}
+    assert rejected == {"copy-exact": "duplicate", "copy-near": "near_duplicate"}
+    assert report["counts"]["duplicate"] == 1 and report["counts"]["near_duplicate"] == 1
+    assert report["dedup_index"] == "flat"
+
+
+def test_ivf_index_finds_the_same_near_duplicates_as_flat():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3000, 32)).astype(np.float32)
+    planted = np.arange(100, 3000, 97)
+    base[planted] = base[planted - 50] + 0.01 * rng.normal(size=(len(planted), 32))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    candidates = np.arange(len(base))
+    flat, kind_flat = near_duplicates(candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=10_000))
+    ivf, kind_ivf = near_duplicates(candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=1000,
+                                                                    nprobe=64, chunk_size=500))
+    assert kind_flat == "flat" and kind_ivf.startswith("ivf")
+    assert set(flat) == set(planted) and set(ivf) == set(planted)
+
+
+def test_leakage_guard_drops_pairs_that_match_an_eval_item(tmp_path):
+    pairs = [p for p in load_bundled_parallel() if p.flaw is None][:12]
+    eval_file = tmp_path / "eval.jsonl"
+    leaked_story = StoryRecord(id="eval-1", variety="msa", prompt="اكتب قصة عن أي شيء.", story=pairs[2].ar_story + " ثم نام.")
+    leaked_prompt = StoryRecord(id="eval-2", variety="msa", prompt=pairs[7].ar_prompt, story="قصة أخرى تماما عن القمر والنجوم.")
+    write_jsonl(eval_file, [leaked_story.to_dict(), leaked_prompt.to_dict()])
+    path = write_jsonl(tmp_path / "in.jsonl", [p.to_dict() for p in pairs])
+    report = Filter(path, tmp_path / "out", lexicon(), settings(leakage={"eval_files": [str(eval_file)]})).run()
+    rejected = {r["id"]: r["reason"] for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")}
+    assert rejected == {pairs[2].id: "leakage", pairs[7].id: "leakage"}
+    assert report["counts"]["leakage"] == 2 and report["eval_items"] == 2
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_a_killed_encoding_resumes_where_it_stopped(tmp_path):
+    encoder = lexicon()
+    real, calls = encoder.encode_pairs, []
+
+    def dies_on_third_chunk(pairs):
+        calls.append(len(pairs))
+        if len(calls) == 3:
+            raise Killed("simulated kill")
+        return real(pairs)
+
+    encoder.encode_pairs = dies_on_third_chunk
+    data = tmp_path / "pairs.jsonl"  # its own bytes, so no other test's cache entry matches
+    data.write_text(PARALLEL_FILE.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(Killed):
+        Filter(data, tmp_path / "a", encoder, settings(chunk_size=32)).run()
+    assert not (tmp_path / "a" / "kept.jsonl").exists()
+    report = Filter(data, tmp_path / "b", lexicon(), settings(chunk_size=32)).run()
+    assert report["cache"]["scores"] == "resumed at 64" and report["cache"]["pairs_encoded"] == 104 - 64
+    assert report["counts"]["read"] == 104
+
+
+def test_bad_input_names_file_and_line_or_is_skipped_and_counted(tmp_path):
+    good = [p.to_dict() for p in load_bundled_parallel()[:4]]
+    missing = {k: v for k, v in good[0].items() if k != "ar_story"} | {"id": "no-ar"}
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps(good[0], ensure_ascii=False), "{not json", json.dumps(missing, ensure_ascii=False),
+             *(json.dumps(g, ensure_ascii=False) for g in good[1:])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run_cli(["-m", "arastory.filter", f"input={path}", f"out={tmp_path}/out", "encoder=lexicon", "wandb.mode=disabled"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"data error: {path}:2: invalid JSON (Expecting property name enclosed in double quotes)"
+    assert not (tmp_path / "out" / "kept.jsonl").exists()
+    report = Filter(path, tmp_path / "skip", lexicon(), settings(on_error="skip")).run()
+    assert report["counts"]["input_errors"] == 2 and report["counts"]["read"] == 4
+    assert f"{path}:3: missing field(s): ar_story" in report["input_error_examples"][1]
+    proc = run_cli(["-m", "arastory.filter", f"input={path}", "encoder=nope"])
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("config error: encoder: 'nope' is not one of: labse, lexicon")
