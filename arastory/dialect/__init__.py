@@ -1,1 +1,8 @@
-"""Dialect identification: published marker words and a character n-gram classifier."""
+"""Dialect identification: published marker words, a character n-gram classifier and an optional CAMeL Tools backend."""
+
+from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load_or_train, training_records
+from arastory.dialect.identify import CamelIdentifier, ngram_identifier
+from arastory.dialect.markers import MARKERS, markers_in
+
+__all__ = ["DialectAnalysis", "DialectClassifier", "load_or_train", "training_records", "CamelIdentifier",
+           "ngram_identifier", "MARKERS", "markers_in"]

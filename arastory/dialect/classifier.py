@@ -81,6 +81,9 @@ class DialectClassifier:
         share = float(np.mean([p == target for p in self.predict(units)]))
         return DialectAnalysis(probs, predicted, share, markers_in(story))
 
+    def analyze_many(self, stories: list[str], targets: list[str | None]) -> list[DialectAnalysis]:
+        return [self.analyze(story, target) for story, target in zip(stories, targets)]
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,10 +111,40 @@ def load_or_train(records: list[StoryRecord], use_cache: bool = True, **params) 
     return model
 
 
-def training_records(source: str = "bundled") -> list[StoryRecord]:
-    """Labelled text for the classifier: `bundled` (default) or a path to JSONL/released CSVs."""
+def training_records(source: str | list | dict = "bundled") -> list[StoryRecord]:
+    """Labelled text for the classifier.
+
+    `source` is `bundled` (default), a path to story JSONL / released CSVs / a folder of them, a list of such
+    sources, or a mapping {variety: path} whose files are all of that variety (.txt: one text per non-blank line).
+    """
+    if _is_sequence(source):   # lists and tuples, also OmegaConf ListConfig
+        return [record for item in source for record in training_records(item)]
+    if hasattr(source, "items"):   # dicts, also OmegaConf DictConfig
+        return [record for variety, path in source.items() for record in _labelled_file(str(path), str(variety))]
+    source = str(source)
     if source == "bundled":
         from arastory.data.bundled import load_bundled_stories
         return load_bundled_stories()
     from arastory.data.readers import read_stories
     return read_stories(source)
+
+
+def _is_sequence(obj) -> bool:
+    return not isinstance(obj, (str, bytes, dict)) and hasattr(obj, "__iter__") and not hasattr(obj, "items")
+
+
+def _labelled_file(path: str, variety: str) -> list[StoryRecord]:
+    """Every text in `path` labelled `variety` (plain .txt: one text per non-blank line; else a story file)."""
+    from arastory.errors import DataError
+
+    file = Path(path)
+    if not file.exists():
+        raise DataError(file, "file not found")
+    if file.suffix == ".txt":
+        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [StoryRecord(id=f"{file.stem}-{i}", variety=variety, prompt="", story=line) for i, line in enumerate(lines)]
+    from arastory.data.readers import read_stories
+    records = read_stories(file, variety=variety)
+    for record in records:
+        record.variety = variety
+    return records

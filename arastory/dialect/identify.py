@@ -1,0 +1,73 @@
+"""Dialect identification backends built from config: the char n-gram classifier (default) or CAMeL Tools' 6-way model.
+
+Both answer `analyze(story, target) -> DialectAnalysis` (variety probabilities, predicted variety, share of
+sentences in the target variety, marker words seen), which is what the synthesis gates and evaluation use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load_or_train, training_records
+from arastory.dialect.markers import markers_in
+from arastory.errors import ConfigError
+from arastory.text import sentences
+
+# CAMeL Tools' MADAR-6 labels → our varieties (the other three cities are reported as "other").
+CAMEL_LABELS = {"MSA": "msa", "CAI": "egy", "RAB": "mor"}
+
+
+def ngram_identifier(source="bundled", ngram_range=(1, 5), max_features: int = 200_000, C: float = 10.0,
+                     use_cache: bool = True) -> DialectClassifier:
+    """The character n-gram classifier trained on `source` (see `training_records`), cached by data and params."""
+    records = training_records(source)
+    return load_or_train(records, use_cache=use_cache, ngram_range=tuple(ngram_range),
+                         max_features=int(max_features), C=float(C))
+
+
+class CamelIdentifier:
+    """CAMeL Tools' DIDModel6 (MADAR 6-way: MSA, Cairo, Rabat, Beirut, Doha, Tunis), when installed with its data."""
+
+    def __init__(self, labels: dict[str, str] | None = None):
+        self.labels = dict(labels or CAMEL_LABELS)
+        self.model = _load_camel_model()
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels.values()))
+
+    def _scores(self, texts: list[str]) -> list[dict[str, float]]:
+        out = []
+        for prediction in self.model.predict(texts):
+            scores: dict[str, float] = {}
+            for label, score in prediction.scores.items():
+                variety = self.labels.get(label, "other")
+                scores[variety] = scores.get(variety, 0.0) + float(score)
+            out.append(scores)
+        return out
+
+    def analyze(self, story: str, target: str | None = None) -> DialectAnalysis:
+        probs = {k: round(v, 4) for k, v in self._scores([story])[0].items()}
+        predicted = max(probs, key=probs.get)
+        target = target or predicted
+        units = sentences(story) or [story]
+        share = float(np.mean([max(s, key=s.get) == target for s in self._scores(units)]))
+        return DialectAnalysis(probs, predicted, share, markers_in(story))
+
+    def analyze_many(self, stories: list[str], targets: list[str | None]) -> list[DialectAnalysis]:
+        return [self.analyze(story, target) for story, target in zip(stories, targets)]
+
+
+def _load_camel_model():
+    """Import camel_tools lazily; a one-line error says what to install when it or its data is missing."""
+    hint = "pip install camel-tools && camel_data -i dialectid-default (or use dialect_id=ngram)"
+    try:
+        import camel_tools.dialectid as dialectid
+    except ImportError:
+        raise ConfigError("dialect_id", f"the camel backend needs camel_tools, which is not installed: {hint}") from None
+    try:
+        if hasattr(dialectid, "DIDModel6"):
+            return dialectid.DIDModel6.pretrained()
+        return dialectid.DialectIdentifier.pretrained(model_name="model6")
+    except Exception as error:  # noqa: BLE001 - camel_tools raises several types when its data is absent
+        raise ConfigError("dialect_id", f"camel_tools' dialect model could not be loaded ({type(error).__name__}): {hint}") from None
