@@ -20,12 +20,16 @@ register_resolvers()
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @one_line_errors
 def main(cfg: DictConfig) -> dict:
-    from arastory.train.recipe import train
-    from arastory.train.report import print_summary
+    from arastory.train.checks import check_config
 
     run_dir = HydraConfig.get().runtime.output_dir
     if cfg.resume:  # hydra.run.dir already points at the resumed run dir
         cfg = OmegaConf.load(f"{cfg.resume}/config.yaml")
+    check_config(cfg)  # bad values stop here, before torch and Lightning are even imported
+
+    from arastory.train.recipe import train
+    from arastory.train.report import print_summary
+
     metrics = train(cfg, run_dir)
     print_summary(run_dir, metrics)
     return metrics
