@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from arastory.errors import DataError
@@ -148,3 +149,10 @@ def file_fingerprint(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter), streaming: never holds more than one batch."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -1,6 +1,5 @@
 """Config composition and fail-fast errors: every group option composes; bad values stop before any model is built."""
 
-import time
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -71,7 +70,6 @@ BAD = [
 @pytest.mark.parametrize("overrides,message", BAD, ids=[b[0][0] for b in BAD])
 def test_bad_config_fails_fast_with_one_line(overrides, message, tmp_path):
     extra = ["model.tiny=null"] if "model.name_or_path" in overrides[0] else []
-    start = time.time()
     proc = run_cli(["train.py", *FAST_TRAIN, *extra, *overrides, f"hydra.run.dir={tmp_path}/run"])
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]

@@ -21,7 +21,7 @@ from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
-from arastory.io import file_fingerprint, fingerprint, iter_jsonl
+from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl
 from arastory.records import ParallelRecord, StoryRecord
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
@@ -66,16 +66,6 @@ def iter_pairs(path: Path, on_error: str, errors: list) -> Iterator[ParallelReco
             continue
         yield ParallelRecord.from_dict(obj)
 
-
-def chunks(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def count_lines(path: Path) -> int:
@@ -152,7 +142,7 @@ class Filter:
         bar = tqdm(total=capacity - 1, unit="pair", desc=f"filter: checks+scores ({', '.join(missing)})",
                    disable=not self.settings.progress, dynamic_ncols=True)
         try:
-            for batch in chunks(iter_pairs(self.path, self.settings.on_error, self.errors), self.settings.chunk_size):
+            for batch in batched(iter_pairs(self.path, self.settings.on_error, self.errors), self.settings.chunk_size):
                 self._fill_chunk(stores, rows, batch, pool)
                 rows += len(batch)
                 bar.update(len(batch))

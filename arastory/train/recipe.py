@@ -25,7 +25,7 @@ from arastory.train.formatting import ExampleFormatter
 from arastory.train.generate import generate_samples
 from arastory.train.model import apply_lora, is_quantized, load_model, load_tokenizer, resolve_model_path
 from arastory.train.module import StoryLM
-from arastory.train.tracking import plain_config, wandb_logger
+from arastory.train.tracking import plain_config
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
 

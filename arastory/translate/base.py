@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from arastory.errors import ArastoryError
+from arastory.llm.client import RetryStats
 
 
 class TranslationFailed(Exception):
@@ -18,30 +18,15 @@ class TranslatorError(ArastoryError):
 
 
 @dataclass
-class UsageStats:
-    """What a run consumed: characters sent, tokens, requests and every retry by cause."""
+class UsageStats(RetryStats):
+    """What a run consumed: the client's request/retry counters plus characters, segments and tokens."""
 
     characters: int = 0
     segments: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
     failed_texts: int = 0
     truncated_segments: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 class Translator(ABC):

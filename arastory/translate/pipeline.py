@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from arastory.errors import ArastoryError, ConfigError, DataError
-from arastory.io import JsonlAppender, atomic_write_json, iter_jsonl, read_jsonl
+from arastory.io import JsonlAppender, atomic_write_json, batched, iter_jsonl, read_jsonl
 from arastory.records import ParallelRecord
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
 from arastory.translate.sources import SourceItem, fields_from_config, iter_source, source_kind, source_size
@@ -94,7 +94,7 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
     logs = _RunLogs(out)
     with JsonlAppender(out / "parallel.jsonl") as writer, logs, \
             tqdm(total=total, desc=f"translate ({translator.label})", unit="item", dynamic_ncols=True) as bar:
-        for batch in _batches(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
+        for batch in batched(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
             rows, failures = _translate_batch(batch, translator, cfg)
             for row in rows:
                 writer.write(row)
@@ -157,17 +157,6 @@ def _todo(items: Iterator, cfg: DictConfig, done: set, counts: Counts, logs: _Ru
             continue
         in_flight.add(entry.id)
         yield entry
-
-
-def _batches(items: Iterator[SourceItem], size: int) -> Iterator[list[SourceItem]]:
-    batch: list[SourceItem] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictConfig):
