@@ -48,6 +48,8 @@ def test_sequential_run_continues_one_adapter_through_two_stages(tmp_path):
     assert [(s["name"], s["data"], s["global_step"]) for s in metrics["stages"]] == [
         ("translated", "translated", 3), ("synthetic", "synthetic", 2)]
     assert metrics["data"]["translated"]["train"] == 6
+    assert [s["format"]["kept"] for s in metrics["stages"]] == [s["examples"] for s in metrics["stages"]] == [6, 18], \
+        "each stage counts its own examples"
     for stage in ("0_translated", "1_synthetic"):
         assert (run_dir / "stages" / stage / "adapter" / "adapter_model.safetensors").exists()
         assert (run_dir / "stages" / stage / "checkpoints" / "last.ckpt").exists()

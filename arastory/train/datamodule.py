@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from arastory.records import StoryRecord
-from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter
+from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 
 
 class TokenizedStories(Dataset):
@@ -66,7 +68,9 @@ class StoryDataModule(pl.LightningDataModule):
                  batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0):
         super().__init__()
         self.formatter = formatter
-        self.train_set = TokenizedStories(train, formatter)
+        train_formatter = dataclasses.replace(formatter, stats=FormatStats())  # this stage's own counts
+        self.train_set = TokenizedStories(train, train_formatter)
+        self.format_stats = train_formatter.stats
         self.val_sets = {name: TokenizedStories(records, formatter) for name, records in val_sets.items()}
         self.val_names = [name for name, ds in self.val_sets.items() if len(ds)]
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size

@@ -105,7 +105,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodules[k], verbose=False)[0].items()} \
             if datamodules[k].val_names else {}
         save_stage(model, trainer, stage_dir)
-        metrics["stages"].append(stage_summary(stage, trainer, train_loss, val, datamodules[k], formatter)
+        metrics["stages"].append(stage_summary(stage, trainer, train_loss, val, datamodules[k])
                                  | {"resumed_from_step": resumed_from})
         atomic_write_json(run_dir / METRICS_FILE, metrics)
 
@@ -162,9 +162,9 @@ def restore_previous_stage(model, prev_dir: Path, strategy_cfg):
     return torch.load(prev_dir / "optimizer.pt", weights_only=False)
 
 
-def stage_summary(stage, trainer, train_loss, val: dict, datamodule: StoryDataModule, formatter) -> dict:
+def stage_summary(stage, trainer, train_loss, val: dict, datamodule: StoryDataModule) -> dict:
     return {"name": stage.name, "data": stage.data, "examples": len(datamodule.train_set),
             "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
             "lr": float(stage.lr), "train_loss": None if train_loss is None else round(float(train_loss), 4),
             "val_loss": round(val["val/loss"], 4) if "val/loss" in val else None,
-            "val": {k: round(v, 4) for k, v in val.items()}, "format": formatter.stats.as_dict()}
+            "val": {k: round(v, 4) for k, v in val.items()}, "format": datamodule.format_stats.as_dict()}

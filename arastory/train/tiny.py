@@ -17,6 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from arastory.io import fingerprint
 from arastory.paths import cache_dir
 
+BUILDER_VERSION = 2  # bump when the builder's output changes, so stale cached models are not reused
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
@@ -39,7 +40,7 @@ def build_tiny_model(hidden_size: int = 128, num_layers: int = 2, num_heads: int
     texts = corpus_texts()
     spec = dict(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, max_position=max_position, seed=seed)
-    key = fingerprint(spec, texts)
+    key = fingerprint(BUILDER_VERSION, spec, texts)
     target = cache_dir() / "tiny" / f"llama-{key}"
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return str(target)
