@@ -56,5 +56,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
+    check_overrides(sys.argv[1:], "evaluate")
     main()

@@ -24,14 +24,28 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def config_groups(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+def config_groups(conf_dir: Path = CONF_DIR, config_name: str | None = None) -> dict[str, list[str]]:
+    """Config groups and their options; with `config_name`, only the groups that config's defaults list selects."""
+    names = None if config_name is None else _default_groups(conf_dir / f"{config_name}.yaml")
     return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in conf_dir.iterdir()
-            if d.is_dir() and d.name != "hydra"}
+            if d.is_dir() and (names is None or d.name in names)}
 
 
-def check_overrides(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+def _default_groups(primary: Path) -> set[str]:
+    """Group names in a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
+    groups = set()
+    for entry in OmegaConf.load(primary).get("defaults", []):
+        if isinstance(entry, str) or entry is None:
+            continue
+        for key in entry:
+            name = str(key).replace("optional ", "").replace("override ", "").lstrip("/").split("@")[0].strip()
+            groups.add(name)
+    return groups
+
+
+def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR) -> None:
     """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts."""
-    groups = config_groups(conf_dir)
+    groups = config_groups(conf_dir, config_name)
     for arg in argv:
         if "=" not in arg or arg.startswith(("-", "+", "~", "hydra.")):
             continue

@@ -94,3 +94,15 @@ def test_wandb_runs_are_named_grouped_and_tagged_by_strategy_dialect_experiment(
     assert factory.keywords["name"] == "sequential-egy" and factory.keywords["group"] == "paper_model_b"
     assert factory.keywords["tags"] == ["strategy:sequential", "dialect:egy", "experiment:paper_model_b"]
     assert compose_train([]).logger.wandb.group == "default"
+
+
+def test_override_check_knows_each_entry_points_own_groups(capsys):
+    from arastory.cli import check_overrides
+
+    check_overrides(["prompts=outputs/eval/a/prompts.jsonl", "judge=none"], "evaluate")  # `prompts` is a plain key there
+    with pytest.raises(SystemExit) as exit_info:
+        check_overrides(["judge=gpt5"], "evaluate")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "config error: judge: 'gpt5' is not one of: hf, none, openai"
+    with pytest.raises(SystemExit):
+        check_overrides(["sampler=nope"], "synthesize")  # a config group in synthesize

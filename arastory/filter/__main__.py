@@ -45,5 +45,5 @@ def print_summary(report: dict) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
+    check_overrides(sys.argv[1:], "filter")
     main()

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from arastory.paths import CONF_DIR
 from arastory.prompts.varieties import Variety, load_variety
 
-DEFAULT_SAMPLER_CONF = CONF_DIR / "prompts" / "default.yaml"
+DEFAULT_SAMPLER_CONF = CONF_DIR / "sampler" / "default.yaml"
 
 
 @dataclass
@@ -55,11 +55,11 @@ class PromptSampler:
         self.p_optional = defaults["p_optional"] if p_optional is None else float(p_optional)
         if not 0.0 <= self.p_optional <= 1.0:
             from arastory.errors import ConfigError
-            raise ConfigError("prompts.p_optional", f"must be in [0, 1], got {self.p_optional}")
+            raise ConfigError("sampler.p_optional", f"must be in [0, 1], got {self.p_optional}")
         self.balance_block = defaults.get("balance_block") if balance_block == "default" else balance_block
         if self.balance_block is not None and int(self.balance_block) < 1:
             from arastory.errors import ConfigError
-            raise ConfigError("prompts.balance_block", f"must be a positive integer or null, got {self.balance_block}")
+            raise ConfigError("sampler.balance_block", f"must be a positive integer or null, got {self.balance_block}")
         # Seeded per variety, so msa/egy/mor runs with the same seed draw independent feature sets.
         self.rng = random.Random(f"{self.variety.name}:{seed}")
         self._presence: dict[str, list[bool]] = {}

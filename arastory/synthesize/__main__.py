@@ -35,5 +35,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
+    check_overrides(sys.argv[1:], "synthesize")
     main()

@@ -46,9 +46,9 @@ def sample_prompts(cfg: DictConfig) -> list[dict]:
     """`cfg.n` prompts for `cfg.variety`; the first k are the same for any n >= k (so a larger n extends a run)."""
     if not isinstance(cfg.n, int) or cfg.n < 1:
         raise ConfigError("n", f"must be a positive integer, got {cfg.n!r}")
-    sampler = PromptSampler(variety_name(cfg), order=list(cfg.prompts.order), always=list(cfg.prompts.always),
-                            p_optional=cfg.prompts.p_optional, seed=cfg.seed,
-                            balance_block=cfg.prompts.get("balance_block"))
+    sampler = PromptSampler(variety_name(cfg), order=list(cfg.sampler.order), always=list(cfg.sampler.always),
+                            p_optional=cfg.sampler.p_optional, seed=cfg.seed,
+                            balance_block=cfg.sampler.get("balance_block"))
     return [p.to_dict() for p in sampler.sample(cfg.n, id_prefix=f"{variety_name(cfg)}-s{cfg.seed}")]
 
 

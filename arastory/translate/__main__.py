@@ -35,5 +35,5 @@ def summary(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
+    check_overrides(sys.argv[1:], "translate")
     main()
