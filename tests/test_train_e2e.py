@@ -42,12 +42,14 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
 
 def test_sequential_run_continues_one_adapter_through_two_stages(tmp_path):
     run_dir = tmp_path / "seq"
-    run_cli(["train.py", *FAST_TRAIN, "strategy=sequential", "strategy.stages.1.max_steps=2",
+    run_cli(["train.py", *FAST_TRAIN, "strategy=sequential", "strategy.stages.1.max_steps=2", "logger=wandb",
              "strategy.restart_optimizer=false", f"hydra.run.dir={run_dir}"], check=True)
     metrics = read_metrics(run_dir)
     assert [(s["name"], s["data"], s["global_step"]) for s in metrics["stages"]] == [
         ("translated", "translated", 3), ("synthetic", "synthetic", 2)]
     assert metrics["data"]["translated"]["train"] == 6
+    assert metrics["data"]["translated"]["filter"]["counts"]["kept"] == 80, "the default filter keeps the 80 faithful pairs"
+    assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/filter/*.png")), "filter plots reach W&B"
     assert [s["format"]["kept"] for s in metrics["stages"]] == [s["examples"] for s in metrics["stages"]] == [6, 18], \
         "each stage counts its own examples"
     for stage in ("0_translated", "1_synthetic"):

@@ -78,12 +78,19 @@ def log_to_wandb(out: Path, report: dict, wandb_cfg: dict) -> str:
                      mode=wandb_cfg.get("mode", "offline"), dir=str(out), job_type="filter",
                      name=wandb_cfg.get("name") or f"filter-{report['threshold']}",
                      config={"threshold": report["threshold"], "encoder": report["encoder"], "input": report["input"]})
+    run.log(wandb_payload(out, report))
+    run.finish()
+    return run.id
+
+
+def wandb_payload(out: Path, report: dict) -> dict:
+    """The counts, the kept-vs-threshold curve and the plots, as one W&B log call (also used inside training runs)."""
+    import wandb
+
     flat = {f"filter/{k}": v for k, v in report["counts"].items() if isinstance(v, (int, float))}
     flat.update({f"filter/rejected/{k}": v for k, v in report["counts"]["rejected_by_check"].items()})
     table = wandb.Table(data=report["kept_vs_threshold"], columns=["threshold", "kept"])
     flat["filter/kept_vs_threshold"] = wandb.plot.line(table, "threshold", "kept", title="Kept pairs vs threshold")
     for name, file in report.get("plots", {}).items():
-        flat[f"filter/{name}"] = wandb.Image(str(out / file))
-    run.log(flat)
-    run.finish()
-    return run.id
+        flat[f"filter/{name}"] = wandb.Image(str(Path(out) / file))
+    return flat

@@ -78,6 +78,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     metrics = read_metrics(run_dir)
     loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] if cfg.logger.get("wandb") else []
+    log_filter_report(run_dir, loggers)
     throughput = Throughput()
     carried = None
     for k, stage in enumerate(stages):
@@ -120,6 +121,17 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         logger.log_metrics({f"final/{k}": v for k, v in metrics["final"].items()})
         logger.experiment.finish()
     return metrics
+
+
+def log_filter_report(run_dir: Path, loggers: list) -> None:
+    """The translation filter's counts and plots (written while building the data) into the training W&B run."""
+    report = run_dir / "filter" / "report.json"
+    if loggers and report.exists() and not read_metrics(run_dir)["stages"]:  # once, not again on resume
+        import json
+
+        from arastory.filter.report import wandb_payload
+        for logger in loggers:
+            logger.experiment.log(wandb_payload(report.parent, json.loads(report.read_text())))
 
 
 def planned_steps(stage, datamodule: StoryDataModule, accumulate: int) -> int:
