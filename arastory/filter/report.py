@@ -64,7 +64,7 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)  # fixed margins: tight_layout costs ~0.1 s a plot
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
