@@ -153,3 +153,12 @@ def test_bad_input_names_file_and_line_or_is_skipped_and_counted(tmp_path):
     assert f"{path}:3: missing field(s): ar_story" in report["input_error_examples"][1]
     proc = run_cli(["-m", "arastory.filter", f"input={path}", "encoder=nope"])
     assert proc.returncode == 2 and proc.stderr.strip().endswith("config error: encoder: 'nope' is not one of: labse, lexicon")
+
+
+def test_worker_processes_give_the_same_decisions(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARASTORY_CACHE", str(tmp_path / "cache-serial"))
+    serial = Filter(PARALLEL_FILE, tmp_path / "serial", lexicon(), settings()).run()
+    monkeypatch.setenv("ARASTORY_CACHE", str(tmp_path / "cache-pool"))
+    pooled = Filter(PARALLEL_FILE, tmp_path / "pool", lexicon(), settings(workers=2, workers_min_items=1)).run()
+    assert pooled["cache"]["pairs_checked"] == 104 and pooled["counts"] == serial["counts"]
+    assert (tmp_path / "pool" / "kept.jsonl").read_text() == (tmp_path / "serial" / "kept.jsonl").read_text()
