@@ -16,7 +16,7 @@ from tests.conftest import FAST_TRAIN, REPO, run_cli
 from tests.openai_server import OpenAIServer
 from tests.test_evaluate_judge import MALFORMED, ScriptedJudge, scripted_scores
 
-SECRET = "sk-test-DO-NOT-WRITE-0123456789"
+SECRET = "test-key-DO-NOT-WRITE-0123456789"
 EVAL_ARGS = ["n_per_variety=2", "sampling.max_new_tokens=12", "judge.timeout=10", "judge.concurrency=4"]
 
 

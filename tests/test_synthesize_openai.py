@@ -24,7 +24,7 @@ from tests.conftest import FAST_TRAIN, REPO, run_cli
 from tests.openai_server import OpenAIServer, Reply
 
 register_resolvers()
-KEY = "sk-test-7f3a9c-NEVER-WRITE-ME"
+KEY = "test-key-7f3a9c-NEVER-WRITE-ME"
 FAST_CLIENT = ["generator.backoff_base=0.01", "generator.backoff_max=1.0"]   # Retry-After is capped at backoff_max
 
 
