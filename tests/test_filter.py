@@ -146,7 +146,7 @@ def test_bad_input_names_file_and_line_or_is_skipped_and_counted(tmp_path):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     proc = run_cli(["-m", "arastory.filter", f"input={path}", f"out={tmp_path}/out", "encoder=lexicon", "wandb.mode=disabled"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f"data error: {path}:2: invalid JSON (Expecting property name enclosed in double quotes)"
+    assert proc.stderr.strip().splitlines()[-1] == f"data error: {path}:2: invalid JSON (unexpected character, expected a string key)"
     assert not (tmp_path / "out" / "kept.jsonl").exists()
     report = Filter(path, tmp_path / "skip", lexicon(), settings(on_error="skip")).run()
     assert report["counts"]["input_errors"] == 2 and report["counts"]["read"] == 4

@@ -21,7 +21,7 @@ from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
-from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl
+from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line
 from arastory.records import ParallelRecord, StoryRecord
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
@@ -234,7 +234,7 @@ class Filter:
             for i, pair in enumerate(tqdm(pairs, total=len(codes), unit="pair", desc="filter: write",
                                           disable=not self.settings.progress, dynamic_ncols=True)):
                 row = self._row(pair, int(codes[i]), float(scores[i]), int(failed[i]))
-                handles[KEPT if codes[i] == 0 else REJECTED].write(json.dumps(row, ensure_ascii=False) + "\n")
+                handles[KEPT if codes[i] == 0 else REJECTED].write(json_line(row))
                 _count_label(labels, pair.flaw, int(codes[i]), float(scores[i]))
             for handle in handles.values():
                 handle.flush()
