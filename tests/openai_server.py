@@ -1,4 +1,8 @@
-"""A local OpenAI-compatible HTTP server for tests: real HTTP on 127.0.0.1, scripted answers, errors and delays."""
+"""Local HTTP servers for tests: real HTTP on 127.0.0.1 with scripted answers, errors and delays.
+
+`LocalJSONServer` holds the plumbing (threads, request log, concurrency count); `OpenAIServer` speaks the
+OpenAI chat-completions format. Other protocols (e.g. Google Translate v2 in test_translate_api.py) subclass the base.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +27,28 @@ class Reply:
     completion_tokens: int = 20
 
 
-class OpenAIServer:
-    """`with OpenAIServer(respond) as server:` — `respond(n, body) -> Reply` is called for each request (n from 0)."""
+class LocalJSONServer:
+    """`with Server() as server:` serves POSTed JSON on 127.0.0.1; subclasses implement `answer`."""
 
-    def __init__(self, respond: Callable[[int, dict], Reply]):
-        self.respond = respond
+    def __init__(self):
         self.requests: list[dict] = []
+        self.request_headers: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def record(self, path: str, body: dict) -> dict:
+        """What goes into `self.requests` for one request."""
+        return body
+
+    def answer(self, n: int, path: str, body: dict) -> Reply:
+        raise NotImplementedError
+
+    def payload(self, reply: Reply, body: dict) -> bytes:
+        """The response body for a non-raw reply."""
+        raise NotImplementedError
 
     def __enter__(self):
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -52,42 +67,52 @@ class OpenAIServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                path = self.path.split("?")[0]
                 with server._lock:
                     n = len(server.requests)
-                    server.requests.append(body)
+                    server.requests.append(server.record(path, body))
+                    server.request_headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    reply = server.respond(n, body)
+                    reply = server.answer(n, path, body)
                     if reply.delay:
                         time.sleep(reply.delay)
-                    self._send(reply, body)
+                    data = reply.raw.encode() if reply.raw is not None else server.payload(reply, body)
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
-            def _send(self, reply: Reply, body: dict):
-                if reply.raw is not None:
-                    payload = reply.raw.encode()
-                elif reply.status != 200:
-                    payload = json.dumps({"error": {"message": f"status {reply.status}", "type": "test"}}).encode()
-                else:
-                    payload = json.dumps({
-                        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                        "model": body.get("model", "test-model"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": reply.text}}],
-                        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                                  "total_tokens": reply.prompt_tokens + reply.completion_tokens},
-                    }, ensure_ascii=False).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
         return Handler
+
+
+class OpenAIServer(LocalJSONServer):
+    """`with OpenAIServer(respond) as server:` — `respond(n, body) -> Reply` is called for each request (n from 0)."""
+
+    def __init__(self, respond: Callable[[int, dict], Reply]):
+        super().__init__()
+        self.respond = respond
+        self.base_url = self.endpoint + "/v1"
+
+    def answer(self, n: int, path: str, body: dict) -> Reply:
+        return self.respond(n, body)
+
+    def payload(self, reply: Reply, body: dict) -> bytes:
+        if reply.status != 200:
+            return json.dumps({"error": {"message": f"status {reply.status}", "type": "test"}}).encode()
+        return json.dumps({
+            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply.text}}],
+            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                      "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+        }, ensure_ascii=False).encode()

@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -19,7 +17,7 @@ from arastory.paths import CONF_DIR
 from arastory.translate.base import TranslatorError
 from arastory.translate.pipeline import translate
 from tests.conftest import REPO, run_cli
-from tests.openai_server import OpenAIServer, Reply
+from tests.openai_server import LocalJSONServer, OpenAIServer, Reply
 
 register_resolvers()
 
@@ -146,45 +144,29 @@ def test_a_refused_api_key_stops_the_run_at_once_with_one_line(tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["status"].startswith("stopped: translation stopped")
 
 
-class GoogleV2Server:
+class GoogleV2Server(LocalJSONServer):
     """`POST /language/translate/v2` with {"q": [...], "target", "source", "format", "model"} → {"data": {"translations": [...]}}."""
 
     def __init__(self, script=None):
+        super().__init__()
         self.script = script or {}
-        self.requests, self.keys = [], []
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    @property
+    def keys(self) -> list:
+        return [headers.get("x-goog-api-key") for headers in self.request_headers]
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                n = len(server.requests)
-                server.requests.append({"path": self.path.split("?")[0], **body})
-                server.keys.append(self.headers.get("x-goog-api-key"))
-                status = server.script.get(n, 200)
-                if status == 200:
-                    payload = {"data": {"translations": [{"translatedText": arabic_for(q)} for q in body["q"]]}}
-                else:
-                    payload = {"error": {"code": status, "message": f"status {status}", "errors": []}}
-                data = json.dumps(payload, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def record(self, path: str, body: dict) -> dict:
+        return {"path": path, **body}
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+    def answer(self, n: int, path: str, body: dict) -> Reply:
+        return Reply(status=self.script.get(n, 200))
 
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+    def payload(self, reply: Reply, body: dict) -> bytes:
+        if reply.status == 200:
+            payload = {"data": {"translations": [{"translatedText": arabic_for(q)} for q in body["q"]]}}
+        else:
+            payload = {"error": {"code": reply.status, "message": f"status {reply.status}", "errors": []}}
+        return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def google_overrides(source, out, server, *extra):
