@@ -223,14 +223,14 @@ def paired_rows(evals: list[Evaluation], judged: dict[str, Judged], n_boot: int 
         ja, jb = judged[a.name].scores, judged[b.name].scores
         if not ja or not jb:
             continue
-        if a.judge.get("key") != b.judge.get("key"):
-            notes.append(f"{a.name} vs {b.name}: not paired, judged by different judges or rubrics "
-                         f"({a.judge_label}, rubric {a.rubric} vs {b.judge_label}, rubric {b.rubric})")
-            continue
         shared_keys = {k for v in ja.values() for c in v.values() for k in c} & {k for v in jb.values() for c in v.values() for k in c}
         if not shared_keys:
             notes.append(f"{a.name} vs {b.name}: no paired comparison, they share no prompts (same ids do not mean "
                          "same prompts; evaluate both with prompts=<eval dir>/prompts.jsonl)")
+            continue
+        if a.judge.get("key") != b.judge.get("key"):
+            notes.append(f"{a.name} vs {b.name}: not paired, judged by different judges or rubrics "
+                         f"({a.judge_label}, rubric {a.rubric} vs {b.judge_label}, rubric {b.rubric})")
             continue
         for variety in sorted(set(ja) & set(jb)) + ["all"]:
             for criterion in CRITERIA:
@@ -433,8 +433,9 @@ def _scale(ax, panel: tuple[str, str]) -> None:
 
 
 def _error(stat: dict) -> tuple[float, float]:
+    """Error bar lengths; NaN (no bar drawn) for a mean without an interval, so it never looks like a sure value."""
     if stat.get("ci_low") is None or stat.get("ci_high") is None:
-        return 0.0, 0.0
+        return float("nan"), float("nan")
     return max(0.0, stat["mean"] - stat["ci_low"]), max(0.0, stat["ci_high"] - stat["mean"])
 
 
@@ -465,7 +466,7 @@ def _plot_sweep(evals: list[Evaluation], rows: list[dict], panels, axis: str, pa
         _scale(ax, panel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"score against {axis} (mean, 95% bootstrap CI)")
+    fig.suptitle(f"score against {axis} (mean, 95% CI where n allows)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -491,7 +492,8 @@ def _plot_strategies(evals: list[Evaluation], rows: list[dict], panels, path: Pa
                 stats = [s for s in stats if s]
                 # Several evals in one bar (e.g. repeated seeds): the bar is their mean, the error bar the widest CI.
                 means.append(float(np.mean([s["mean"] for s in stats])) if stats else np.nan)
-                errors.append(tuple(max(e) for e in zip(*[_error(s) for s in stats])) if stats else (0.0, 0.0))
+                errors.append(tuple(float(np.nanmax(e)) if not np.all(np.isnan(e)) else np.nan
+                                    for e in zip(*[_error(s) for s in stats])) if stats else (np.nan, np.nan))
             xs = np.arange(len(varieties)) + (i - (len(series) - 1) / 2) * width
             floor = 1.0 if panel[0] == "judge" else 0.0   # bars start at the scale's lowest value
             heights = [m - floor for m in means]
@@ -506,7 +508,7 @@ def _plot_strategies(evals: list[Evaluation], rows: list[dict], panels, path: Pa
         _scale(ax, panel)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("direct against sequential per variety (mean, 95% bootstrap CI)")
+    fig.suptitle("direct against sequential per variety (mean, 95% CI where n allows)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -24,8 +24,9 @@ RELEASED_ALWAYS_CUES: dict[str, dict[str, str]] = {
     "mor": {"age": "الدراري في عمر", "ending": "النهاية ديال القصة", "n_characters": "عدد الأشخاص",
             "country": "بلاد الأحداث"},
 }
-# Released place wordings that no variety config or alias spells the same way (read from the CSVs).
-RELEASED_PLACE_WORDING = {"المختبر العلمي": "science_lab", "حديقة الحيوان": "zoo", "الجنان": "park"}
+# Released wordings that no variety config or alias spells the same way (read from the CSVs).
+RELEASED_WORDING = {"place": {"المختبر العلمي": "science_lab", "حديقة الحيوان": "zoo", "الجنان": "park"},
+                    "country": {"الإمارات العربية المتحدة": "uae"}}
 _AGE = re.compile(r"(\d+)\s*[-–]\s*(\d+)")
 
 
@@ -42,7 +43,7 @@ def _value_of(feature: str, text: str) -> str | None:
     from arastory.evaluate.metrics import COUNTRY_ALIASES, PLACE_ALIASES, _varieties
 
     text = normalize_arabic(re.split(r"\s(?:في|هي|ديال)\s", f" {text}")[-1]).strip()
-    wordings = {normalize_arabic(k): v for k, v in RELEASED_PLACE_WORDING.items()} if feature == "place" else {}
+    wordings = {normalize_arabic(k): v for k, v in RELEASED_WORDING.get(feature, {}).items()}
     for variety in _varieties():
         wordings.update({normalize_arabic(w): value for value, w in variety.values.get(feature, {}).items() if w})
     aliases = {"place": PLACE_ALIASES, "country": COUNTRY_ALIASES}.get(feature, {})
