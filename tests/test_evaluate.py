@@ -449,6 +449,9 @@ def test_released_prompt_features_are_read_back(released_dir):
     parsed = [released_feature_values(r.prompt, r.variety) for r in records]
     for feature in ("age", "ending", "n_characters", "country"):
         assert sum(feature in p for p in parsed) / len(parsed) > 0.99, feature
-    asked_place = [p for r, p in zip(records, parsed) if "تكون في" in r.prompt or "تدور في" in r.prompt]
-    assert sum("place" in p for p in asked_place) / len(asked_place) > 0.95
+    from arastory.prompts.released import RELEASED_CUES
+
+    for feature in ("place", "season"):
+        asked = [p for r, p in zip(records, parsed) if RELEASED_CUES[r.variety][feature] in r.prompt]
+        assert len(asked) > 1000 and sum(feature in p for p in asked) / len(asked) > 0.99, feature
     assert {p.get("dialogue") for p in parsed} == {True, None}

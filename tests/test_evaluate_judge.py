@@ -346,3 +346,12 @@ def test_unreadable_judgments_are_reasked_by_a_rerun_up_to_max_rounds_and_other_
     assert len(path.read_text().splitlines()) == 4
     archived = list(tmp_path.glob("judgments.*.jsonl"))
     assert len(archived) == 1 and len(archived[0].read_text().splitlines()) == 4   # the old judge's rows, kept
+
+
+def test_costs_only_where_the_endpoint_has_a_price_table():
+    from arastory.llm import estimate_cost
+
+    assert estimate_cost("gpt-4o", 1_000_000, 1_000_000) == 12.5                                  # OpenAI itself
+    assert estimate_cost("gpt-4o", 1_000_000, 1_000_000, endpoint="https://api.openai.com/v1/") == 12.5
+    assert estimate_cost("gpt-4o", 1_000_000, 1_000_000, endpoint="http://127.0.0.1:8000/v1") is None  # a local server
+    assert estimate_cost("mine", 1_000_000, 0, prices={"mine": (1.0, 2.0)}, endpoint="http://127.0.0.1:8000/v1") == 1.0
