@@ -56,7 +56,7 @@ def write_eval(path, system, config, quality, seed, prompts=PROMPTS, judge=JUDGE
         "val_fingerprint": val_fingerprint,
         # grouped under another key: "variety" is also a criterion and would overwrite the group
         "judge": summarize([{"group": j["variety"], **j["criteria"]} for j in scored], "group", CRITERIA),
-        "metrics": summarize(metric_rows, "variety", ["dialect_correct"]),
+        "metrics": summarize(metric_rows, "variety", ["dialect_correct"], rates=["dialect_correct"]),
         "corpus_metrics": {}, "diversity": {"subsample": 50, "repeats": 200},
         "perplexity": None if config is None else {v: 20.0 - quality for v in VARIETIES},
         "bits_per_char": None if config is None else {v: 2.0 - quality / 10 for v in VARIETIES}})

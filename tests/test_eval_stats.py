@@ -30,9 +30,12 @@ def test_rates_get_wilson_intervals_never_zero_width():
     assert wilson_interval(0, 10) == (0.0, pytest.approx(0.27754, abs=1e-4))
     low, high = wilson_interval(7, 10)
     assert (low, high) == (pytest.approx(0.39677, abs=1e-4), pytest.approx(0.89222, abs=1e-4))
-    ci = bootstrap_ci([0] * 10)
+    ci = bootstrap_ci([0] * 10, rate=True)
     assert (ci["mean"], ci["ci_low"], ci["n"]) == (0.0, 0.0, 10) and ci["ci_high"] == pytest.approx(0.27754, abs=1e-4)
-    assert bootstrap_ci([1, 0, 1])["ci_high"] < 1.0          # Wilson even at n=3: rates always get an interval
+    assert bootstrap_ci([1, 0, 1], rate=True)["ci_high"] < 1.0   # Wilson even at n=3: rates always get an interval
+    assert bootstrap_ci([1] * 12) == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 12}   # a count, not a rate
+    with pytest.raises(ValueError, match="0/1 values only"):
+        bootstrap_ci([0, 2], rate=True)
 
 
 def test_bca_matches_scipy():
@@ -147,6 +150,7 @@ def test_summarize_groups_and_skips_none():
     rows = [{"variety": "egy", "fluency": 4, "words": 100}, {"variety": "egy", "fluency": None, "words": 120},
             {"variety": "msa", "fluency": 2, "words": None}, {"variety": "msa", "fluency": 5}]
     out = summarize(rows, "variety", ["fluency", "words"], seed=3)
+    assert summarize([{"v": "a", "ok": 0}] * 3, "v", ["ok"], rates=["ok"])["a"]["ok"]["ci_high"] > 0
     assert set(out) == {"egy", "msa"}
     assert out["egy"]["fluency"] == bootstrap_ci([4], seed=3)
     assert out["egy"]["words"] == bootstrap_ci([100, 120], seed=3)

@@ -31,6 +31,8 @@ from arastory.text import normalize_for_hash
 PROMPTS, GENERATIONS, JUDGMENTS, STORY_METRICS, SCORES = (
     "prompts.jsonl", "generations.jsonl", "judgments.jsonl", "story_metrics.jsonl", "scores.json")
 ROW_KEYS = ("id", "system", "variety")
+# Yes/no story metrics: their means are rates (Wilson intervals). Counts and shares are not, even when all 0 or 1.
+RATE_METRICS = ("dialect_correct", "country_named", "place_named", "season_named", "dialogue_present")
 
 
 class EvaluationIncomplete(ArastoryError):
@@ -332,7 +334,7 @@ def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_r
         "val_fingerprint": val_fingerprint(cfg.run) if cfg.run else None,
         "n_prompts": len(prompts),
         "judge": summarize(judge_rows, "group", list(CRITERIA)) if judge_rows else {},
-        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows)) if metric_rows else {},
+        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows), rates=RATE_METRICS) if metric_rows else {},
         "corpus_metrics": {v: diversity_at([g["story"] for g in generations if g["variety"] == v], k, repeats)
                            for v in varieties if any(g["variety"] == v for g in generations)},
         "diversity": {"subsample": k, "repeats": repeats},

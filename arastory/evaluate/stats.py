@@ -1,7 +1,7 @@
 """Statistics for evaluation scores: BCa bootstrap and Wilson CIs, paired comparisons with Holm-adjusted p-values,
 agreement CIs (kappa, Spearman, Krippendorff's alpha) and grouped summaries.
 
-Rules (ours, documented in docs/compare.md): a 0/1 variable gets a Wilson score interval; any other mean gets a BCa
+Rules (ours, documented in docs/compare.md): a rate (a yes/no metric) gets a Wilson score interval; any other mean gets a BCa
 bootstrap interval when n >= MIN_N_BOOTSTRAP and no interval below (a percentile bootstrap covered a 95% interval
 only ~82% of the time at n=6; see bench/bench_eval_ci.py).
 """
@@ -76,16 +76,19 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
+def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, rate: bool = False) -> dict:
     """Mean with a (1 - alpha) CI: {"mean", "ci_low", "ci_high", "n"}.
 
-    0/1 values: Wilson interval; n >= MIN_N_BOOTSTRAP: BCa bootstrap (seeded); fewer: no interval (None).
+    `rate` (0/1 values of a yes/no metric): Wilson interval at any n; else a BCa bootstrap (seeded) from
+    MIN_N_BOOTSTRAP values on, and no interval (None) below. A count that happens to be 0 or 1 is not a rate.
     """
     data = _clean(values)
     if len(data) == 0:
         return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
     mean = float(data.mean())
-    if is_binary(data):
+    if rate and not is_binary(data):
+        raise ValueError("a rate takes 0/1 values only")
+    if rate:
         low, high = wilson_interval(int(data.sum()), len(data), alpha)
     elif len(data) < MIN_N_BOOTSTRAP:
         low = high = None
@@ -161,14 +164,18 @@ def _number(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def summarize(rows: list[dict], by: str, values: list[str], n_boot: int = 2000, seed: int = 0) -> dict:
-    """{group: {value: bootstrap_ci(...)}} over rows grouped by `rows[i][by]`; None and missing values are skipped."""
+def summarize(rows: list[dict], by: str, values: list[str], n_boot: int = 2000, seed: int = 0,
+              rates: Iterable[str] = ()) -> dict:
+    """{group: {value: bootstrap_ci(...)}} over rows grouped by `rows[i][by]`; None and missing values are skipped;
+    the names in `rates` are yes/no metrics (Wilson intervals)."""
+    rates = set(rates)
     grouped: dict = defaultdict(lambda: defaultdict(list))
     for row in rows:
         for name in values:
             if _number(row.get(name)):
                 grouped[row.get(by)][name].append(row[name])
-    return {group: {name: bootstrap_ci(per_value.get(name, []), n_boot=n_boot, seed=seed) for name in values}
+    return {group: {name: bootstrap_ci(per_value.get(name, []), n_boot=n_boot, seed=seed, rate=name in rates)
+                    for name in values}
             for group, per_value in sorted(grouped.items(), key=lambda item: str(item[0]))}
 
 
