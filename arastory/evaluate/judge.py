@@ -375,7 +375,9 @@ class Judge:
         if not out_path.exists():
             return {}
         latest: dict[str, dict] = {}
+        rows_in_file = 0
         for _, row in iter_jsonl(out_path, on_error="skip"):
+            rows_in_file += 1
             if "id" in row:
                 latest[row["id"]] = row
         keep, archive, again = [], [], {}
@@ -386,7 +388,7 @@ class Judge:
                 again[row_id] = row
             else:
                 keep.append(row)
-        if archive or again or len(latest) != sum(1 for _ in iter_jsonl(out_path, on_error="skip")):
+        if archive or again or len(latest) != rows_in_file:   # also compacts rows superseded by a re-ask
             for row in archive:
                 name = f"judgments.{row.get('judge_key') or 'legacy'}.jsonl"
                 with JsonlAppender(out_path.with_name(name)) as old:

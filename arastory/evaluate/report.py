@@ -126,6 +126,8 @@ def write_report(out_dir: str | Path, scores: dict, generations: list[dict], jud
     lines = [f"# Evaluation of {scores['system']}", ""]
     if scores.get("run"):
         lines.append(f"Run: `{scores['run']}`" + (f" — {scores['config']}" if scores.get("config") else ""))
+    elif scores.get("reference_run"):
+        lines.append(f"A baseline; its prompts avoid the data of run `{scores['reference_run']}`.")
     judge = (scores.get("provenance") or {}).get("judge") or {}
     lines += [f"Prompts: {scores['n_prompts']}; stories: {scores['n_generations']}; judged: {scores['n_judged']}"
               f" (unreadable judge answers: {scores['judge_unparsed']}); judge: {scores.get('judge_model') or 'none'}"
