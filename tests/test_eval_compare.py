@@ -222,3 +222,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "broken" / "scores.json").write_text('{"system": "x", "judge": {"egy": {"fluency": 3}}}')
     with pytest.raises(DataError, match=r"judge.egy.fluency: expected"):
         compare_evaluations([str(tmp_path / "broken")], tmp_path / "cmp")
+
+
+def test_judgments_left_by_an_earlier_run_do_not_count_for_an_eval_without_a_judge(tmp_path):
+    write_eval(tmp_path / "a", "sys-a", None, 3.0, seed=1)
+    write_eval(tmp_path / "b", "sys-b", None, 3.0, seed=2)
+    scores = json.loads((tmp_path / "b" / "scores.json").read_text())
+    scores.update(judge={}, judge_model=None, provenance={**scores["provenance"], "judge": None})   # rerun with judge=none
+    atomic_write_json(tmp_path / "b" / "scores.json", scores)
+    result = compare_evaluations([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "cmp")
+    assert result["paired"] == [] and list(result["unreadable"]) == ["sys-a"]

@@ -189,8 +189,9 @@ def judgment_scores(ev: Evaluation) -> Judged:
     keyed by prompt content; unreadable answers are skipped and counted per criterion."""
     file = ev.path / "judgments.jsonl"
     out = Judged()
-    if not file.exists():
-        return out
+    provenance = ev.scores.get("provenance")
+    if not file.exists() or (provenance is not None and not provenance.get("judge")):
+        return out   # no judge made this eval's numbers (judge=none), whatever an earlier run left in the file
     keys = prompt_keys_of(ev.path)
     judge_key = ((ev.scores.get("provenance") or {}).get("judge") or {}).get("key")
     latest: dict[str, dict] = {}
