@@ -2,12 +2,14 @@
 
     python evaluate.py run=outputs/train/2026-11-27/12-00-00 out=outputs/eval/direct-egy
     python evaluate.py run=<run dir> system=openai system.model=gpt-3.5-turbo prompts=outputs/eval/direct-egy/prompts.jsonl
+    python evaluate.py system=file system.path=../shared/data/arastories out=outputs/eval/released-gpt4 judge=none
     python evaluate.py compare=multirun-eval/2026-11-27/12-00-00 out=outputs/compare
     python evaluate.py human.export=[outputs/eval/a,outputs/eval/b] out=outputs/human
     python evaluate.py human.import=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[outputs/eval/a,outputs/eval/b] out=outputs/agreement
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -30,13 +32,16 @@ def main(cfg: DictConfig):
     out_dir = HydraConfig.get().runtime.output_dir
     if cfg.compare:
         from arastory.evaluate.compare import compare_evaluations
-        result = compare_evaluations(_paths(cfg.compare), out_dir)
+        result = compare_evaluations(_paths(cfg.compare), out_dir, n_boot=int(cfg.comparison.n_boot),
+                                     strict=bool(cfg.comparison.strict),
+                                     diversity_subsample=int(cfg.comparison.diversity_subsample))
         print(f"[arastory] comparison written to {out_dir}")
         return result
     if cfg.human.export:
         from arastory.evaluate.human import export_sheet
-        result = export_sheet(_paths(cfg.human.export), out_dir, cfg.human.per_system, cfg.human.seed)
-        print(f"[arastory] blind sheet written to {out_dir} (sheet.csv, sheet.html; keep key.json from raters)")
+        result = export_sheet(_paths(cfg.human.export), out_dir, cfg.human.per_system, cfg.human.seed, cfg.human.raters)
+        print(f"[arastory] blind sheets written to {out_dir} ({', '.join(Path(p).name for p in result['sheets_html'])}; "
+              "keep key.json from raters)")
         return result
     if cfg.human["import"]:
         from arastory.errors import ConfigError

@@ -25,17 +25,18 @@ class Reply:
     raw: str | None = None      # a body sent as-is (malformed answers)
     prompt_tokens: int = 10
     completion_tokens: int = 20
+    finish_reason: str = "stop"  # "length": the answer was cut at max_tokens
 
 
 class LocalJSONServer:
     """`with Server() as server:` serves POSTed JSON on 127.0.0.1; subclasses implement `answer`."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.requests: list[dict] = []
         self.request_headers: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -98,8 +99,8 @@ class LocalJSONServer:
 class OpenAIServer(LocalJSONServer):
     """`with OpenAIServer(respond) as server:` — `respond(n, body) -> Reply` is called for each request (n from 0)."""
 
-    def __init__(self, respond: Callable[[int, dict], Reply]):
-        super().__init__()
+    def __init__(self, respond: Callable[[int, dict], Reply], port: int = 0):
+        super().__init__(port)
         self.respond = respond
         self.base_url = self.endpoint + "/v1"
 
@@ -112,7 +113,7 @@ class OpenAIServer(LocalJSONServer):
         return json.dumps({
             "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "test-model"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply.text}}],
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason, "message": {"role": "assistant", "content": reply.text}}],
             "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                       "total_tokens": reply.prompt_tokens + reply.completion_tokens},
         }, ensure_ascii=False).encode()

@@ -151,8 +151,11 @@ def test_round_trip_agreement_matches_scipy_and_sklearn(evals, tmp_path):
     for item, info in key.items():
         given = [int(f[item]["consistency"]) for f in (filled_a, filled_b)]
         humans.setdefault(info["system"], {})[info["prompt_id"]] = sum(given) / len(given)
-    assert pair["n"] == 8 and pair["mean_diff"] == pytest.approx(
+    assert pair["n_pairs"] == 8 and pair["mean_diff"] == pytest.approx(
         sum(humans[pair["a"]][k] - humans[pair["b"]][k] for k in humans[pair["a"]]) / 8)
+    assert result["criteria"]["fluency"]["kappa_ci"][0] <= result["criteria"]["fluency"]["kappa"] <= \
+        result["criteria"]["fluency"]["kappa_ci"][1]
+    assert all("p_holm" in p and p["p_holm"] >= p["p_value"] for p in result["paired"])
     saved = json.loads((tmp_path / "agreement" / "agreement.json").read_text())
     assert saved["criteria"] == result["criteria"]
     assert "| fluency | 16 |" in (tmp_path / "agreement" / "agreement.md").read_text()
@@ -283,3 +286,62 @@ def test_page_in_a_real_browser_downloads_an_importable_csv(evals, tmp_path):
             for line in (tmp_path / "agr" / "human_scores.jsonl").read_text().splitlines()}
     for n, item in enumerate(sorted(rows)):
         assert rows[item]["raters"]["هدى"] == {c: 1 + (n + i) % 5 for i, c in enumerate(CRITERIA)}
+
+
+# ---- issue 10: pairing by content, one order per rater, Krippendorff's alpha -------------------------------------
+
+def write_generations(path, system, prompts):
+    """An eval dir with one story per (id, variety, prompt text)."""
+    atomic_write_jsonl(path / "generations.jsonl", [
+        {"id": pid, "system": system, "variety": "egy", "prompt": text, "features": {}, "story": f"{system} {text}", "meta": {}}
+        for pid, text in prompts])
+    atomic_write_jsonl(path / "judgments.jsonl", [
+        {"id": f"{system}/{pid}", "system": system, "prompt_id": pid, "variety": "egy",
+         "criteria": {c: 3 for c in CRITERIA}} for pid, _ in prompts])
+    return str(path)
+
+
+def test_export_pairs_systems_by_prompt_text_not_by_id(tmp_path):
+    same_ids = [(f"eval-egy-{i:04d}", f"نص {i}") for i in range(6)]
+    other_texts = [(f"eval-egy-{i:04d}", f"نص آخر {i}") for i in range(6)]      # another seed: same ids, other prompts
+    renamed = [(f"other-{i}", f"نص {i}") for i in range(6)]                     # other ids, the same prompts
+    a = write_generations(tmp_path / "a", "sys-a", same_ids)
+    result = export_sheet([a, write_generations(tmp_path / "b", "sys-b", other_texts)], tmp_path / "s1", per_system=3)
+    assert not result["shared_prompts"]
+    result = export_sheet([a, write_generations(tmp_path / "c", "sys-c", renamed)], tmp_path / "s2", per_system=3)
+    items = json.loads((tmp_path / "s2" / "key.json").read_text())["items"]
+    texts = {s: sorted(i["prompt_key"] for i in items.values() if i["system"] == s) for s in ("sys-a", "sys-c")}
+    assert result["shared_prompts"] and texts["sys-a"] == texts["sys-c"] and len(texts["sys-a"]) == 3
+
+
+def test_each_rater_gets_the_same_items_in_their_own_order_and_alpha_is_reported(evals, tmp_path):
+    import krippendorff
+    import numpy as np
+
+    dirs, judged = evals
+    result = export_sheet(dirs, tmp_path / "sheet", per_system=8, seed=3, raters=3)
+    assert [p.split("/")[-1] for p in result["sheets_html"]] == ["sheet-1.html", "sheet-2.html", "sheet-3.html"]
+    key = json.loads((tmp_path / "sheet" / "key.json").read_text())
+    orders = [key["sheets"][f"sheet-{k}"]["order"] for k in (1, 2, 3)]
+    assert all(sorted(o) == sorted(key["items"]) for o in orders) and len({tuple(o) for o in orders}) == 3
+    for k, order in enumerate(orders, start=1):
+        with open(tmp_path / "sheet" / f"sheet-{k}.csv", encoding="utf-8-sig", newline="") as handle:
+            assert [row["item_id"] for row in csv.DictReader(handle)] == order
+    items = key["items"]
+    rng = random.Random(1)
+    truth = {i: {c: judged[items[i]["system"]][items[i]["prompt_id"]][c] for c in CRITERIA} for i in items}
+    sheets = []
+    for k, name in enumerate(("Amal", "Omar", "Sara"), start=1):
+        noisy = lambda item, c: min(5, max(1, truth[item][c] + rng.choice([-1, 0, 0, 1])))  # noqa: E731
+        filled = fill(tmp_path / "sheet" / f"sheet-{k}.csv", tmp_path / f"{name}.csv", noisy, name)
+        sheets.append(filled)
+    agreement = import_sheets([str(tmp_path / f"{n}.csv") for n in ("Amal", "Omar", "Sara")],
+                              tmp_path / "sheet" / "key.json", dirs, tmp_path / "agreement")
+    for criterion in CRITERIA:
+        matrix = np.array([[float(f[i][criterion]) for i in sorted(items)] for f in sheets])
+        alpha = agreement["rater_alpha"][criterion]
+        assert alpha["raters"] == 3 and alpha["n_items"] == 16
+        assert alpha["alpha_ordinal"] == pytest.approx(krippendorff.alpha(
+            reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]), abs=1e-6)
+        assert alpha["alpha_ordinal_ci"][0] <= alpha["alpha_ordinal"] <= alpha["alpha_ordinal_ci"][1]
+    assert "Krippendorff's alpha" in (tmp_path / "agreement" / "agreement.md").read_text()

@@ -1,4 +1,8 @@
-"""Write one story per eval prompt into generations.jsonl, appending as it goes; a rerun skips the ids already there."""
+"""Write one story per eval prompt into generations.jsonl, appending as it goes; a rerun skips the ids already there.
+
+Over-long prompts are skipped and counted (limits.max_prompt_chars, and limits.max_prompt_tokens for local models),
+so a 100k-character prompt never reaches a model; a refused API key (401/403) stops the run at once.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,55 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from arastory.io import JsonlAppender, fingerprint
-from arastory.llm.client import LLMError
+from arastory.llm.client import LLMAuthError, LLMError
 from arastory.llm.resumable import done_keys, run_resumable
 
 
 def generation_row(prompt: dict, system_name: str, result: dict, extra_meta: dict) -> dict:
     return {"id": prompt["id"], "system": system_name, "variety": prompt["variety"], "prompt": prompt["prompt"],
-            "features": prompt.get("features") or {}, "story": result["story"], "meta": {**extra_meta, **result["meta"]}}
+            "prompt_key": prompt.get("prompt_key"), "features": prompt.get("features") or {}, "story": result["story"],
+            "meta": {**extra_meta, **result["meta"]}}
 
 
-def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling) -> dict:
-    """Generate the missing stories; returns counts {total, already_done, generated, failed, seconds}."""
+def too_long(generator, prompt: str, limits: dict) -> str | None:
+    """Why `prompt` is skipped, or None. Characters first: a huge prompt is never even tokenized whole."""
+    max_chars, max_tokens = limits.get("max_prompt_chars"), limits.get("max_prompt_tokens")
+    if max_chars and len(prompt) > max_chars:
+        return f"prompt longer than limits.max_prompt_chars={max_chars}"
+    if max_tokens and hasattr(generator, "prompt_tokens") and generator.prompt_tokens(prompt) > max_tokens:
+        return f"prompt longer than limits.max_prompt_tokens={max_tokens}"
+    return None
+
+
+def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling, meta: dict | None = None,
+                 limits: dict | None = None) -> dict:
+    """Generate the missing stories; returns counts {total, already_done, generated, failed, skipped_long, seconds}.
+
+    `meta` (the generation key, sampling) is stored with every row so a rerun can tell which settings made it.
+    """
     out_path = Path(out_path)
     finished = done_keys(out_path, "id")
     todo = [p for p in prompts if p["id"] not in finished]
-    counts = {"total": len(prompts), "already_done": len(prompts) - len(todo), "generated": 0, "failed": 0}
+    counts = {"total": len(prompts), "already_done": len(prompts) - len(todo), "generated": 0, "failed": 0,
+              "skipped_long": 0}
+    if generator.kind != "file":
+        skipped = [(p, too_long(generator, p["prompt"], limits or {})) for p in todo]
+        todo = [p for p, why in skipped if why is None]
+        counts["skipped_long"] = sum(1 for _, why in skipped if why)
+        if counts["skipped_long"]:
+            first = next(f"{p['id']}: {why}" for p, why in skipped if why)
+            print(f"[arastory] skipped {counts['skipped_long']} over-long prompt(s), e.g. {first}")
     start = time.perf_counter()
-    meta = {**generator.meta, "sampling": sampling.as_dict()}
-    if todo and generator.kind == "api":
+    meta = {**generator.meta, "sampling": sampling.as_dict(), **(meta or {})}
+    if todo and generator.kind == "file":
+        with JsonlAppender(out_path) as out:
+            for prompt in todo:
+                out.write(generation_row(prompt, generator.name, generator.story(prompt["id"]), meta))
+        counts["generated"] = len(todo)
+    elif todo and generator.kind == "api":
         stats = run_resumable(todo, "id", lambda p: generation_row(p, generator.name, generator.generate_one(p["prompt"], sampling), meta),
-                              out_path, concurrency=generator.concurrency, desc=f"generate ({generator.name})")
+                              out_path, concurrency=generator.concurrency, desc=f"generate ({generator.name})",
+                              fail_fast=(LLMAuthError,))
         counts.update(generated=stats.done, failed=stats.failed)
         if stats.done == 0 and stats.failed:
             raise LLMError(f"generation failed for every prompt, e.g. {stats.errors[0]} (see {out_path}.errors.jsonl)")

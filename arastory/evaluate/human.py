@@ -1,4 +1,8 @@
-"""Human evaluation: export a blind rating sheet (CSV + right-to-left HTML), import filled sheets, judge-human agreement."""
+"""Human evaluation: export blind rating sheets (CSV + right-to-left HTML, one shuffled order per rater), import filled
+sheets, judge-human and rater-rater agreement with CIs (kappa, Spearman, Krippendorff's alpha).
+
+Systems are rated on the same prompts only when the prompts are identical (prompt_key: variety + text), not when
+their ids match."""
 
 from __future__ import annotations
 
@@ -14,28 +18,17 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from arastory.errors import ConfigError, DataError
-from arastory.evaluate.stats import bootstrap_ci, paired_comparison
+from arastory.evaluate.criteria import CRITERION_INFO
+from arastory.evaluate.prompts import prompt_key
+from arastory.evaluate.stats import (bootstrap_ci, cohen_kappa, holm_adjust, krippendorff_alpha, paired_comparison,
+                                     percentile_ci, spearman)
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_jsonl
 
-# The judge's five criteria (arastory.evaluate.judge.CRITERIA), with the names and questions raters see (ours).
-CRITERIA: dict[str, dict[str, str]] = {
-    "fluency": {"ar": "الطلاقة", "en": "Fluency",
-                "ar_q": "هل اللغة سليمة وطبيعية وسهلة القراءة؟",
-                "en_q": "Is the language natural, grammatical and easy to read?"},
-    "coherence": {"ar": "التماسك", "en": "Coherence",
-                  "ar_q": "هل تتتابع الأحداث بشكل منطقي وتبدو القصة كلًّا واحدًا؟",
-                  "en_q": "Do the events follow logically, as one whole story?"},
-    "instruction_following": {"ar": "اتباع التعليمات", "en": "Instruction following",
-                              "ar_q": "هل تلتزم القصة بكل ما طُلب في التعليمات (العمر، المكان، النهاية، عدد الشخصيات...)؟",
-                              "en_q": "Does the story meet every requirement of the instructions?"},
-    "consistency": {"ar": "الاتساق", "en": "Consistency",
-                    "ar_q": "هل تبقى الشخصيات والأسماء والأماكن والتفاصيل ثابتة من البداية إلى النهاية؟",
-                    "en_q": "Do characters, names, places and facts stay the same throughout?"},
-    "variety": {"ar": "اللهجة", "en": "Variety",
-                "ar_q": "هل القصة مكتوبة كلها باللهجة المطلوبة؟",
-                "en_q": "Is the story written in the required variety throughout?"},
-}
+# The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
+CRITERIA: dict[str, dict] = CRITERION_INFO
 VARIETY_NAMES = {"msa": ("العربية الفصحى", "Modern Standard Arabic"), "egy": ("اللهجة المصرية", "Egyptian Arabic"),
                  "mor": ("الدارجة المغربية", "Moroccan Arabic")}
 SHEET_COLUMNS = ["item_id", "required_variety", "prompt", "story", *CRITERIA, "comment", "rater"]
@@ -55,7 +48,7 @@ def _read_generations(eval_dir: Path) -> tuple[str, dict[str, dict]]:
             if not isinstance(row.get(key), str):
                 raise DataError(path, f"'{key}' missing or not a string", lineno)
         system = system or row.get("system")
-        rows[row["id"]] = row
+        rows[row["id"]] = {**row, "prompt_key": prompt_key(row["variety"], row["prompt"])}
     if not rows:
         raise DataError(path, "no generations")
     if not system and (eval_dir / "scores.json").exists():
@@ -75,31 +68,38 @@ def _balanced_sample(ids: list[str], varieties: dict[str, str], k: int | None, r
     return interleaved if k is None else interleaved[:k]
 
 
-def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, seed: int = 0) -> dict:
-    """Write a blind rating sheet of stories from several eval dirs: sheet.csv, sheet.html (for raters) and key.json.
+def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, seed: int = 0, raters: int = 1) -> dict:
+    """Write blind rating sheets of stories from several eval dirs and key.json (for you only).
 
-    When the systems share prompts, every system is rated on the same prompts (so human scores pair up); items are
-    shuffled with `seed` and named item-001, item-002, ... so nothing in the sheet tells the systems apart.
+    When the systems answered identical prompts, every system is rated on the same prompts (so human scores pair up).
+    Items are named item-001, item-002, ... in a seeded shuffle, so nothing in a sheet tells the systems apart; with
+    `raters` > 1 each rater gets sheet-<k>.csv / sheet-<k>.html with the same items in their own shuffled order (one
+    order for everybody would tie order effects to items).
     """
     if not eval_dirs:
         raise ConfigError("human.export", "give at least one eval dir")
     if per_system is not None and int(per_system) < 1:
         raise ConfigError("human.per_system", f"must be a positive number of stories, got {per_system}")
+    if int(raters) < 1:
+        raise ConfigError("human.raters", f"must be a positive number of raters, got {raters}")
     systems = []
     for index, raw in enumerate(eval_dirs):
         name, rows = _read_generations(Path(raw))
-        systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": rows})
+        by_key = {}
+        for row in rows.values():
+            by_key.setdefault(row["prompt_key"], row)   # one story per prompt text
+        systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": by_key})
     _disambiguate(systems)
     rng = random.Random(seed)
     shared = set.intersection(*[set(s["rows"]) for s in systems])
-    chosen_shared = _balanced_sample(list(shared), {pid: systems[0]["rows"][pid]["variety"] for pid in shared},
+    chosen_shared = _balanced_sample(list(shared), {key: systems[0]["rows"][key]["variety"] for key in shared},
                                      per_system, rng) if shared else None
     items = []
     for system in systems:
         rows = system["rows"]
         chosen = chosen_shared if chosen_shared is not None else _balanced_sample(
-            list(rows), {pid: r["variety"] for pid, r in rows.items()}, per_system, rng)
-        items += [(system, rows[pid]) for pid in chosen]
+            list(rows), {key: r["variety"] for key, r in rows.items()}, per_system, rng)
+        items += [(system, rows[key]) for key in chosen]
     rng.shuffle(items)
     width = max(3, len(str(len(items))))
     sheet, key = [], {}
@@ -107,19 +107,26 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         item_id = f"item-{number:0{width}d}"
         sheet.append({"item_id": item_id, "required_variety": row["variety"], "prompt": row["prompt"],
                       "story": row["story"], **{c: "" for c in CRITERIA}, "comment": "", "rater": ""})
-        key[item_id] = {"system": system["system"], "prompt_id": row["id"], "variety": row["variety"],
-                        "eval_index": system["eval_index"]}
+        key[item_id] = {"system": system["system"], "prompt_id": row["id"], "prompt_key": row["prompt_key"],
+                        "variety": row["variety"], "eval_index": system["eval_index"]}
     out = Path(out_dir)
-    sheet_id = fingerprint(sorted(key.items()), seed)
-    csv_text = sheet_csv(sheet)
-    atomic_write_text(out / "sheet.csv", csv_text)
-    atomic_write_text(out / "sheet.html", sheet_html(sheet, sheet_id))
-    atomic_write_json(out / "key.json", {"sheet_id": sheet_id, "seed": seed, "criteria": list(CRITERIA),
+    names = ["sheet"] if int(raters) == 1 else [f"sheet-{k}" for k in range(1, int(raters) + 1)]
+    orders, written = {}, []
+    for number, name in enumerate(names, start=1):
+        order = list(sheet) if number == 1 else random.Random(f"{seed}:rater:{number}").sample(sheet, len(sheet))
+        sheet_id = fingerprint(sorted(key.items()), seed, [r["item_id"] for r in order])
+        atomic_write_text(out / f"{name}.csv", sheet_csv(order))
+        atomic_write_text(out / f"{name}.html", sheet_html(order, sheet_id))
+        orders[name] = {"sheet_id": sheet_id, "order": [r["item_id"] for r in order]}
+        written.append(out / f"{name}.html")
+    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed, "criteria": list(CRITERIA),
                                          "eval_dirs": [s["eval_dir"] for s in systems],
-                                         "systems": [s["system"] for s in systems],
+                                         "systems": [s["system"] for s in systems], "sheets": orders,
                                          "shared_prompts": chosen_shared is not None, "items": key})
     return {"items": len(sheet), "systems": [s["system"] for s in systems], "shared_prompts": chosen_shared is not None,
-            "sheet_csv": str(out / "sheet.csv"), "sheet_html": str(out / "sheet.html"), "key": str(out / "key.json")}
+            "sheet_csv": str(out / f"{names[0]}.csv"), "sheet_html": str(out / f"{names[0]}.html"),
+            "sheets_html": [str(p) for p in written], "sheets_csv": [str(p.with_suffix(".csv")) for p in written],
+            "key": str(out / "key.json")}
 
 
 def _disambiguate(systems: list[dict]) -> None:
@@ -440,7 +447,39 @@ def agreement(x: list[float], y: list[float]) -> dict:
         kappa = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5])
         weighted = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
     out.update(spearman=_finite(rho.statistic), spearman_p=_finite(rho.pvalue), kappa=_finite(kappa),
-               kappa_quadratic=_finite(weighted))
+               kappa_quadratic=_finite(weighted), **agreement_cis(x, y))
+    return out
+
+
+def agreement_cis(x: list[float], y: list[float], n_boot: int = 1000, seed: int = 0) -> dict:
+    """95% percentile bootstrap CIs over items of Spearman's rho and both kappas (none below 10 items)."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    a, b = np.array([_half_up(v) for v in x]), np.array([_half_up(v) for v in y])
+    statistics = {"spearman_ci": lambda i: spearman(xs[i], ys[i]),
+                  "kappa_ci": lambda i: cohen_kappa(a[i], b[i]),
+                  "kappa_quadratic_ci": lambda i: cohen_kappa(a[i], b[i], weights="quadratic")}
+    out = {}
+    for name, statistic in statistics.items():
+        low, high = percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed)
+        out[name] = None if low is None else [round(low, 6), round(high, 6)]
+    return out
+
+
+def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Krippendorff's alpha over all raters (ordinal and interval, 1-5) on one criterion, with a 95% percentile
+    bootstrap CI over items; items rated by fewer than two raters do not count."""
+    items = sorted({i for scores in raters.values() for i, s in scores.items() if criterion in s})
+    matrix = np.array([[scores.get(i, {}).get(criterion, np.nan) for i in items] for scores in raters.values()],
+                      dtype=float)
+    matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
+    n = matrix.shape[1] if matrix.ndim == 2 else 0
+    out = {"raters": len(raters), "n_items": int(n)}
+    for level in ("ordinal", "interval"):
+        value = krippendorff_alpha(matrix, level) if n else math.nan
+        low, high = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), n, n_boot=n_boot, seed=seed) \
+            if n else (None, None)
+        out[f"alpha_{level}"] = _finite(value)
+        out[f"alpha_{level}_ci"] = None if low is None else [round(low, 6), round(high, 6)]
     return out
 
 
@@ -473,7 +512,7 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
         raters[name] = scores
     rows = _item_rows(items, raters, judged)
     result = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
-              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "systems": {}}
+              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {}, "systems": {}}
     for criterion in CRITERIA:
         pairs = [(r["judge"][criterion], r["human"][criterion]) for r in rows
                  if criterion in r["judge"] and criterion in r["human"]]
@@ -483,6 +522,7 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
         result["criteria"][criterion] = stats
         if len(raters) > 1:
             result["rater_agreement"][criterion] = _rater_pairs(raters, criterion)
+            result["rater_alpha"][criterion] = rater_alpha(raters, criterion)
     for system in key.get("systems") or sorted({i["system"] for i in items.values()}):
         mine = [r for r in rows if r["system"] == system]
         result["systems"][system] = {c: {"human": bootstrap_ci([r["human"].get(c) for r in mine]),
@@ -505,20 +545,25 @@ def _item_rows(items: dict, raters: dict, judged: list[dict]) -> list[dict]:
         human = {c: _mean([s[c] for s in per_rater.values() if c in s]) for c in CRITERIA}
         info = items[item_id]
         rows.append({"item_id": item_id, "system": info["system"], "prompt_id": info["prompt_id"],
-                     "variety": info.get("variety"), "human": {c: v for c, v in human.items() if v is not None},
+                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"), "human": {c: v for c, v in human.items() if v is not None},
                      "raters": per_rater, "judge": judged[info["eval_index"]].get(info["prompt_id"], {})})
     return rows
 
 
 def _human_pairs(rows: list[dict], systems: list[str]) -> list[dict]:
-    """Per pair of systems and criterion, a paired comparison of human scores on the prompts both were rated on."""
+    """Per pair of systems and criterion, a paired comparison of human scores on the identical prompts (prompt_key)
+    both were rated on; Holm-adjusted p-values over all of them. A key without prompt keys pairs nothing."""
     out = []
     for a, b in itertools.combinations(systems, 2):
         for criterion in CRITERIA:
-            sa = {r["prompt_id"]: r["human"][criterion] for r in rows if r["system"] == a and criterion in r["human"]}
-            sb = {r["prompt_id"]: r["human"][criterion] for r in rows if r["system"] == b and criterion in r["human"]}
+            sa = {r["prompt_key"]: r["human"][criterion] for r in rows
+                  if r["system"] == a and criterion in r["human"] and r.get("prompt_key")}
+            sb = {r["prompt_key"]: r["human"][criterion] for r in rows
+                  if r["system"] == b and criterion in r["human"] and r.get("prompt_key")}
             if set(sa) & set(sb):
                 out.append({"a": a, "b": b, "criterion": criterion, **paired_comparison(sa, sb)})
+    for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out])):
+        row["p_holm"] = adjusted
     return out
 
 
@@ -536,32 +581,49 @@ def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
 
 def agreement_markdown(result: dict) -> str:
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    ci = lambda v, c: fmt(v) + (f" [{c[0]:.2f}, {c[1]:.2f}]" if c else "")  # noqa: E731
     lines = ["# Judge-human agreement", "",
              f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
-             "kappa compares it rounded half up to 1-5 with the judge's score.", "",
+             "kappa compares it rounded half up to 1-5 with the judge's score. Brackets: 95% bootstrap CIs over items "
+             "(none below 10 items).", "",
              "| criterion | n | Spearman rho | p | kappa | kappa (quadratic) | judge mean | human mean |",
              "|---|---|---|---|---|---|---|---|"]
     for criterion, s in result["criteria"].items():
-        lines.append(f"| {criterion} | {s['n']} | {fmt(s['spearman'])} | {fmt(s['spearman_p'])} | {fmt(s['kappa'])} | "
-                     f"{fmt(s['kappa_quadratic'])} | {fmt(s['judge_mean'])} | {fmt(s['human_mean'])} |")
+        lines.append(f"| {criterion} | {s['n']} | {ci(s['spearman'], s.get('spearman_ci'))} | {fmt(s['spearman_p'])} | "
+                     f"{ci(s['kappa'], s.get('kappa_ci'))} | {ci(s['kappa_quadratic'], s.get('kappa_quadratic_ci'))} | "
+                     f"{fmt(s['judge_mean'])} | {fmt(s['human_mean'])} |")
+    if result.get("rater_alpha"):
+        lines += ["", "## All raters: Krippendorff's alpha", "",
+                  "| criterion | raters | items | alpha (ordinal) | alpha (interval) |", "|---|---|---|---|---|"]
+        for criterion, a in result["rater_alpha"].items():
+            lines.append(f"| {criterion} | {a['raters']} | {a['n_items']} | {ci(a['alpha_ordinal'], a['alpha_ordinal_ci'])} | "
+                         f"{ci(a['alpha_interval'], a['alpha_interval_ci'])} |")
     if result["rater_agreement"]:
         lines += ["", "## Rater against rater", "", "| criterion | raters | n | Spearman rho | kappa | kappa (quadratic) |",
                   "|---|---|---|---|---|---|"]
         for criterion, pairs in result["rater_agreement"].items():
             for p in pairs:
-                lines.append(f"| {criterion} | {' / '.join(p['raters'])} | {p['n']} | {fmt(p['spearman'])} | "
-                             f"{fmt(p['kappa'])} | {fmt(p['kappa_quadratic'])} |")
-    lines += ["", "## Scores per system (mean [95% bootstrap CI], on the rated items)", "",
+                lines.append(f"| {criterion} | {' / '.join(p['raters'])} | {p['n']} | {ci(p['spearman'], p.get('spearman_ci'))} | "
+                             f"{ci(p['kappa'], p.get('kappa_ci'))} | {ci(p['kappa_quadratic'], p.get('kappa_quadratic_ci'))} |")
+    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "",
               "| system | criterion | human | judge |", "|---|---|---|---|"]
-    cell = lambda s: "–" if s["mean"] is None else f"{s['mean']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] (n={s['n']})"  # noqa: E731
     for system, per_criterion in result["systems"].items():
         for criterion, s in per_criterion.items():
-            lines.append(f"| {system} | {criterion} | {cell(s['human'])} | {cell(s['judge'])} |")
+            lines.append(f"| {system} | {criterion} | {_score_cell(s['human'])} | {_score_cell(s['judge'])} |")
     if result.get("paired"):
-        lines += ["", "## Human scores, system against system (same prompts)", "",
-                  "| A | B | criterion | n | A - B [95% CI] | win/tie/loss | p |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "## Human scores, system against system (identical prompts)", "",
+                  "| A | B | criterion | n pairs | A - B [95% CI] | win/tie/loss | p | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for p in result["paired"]:
-            lines.append(f"| {p['a']} | {p['b']} | {p['criterion']} | {p['n']} | {p['mean_diff']:+.2f} "
-                         f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] | {p['win_rate']:.2f}/{p['tie_rate']:.2f}/"
-                         f"{p['loss_rate']:.2f} | {p['p_value']:.3f} |")
+            diff = f"{p['mean_diff']:+.2f}" + (f" [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]" if p["ci_low"] is not None else " (no CI)")
+            lines.append(f"| {p['a']} | {p['b']} | {p['criterion']} | {p['n_pairs']} | {diff} | {p['win_rate']:.2f}/"
+                         f"{p['tie_rate']:.2f}/{p['loss_rate']:.2f} | {p['p_value']:.3f} | {p['p_holm']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _score_cell(s: dict) -> str:
+    if s["mean"] is None:
+        return "–"
+    if s["ci_low"] is None:
+        return f"{s['mean']:.2f} (n={s['n']}, no CI)"
+    return f"{s['mean']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] (n={s['n']})"

@@ -1,8 +1,11 @@
-"""LLM judge on the study's five criteria (1-5 each): our rubric, tolerant parsing, bounded re-asks, a content cache.
+"""LLM judge on the study's five criteria (1-5 each): a rubric (ours, or a prompt file), tolerant parsing, bounded
+re-asks, and a cache keyed by everything that determines an answer.
 
 Backends: an OpenAI-compatible chat model (`judge=openai`, the study's gpt-4-0125-preview by default) or a local HF
-model (`judge=hf`). Every raw answer is kept. A judgment is cached under cache_dir()/judge by a hash of the judge
-model, its settings and the full messages (rubric + variety + prompt + story), so a rerun never pays twice.
+model (`judge=hf`). Every raw answer is kept. A judge's identity (backend, endpoint, model, rubric hash, decoding
+parameters; for local models also quantization, dtype and revision) is hashed into `Judge.key`: judgments.jsonl rows
+carry it, and the cache lives under cache_dir()/judge/<key>/ (delete that folder, or all of cache_dir()/judge, to
+clear it; `judge.cache=false` bypasses it).
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ import re
 import threading
 from pathlib import Path
 
-from arastory.io import atomic_write_json, fingerprint
+from arastory.errors import ArastoryError, ConfigError
+from arastory.evaluate.criteria import CRITERIA, CRITERION_INFO
+from arastory.io import atomic_write_json, atomic_write_jsonl, fingerprint, iter_jsonl, JsonlAppender
+from arastory.llm.client import LLMAuthError
 from arastory.llm.resumable import run_resumable
 from arastory.paths import cache_dir
 from arastory.prompts.varieties import load_variety
 from arastory.text import normalize_arabic
 
-CRITERIA = ("fluency", "coherence", "instruction_following", "consistency", "variety")
+ANSWER_FORMATS = ("auto", "json", "lines")
+PLACEHOLDERS = ("prompt", "story", "variety_name")
 
-# Our own rubric wording (the study's prompt was not released in full); English instructions, Arabic criterion names.
+# Our own rubric wording; English instructions, Arabic criterion names. Placeholders: {variety_name}, {prompt}, {story}.
 RUBRIC = """You are an expert in Arabic, in Modern Standard Arabic and in the Arabic dialects, and you judge children's stories.
 A story was written for the instructions below; it must be written in {variety_name}.
 Score the story from 1 (very poor) to 5 (excellent) on each criterion:
@@ -31,7 +38,7 @@ Score the story from 1 (very poor) to 5 (excellent) on each criterion:
 - variety (اللهجة): the story is written in {variety_name} throughout, not in another variety (drifting into Modern Standard Arabic lowers this score for a dialect story).
 
 Answer with only a JSON object, no other text:
-{{"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}}
+{"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}
 
 ### Instructions
 {prompt}
@@ -39,23 +46,27 @@ Answer with only a JSON object, no other text:
 ### Story
 {story}"""
 
-REASK = ('Your answer could not be read. Reply with only the JSON object, for example: '
-         '{"fluency": 3, "coherence": 4, "instruction_following": 2, "consistency": 5, "variety": 4}')
-
-_ALIASES = {
-    "fluency": ["fluency", "الطلاقه", "طلاقه"],
-    "coherence": ["coherence", "التماسك", "تماسك"],
-    "instruction_following": ["instruction_following", "instructions_following", "following_instructions",
-                              "instruction_adherence", "instructions", "اتباع_التعليمات", "اتباع التعليمات",
-                              "الالتزام_بالتعليمات", "الالتزام بالتعليمات"],
-    "consistency": ["consistency", "الاتساق", "اتساق"],
-    "variety": ["variety", "dialect", "language_variety", "اللهجه", "لهجه", "التنوع اللغوي"],
+# Re-ask messages carry no example numbers, so an echoed example can never pass as scores.
+REASK = {
+    "json": ('Your answer could not be read. Reply with only the JSON object of the five whole-number scores from 1 to 5: '
+             '{"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}'),
+    "lines": ("Your answer could not be read. Reply with only the five whole-number scores from 1 to 5, one per line:\n"
+              "Fluency: <1-5>\nCoherence: <1-5>\nFollowing Instructions: <1-5>\nConsistency: <1-5>\nVariety: <1-5>"),
 }
-_CRITERION_OF = {re.sub(r"[\s\-]+", "_", normalize_arabic(alias)): name for name, aliases in _ALIASES.items() for alias in aliases}
+
+_CRITERION_OF = {re.sub(r"[\s\-]+", "_", normalize_arabic(label)): name
+                 for name, info in CRITERION_INFO.items() for label in info["labels"]}
 _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩", "0123456789")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_LINE = re.compile(r"^[\s>*_#\-•\d.)]*([^\d:：=\n]+?)[\s*_]*[:：=\-–]\s*[*_]*\s*(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5|من\s*5)?",
-                   re.MULTILINE)
+# "Fluency: 4", "**Fluency:** 4/5", "1. Coherence - 3", "الطلاقة: ٤ من 5"; a score on another scale ("4/10",
+# "4 out of 10") is not read as a 1-5 score.
+_LINE = re.compile(r"^[\s>*_#\-•\d.)]*([^\d:：=\n]+?)[\s*_]*[:：=\-–]\s*[*_]*\s*(\d+(?:\.\d+)?)"
+                   r"(?!\d|\.\d|\s*(?:/|out\s+of|من)\s*(?!5(?!\d))\d)", re.MULTILINE | re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+class JudgeInputTooLong(ArastoryError):
+    """A judge prompt that does not fit the local judge's context: the story is skipped and counted, never cut."""
 
 
 def variety_name(variety: str) -> str:
@@ -65,8 +76,51 @@ def variety_name(variety: str) -> str:
         return variety
 
 
+# ---------------------------------------------------------------------------------------------------------- rubric
+class Rubric:
+    """A judge prompt template ({prompt}, {story}, optionally {variety_name}) and the answer format to parse."""
+
+    def __init__(self, template: str = RUBRIC, answer_format: str = "auto", source: str = "builtin"):
+        self.template, self.answer_format, self.source = template, answer_format, source
+        self.reask = REASK["lines" if answer_format == "lines" else "json"]
+        # Score sets written out in the template itself (an example answer): an answer repeating one is an echo.
+        self.examples = [text for text, _ in _json_objects_with_text(_PLACEHOLDER.sub(" ", template))
+                         if _from_mapping(_loads(text))]
+        self.hash = fingerprint(template, answer_format, self.reask)
+
+    def messages(self, prompt: str, story: str, variety: str) -> list[dict]:
+        values = {"prompt": prompt, "story": story, "variety_name": variety_name(variety)}
+        # One pass, so a story that contains "{prompt}" is never substituted again.
+        return [{"role": "user", "content": _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)}]
+
+    def parse(self, text: str) -> dict | None:
+        return parse_judgment(text, self.answer_format, self.examples)
+
+
+def load_rubric(prompt_file: str | None, answer_format: str = "auto") -> Rubric:
+    """The built-in rubric (it asks for JSON; any readable answer counts), or the template in `prompt_file`
+    (one-line errors for a bad file)."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ConfigError("judge.answer_format", f"'{answer_format}' is not one of: {', '.join(ANSWER_FORMATS)}")
+    if not prompt_file:
+        return Rubric(RUBRIC, answer_format)
+    path = Path(prompt_file).expanduser()
+    if not path.is_file():
+        raise ConfigError("judge.prompt_file", f"'{prompt_file}' is not a file")
+    try:
+        template = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("judge.prompt_file", f"'{prompt_file}' is not UTF-8 text") from None
+    missing = [f"{{{name}}}" for name in ("prompt", "story") if f"{{{name}}}" not in template]
+    if missing:
+        raise ConfigError("judge.prompt_file", f"'{prompt_file}' has no {' and no '.join(missing)} placeholder "
+                          "(the instructions and the story are put there)")
+    return Rubric(template, answer_format, source=str(path))
+
+
 def judge_messages(prompt: str, story: str, variety: str) -> list[dict]:
-    return [{"role": "user", "content": RUBRIC.format(variety_name=variety_name(variety), prompt=prompt, story=story)}]
+    """The built-in rubric's message for one story."""
+    return Rubric().messages(prompt, story, variety)
 
 
 # --------------------------------------------------------------------------------------------------------- parsing
@@ -100,40 +154,71 @@ def _from_mapping(obj) -> dict | None:
     return scores if set(scores) == set(CRITERIA) else None
 
 
-def _json_objects(text: str):
+def _loads(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _json_objects_with_text(text: str):
+    """(source text, object) of each JSON object in `text`: fenced blocks first, then any {...} that decodes."""
     decoder = json.JSONDecoder()
     for match in _FENCE.finditer(text):
-        try:
-            yield json.loads(match.group(1))
-        except json.JSONDecodeError:
-            pass
+        obj = _loads(match.group(1))
+        if obj is not None:
+            yield match.group(1), obj
     for start in [m.start() for m in re.finditer(r"\{", text)]:
         try:
-            yield decoder.raw_decode(text[start:])[0]
+            obj, end = decoder.raw_decode(text[start:])
         except json.JSONDecodeError:
             continue
+        yield text[start:start + end], obj
 
 
-def parse_judgment(text: str) -> dict | None:
-    """All five scores from a judge's answer: JSON (plain or fenced), or "Fluency: 4/5" lines (English or Arabic names)."""
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def parse_judgment(text: str, answer_format: str = "auto", examples: list[str] | tuple = ()) -> dict | None:
+    """All five scores from a judge's answer, or None.
+
+    JSON (plain or fenced, also nested under "scores") and/or "Fluency: 4" lines (English or Arabic names, "4/5",
+    Arabic digits), as `answer_format` allows. An answer that repeats an example object of the prompt is rejected;
+    a score on another scale ("4/10") or not a whole number 1-5 is unreadable.
+    """
     text = (text or "").translate(_DIGITS)
-    for obj in _json_objects(text):
-        scores = _from_mapping(obj)
-        if scores:
+    if answer_format in ("auto", "json"):
+        echoes = {_squeeze(e) for e in examples}
+        for source, obj in _json_objects_with_text(text):
+            scores = _from_mapping(obj)
+            if scores and _squeeze(source) not in echoes:
+                return {name: scores[name] for name in CRITERIA}
+    if answer_format in ("auto", "lines"):
+        scores = {}
+        for label, number in _LINE.findall(text):
+            name, score = _criterion(label), _score(number)
+            if name and score is not None and name not in scores:
+                scores[name] = score
+        if set(scores) == set(CRITERIA):
             return {name: scores[name] for name in CRITERIA}
-    scores = {}
-    for label, number in _LINE.findall(text):
-        name, score = _criterion(label), _score(number)
-        if name and score is not None and name not in scores:
-            scores[name] = score
-    return {name: scores[name] for name in CRITERIA} if set(scores) == set(CRITERIA) else None
+    return None
 
 
 # -------------------------------------------------------------------------------------------------------- backends
+def endpoint_of(base_url: str | None) -> str:
+    """The endpoint a client talks to, spelled one way (None is OpenAI's own)."""
+    return (base_url or "https://api.openai.com/v1").rstrip("/")
+
+
 class OpenAIJudgeBackend:
-    def __init__(self, client, temperature: float = 0.0, max_tokens: int = 300):
+    def __init__(self, client, temperature: float | None = 0.0, max_tokens: int = 300):
         self.client, self.params = client, {"temperature": temperature, "max_tokens": max_tokens}
         self.model = client.model
+
+    def identity(self) -> dict:
+        return {"backend": "openai", "endpoint": endpoint_of(self.client.base_url), "model": self.model,
+                "params": self.params}
 
     def answer(self, messages: list[dict]) -> tuple[str, dict]:
         response = self.client.chat(messages, **self.params)
@@ -144,16 +229,23 @@ class HFJudgeBackend:
     """A local chat model, greedy decoding; loaded on first use (after the evaluated system is freed)."""
 
     def __init__(self, model: str, dtype: str = "bfloat16", quant: str | None = None, max_new_tokens: int = 200,
-                 trust_remote_code: bool = False):
-        self.model, self.dtype, self.quant = model, dtype, quant
+                 trust_remote_code: bool = False, revision: str | None = None):
+        self.model, self.dtype, self.quant, self.revision = model, dtype, quant, revision
         self.max_new_tokens, self.trust_remote_code = max_new_tokens, trust_remote_code
         self.params = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
         self._loaded, self._lock = None, threading.Lock()
 
+    def identity(self) -> dict:
+        from arastory.evaluate.systems import model_revision
+
+        return {"backend": "hf", "model": self.model, "revision": model_revision(self.model, self.revision),
+                "quant": self.quant, "dtype": self.dtype, "params": self.params}
+
     def _load(self):
         from arastory.evaluate.systems import HFSystem
 
-        spec = HFSystem(model=self.model, quant=self.quant, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        spec = HFSystem(model=self.model, quant=self.quant, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+                        revision=self.revision)
         spec.check()
         self._loaded = spec.open()
         return self._loaded
@@ -168,6 +260,10 @@ class HFJudgeBackend:
                 ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
             else:
                 ids = tokenizer("\n\n".join(m["content"] for m in messages) + "\n\n")["input_ids"]
+            context = getattr(generator.model.config, "max_position_embeddings", None)
+            if context and len(ids) + self.max_new_tokens > context:
+                raise JudgeInputTooLong(f"judge prompt of {len(ids)} tokens + {self.max_new_tokens} new ones does not "
+                                        f"fit {self.model}'s {context}-token context")
             ids = torch.tensor([list(ids)], device=generator.model.device)
             with torch.no_grad():
                 out = generator.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
@@ -179,22 +275,43 @@ class HFJudgeBackend:
 
 
 # ------------------------------------------------------------------------------------------------------------ judge
-class Judge:
-    """Scores stories; `max_attempts` answers at most per story (re-asking after an unreadable one)."""
+def story_key(story: str) -> str:
+    return fingerprint("story", story)
 
-    def __init__(self, backend, max_attempts: int = 3, concurrency: int = 8, cache: bool = True):
-        self.backend, self.max_attempts, self.concurrency, self.use_cache = backend, max(1, max_attempts), concurrency, cache
+
+class Judge:
+    """Scores stories; `max_attempts` answers at most per story (re-asking after an unreadable one); a story still
+    unreadable is asked again by later runs, `max_rounds` runs in all."""
+
+    def __init__(self, backend, rubric: Rubric | None = None, max_attempts: int = 3, concurrency: int = 8,
+                 cache: bool = True, max_rounds: int = 2, max_story_chars: int = 20000):
+        self.backend, self.rubric = backend, rubric or Rubric()
+        self.max_attempts, self.concurrency, self.use_cache = max(1, max_attempts), concurrency, cache
+        self.max_rounds, self.max_story_chars = max(1, max_rounds), max_story_chars
         self.model = backend.model
-        self.counts = {"requests": 0, "cache_hits": 0, "unparsed": 0}
+        self.counts = {"requests": 0, "cache_hits": 0, "unparsed": 0, "reasked": 0, "skipped_long": 0}
         self._lock = threading.Lock()
+        self._identity = None
+
+    @property
+    def identity(self) -> dict:
+        """Everything that determines an answer (computed once: a local model's revision is looked up)."""
+        if self._identity is None:
+            self._identity = {**self.backend.identity(), "rubric": self.rubric.hash,
+                              "rubric_source": self.rubric.source, "answer_format": self.rubric.answer_format}
+        return self._identity
+
+    @property
+    def key(self) -> str:
+        return fingerprint({k: v for k, v in self.identity.items() if k != "rubric_source"})
 
     def cache_path(self, messages: list[dict]) -> Path:
-        key = fingerprint(type(self.backend).__name__, self.model, self.backend.params, self.max_attempts, messages)
-        return cache_dir() / "judge" / key[:2] / f"{key}.json"
+        digest = fingerprint(messages)
+        return cache_dir() / "judge" / self.key / digest[:2] / f"{digest}.json"
 
     def judge(self, prompt: str, story: str, variety: str) -> dict:
         """{criteria (None when never readable), raw, attempts, usage, cached}."""
-        messages = judge_messages(prompt, story, variety)
+        messages = self.rubric.messages(prompt, story, variety)
         path = self.cache_path(messages)
         if self.use_cache and path.exists():
             with self._lock:
@@ -208,10 +325,10 @@ class Judge:
             raw.append(text)
             for k in usage:
                 usage[k] += int(used.get(k, 0) or 0)
-            criteria = parse_judgment(text)
+            criteria = self.rubric.parse(text)
             if criteria:
                 break
-            conversation = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": REASK}]
+            conversation = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}]
         result = {"criteria": criteria, "raw": raw, "attempts": len(raw), "usage": usage}
         if criteria is None:
             with self._lock:
@@ -221,38 +338,96 @@ class Judge:
         return {**result, "cached": False}
 
     def judge_all(self, generations: list[dict], out_path: str | Path) -> dict:
-        """Judge every generation not yet in `out_path` (judgments.jsonl), several at a time, appending rows."""
+        """Judge every generation without a final judgment by this judge in `out_path` (judgments.jsonl), several
+        at a time, appending rows. Rows of another judge (or of an older story) are moved to judgments.<key>.jsonl;
+        unreadable rows are asked again while they have had fewer than `max_rounds` runs. A refused API key (401/403)
+        stops at once."""
+        out_path = Path(out_path)
         items = [{**g, "id": f"{g['system']}/{g['id']}", "prompt_id": g["id"]} for g in generations]
+        earlier = self.settle(out_path, {i["id"]: story_key(i["story"]) for i in items})
 
         def work(item: dict) -> dict:
-            result = self.judge(item["prompt"], item["story"], item["variety"])
-            return {"id": item["id"], "system": item["system"], "prompt_id": item["prompt_id"], "variety": item["variety"],
-                    "criteria": result["criteria"], "raw": result["raw"], "judge": self.model, "attempts": result["attempts"],
-                    "parsed": result["criteria"] is not None, "cached": result["cached"], "usage": result["usage"]}
+            before = earlier.get(item["id"]) or {}
+            row = {"id": item["id"], "system": item["system"], "prompt_id": item["prompt_id"],
+                   "prompt_key": item.get("prompt_key"), "story_key": story_key(item["story"]),
+                   "variety": item["variety"], "judge": self.model, "judge_key": self.key,
+                   "rounds": int(before.get("rounds", 1) if before else 0) + 1}
+            try:
+                if len(item["story"]) > self.max_story_chars:
+                    raise JudgeInputTooLong(f"story longer than judge.max_story_chars={self.max_story_chars}")
+                result = self.judge(item["prompt"], item["story"], item["variety"])
+            except JudgeInputTooLong as error:
+                with self._lock:
+                    self.counts["skipped_long"] += 1
+                return {**row, "criteria": None, "raw": [], "attempts": 0, "parsed": False, "cached": False,
+                        "usage": {}, "skipped": str(error)}
+            return {**row, "criteria": result["criteria"], "raw": result["raw"], "attempts": result["attempts"],
+                    "parsed": result["criteria"] is not None, "cached": result["cached"], "usage": result["usage"],
+                    **({"earlier_raw": before.get("earlier_raw", []) + before.get("raw", [])} if before else {})}
 
-        stats = run_resumable(items, "id", work, out_path, concurrency=self.concurrency, desc=f"judge ({self.model})")
-        return {**stats.as_dict(), **self.counts}
+        stats = run_resumable(items, "id", work, out_path, concurrency=self.concurrency, desc=f"judge ({self.model})",
+                              fail_fast=(LLMAuthError,))
+        return {**stats.as_dict(), **self.counts, "errors": stats.errors[:3]}
+
+    def settle(self, out_path: Path, current: dict[str, str]) -> dict[str, dict]:
+        """Leave in `out_path` only final judgments of this judge for the current stories; return the unreadable
+        rows to ask again (by id). Everything else is moved, not lost, to judgments.<judge key>.jsonl."""
+        if not out_path.exists():
+            return {}
+        latest: dict[str, dict] = {}
+        rows_in_file = 0
+        for _, row in iter_jsonl(out_path, on_error="skip"):
+            rows_in_file += 1
+            if "id" in row:
+                latest[row["id"]] = row
+        keep, archive, again = [], [], {}
+        for row_id, row in latest.items():
+            if row.get("judge_key") != self.key or (row_id in current and row.get("story_key") != current[row_id]):
+                archive.append(row)
+            elif row.get("criteria") is None and not row.get("skipped") and int(row.get("rounds", 1)) < self.max_rounds:
+                again[row_id] = row
+            else:
+                keep.append(row)
+        if archive or again or len(latest) != rows_in_file:   # also compacts rows superseded by a re-ask
+            for row in archive:
+                name = f"judgments.{row.get('judge_key') or 'legacy'}.jsonl"
+                with JsonlAppender(out_path.with_name(name)) as old:
+                    old.write(row)
+            atomic_write_jsonl(out_path, keep)
+        if archive:
+            others = sorted({str(r.get("judge") or "an unknown judge") for r in archive})
+            print(f"[arastory] {len(archive)} earlier judgment(s) by {', '.join(others)} or of older stories moved to "
+                  f"judgments.<key>.jsonl; judging with {self.model} ({self.key})")
+        self.counts["reasked"] = len(again)
+        return again
 
 
 def openai_judge(model: str = "gpt-4-0125-preview", base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0, max_retries: int = 6, temperature: float = 0.0, max_tokens: int = 300,
-                 max_attempts: int = 3, concurrency: int = 8, cache: bool = True) -> Judge:
-    """`judge=openai`: checks the API key now, so a missing key stops the run before anything is generated."""
+                 timeout: float = 120.0, max_retries: int = 6, temperature: float | None = 0.0, max_tokens: int = 300,
+                 max_attempts: int = 3, concurrency: int = 8, cache: bool = True, prompt_file: str | None = None,
+                 answer_format: str = "auto", max_rounds: int = 2, max_story_chars: int = 20000) -> Judge:
+    """`judge=openai`: checks the API key and the prompt file now, so a mistake stops the run before anything is generated."""
     from arastory.llm import ChatClient
 
+    rubric = load_rubric(prompt_file, answer_format)
     client = ChatClient(model, base_url, api_key_env, timeout, max_retries,
                         key_hint="pick another judge: `judge=hf judge.model=<local model>` (or `judge=none`)")
-    return Judge(OpenAIJudgeBackend(client, temperature, max_tokens), max_attempts, concurrency, cache)
+    return Judge(OpenAIJudgeBackend(client, temperature, max_tokens), rubric, max_attempts, concurrency, cache,
+                 max_rounds, max_story_chars)
 
 
 def hf_judge(model: str, dtype: str = "bfloat16", quant: str | None = None, max_new_tokens: int = 200,
-             trust_remote_code: bool = False, max_attempts: int = 3, cache: bool = True) -> Judge:
+             trust_remote_code: bool = False, max_attempts: int = 3, cache: bool = True, revision: str | None = None,
+             prompt_file: str | None = None, answer_format: str = "auto", max_rounds: int = 2,
+             max_story_chars: int = 20000) -> Judge:
     """`judge=hf`: a local model as judge (one request at a time)."""
-    from arastory.errors import ConfigError
-
     if not model:
         raise ConfigError("judge.model", "is empty; name an HF id or a local path of a chat model")
-    return Judge(HFJudgeBackend(model, dtype, quant, max_new_tokens, trust_remote_code), max_attempts, 1, cache)
+    if quant not in (None, "nf4"):
+        raise ConfigError("judge.quant", f"'{quant}' is not one of: null, nf4")
+    rubric = load_rubric(prompt_file, answer_format)
+    return Judge(HFJudgeBackend(model, dtype, quant, max_new_tokens, trust_remote_code, revision), rubric,
+                 max_attempts, 1, cache, max_rounds, max_story_chars)
 
 
 def no_judge() -> None:

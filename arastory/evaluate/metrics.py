@@ -198,11 +198,21 @@ def self_bleu(stories: list[str]) -> float | None:
     Equal to averaging BLEU().sentence_score(story, others), but linear instead of quadratic in the number of stories:
     for each n-gram only the two largest per-story counts are kept, which is all the clipped counts need.
     """
-    stories = [s for s in stories if s and s.strip()]
-    if len(stories) < 2:
+    return _self_bleu_of(_bleu_counts([s for s in stories if s and s.strip()]))
+
+
+_BLEU = BLEU(effective_order=True)
+
+
+def _bleu_counts(stories: list[str]) -> list[tuple]:
+    """Per story: (its word n-gram counts up to BLEU's order, its length), sacrebleu's tokenization."""
+    return [extract_all_word_ngrams(_BLEU.tokenizer(s.rstrip()), 1, _BLEU.max_ngram_order) for s in stories]
+
+
+def _self_bleu_of(counted: list[tuple]) -> float | None:
+    if len(counted) < 2:
         return None
-    bleu = BLEU(effective_order=True)
-    counted = [extract_all_word_ngrams(bleu.tokenizer(s.rstrip()), 1, bleu.max_ngram_order) for s in stories]
+    bleu = _BLEU
     top2: dict[tuple, tuple[int, int, int]] = {}  # n-gram -> (largest count, its story, second largest count)
     for index, (grams, _) in enumerate(counted):
         for gram, count in grams.items():
@@ -236,3 +246,50 @@ def _closest_length(length: int, others: list[int]) -> int:
 def corpus_metrics(stories: list[str]) -> dict:
     """Diversity of a set of stories: distinct-1, distinct-2 (0-1) and self-BLEU (0-100; lower is more diverse)."""
     return {"distinct_1": distinct_n(stories, 1), "distinct_2": distinct_n(stories, 2), "self_bleu": self_bleu(stories)}
+
+
+DIVERSITY_METRICS = ("distinct_1", "distinct_2", "self_bleu")
+
+
+def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Diversity at a fixed set size k, so evaluations of different n compare: for each metric, the mean over
+    `repeats` random k-story subsets (without replacement, seeded) and the (1 - alpha) percentile interval over
+    them. {metric: {mean, ci_low, ci_high, n (= k), of (stories available)}}; means None when fewer than k stories.
+    """
+    import numpy as np
+
+    stories = [s for s in stories if s and s.strip()]
+    if k < 2:
+        from arastory.errors import ConfigError
+        raise ConfigError("diversity.subsample", f"must be at least 2 stories, got {k}")
+    if len(stories) < k:
+        return {m: {"mean": None, "ci_low": None, "ci_high": None, "n": k, "of": len(stories)} for m in DIVERSITY_METRICS}
+    unigrams = [Counter(words(s)) for s in stories]
+    bigrams = [Counter(zip(ws, ws[1:])) for ws in (words(s) for s in stories)]
+    counted = _bleu_counts(stories)
+    rng = np.random.default_rng(seed)
+    draws = [range(len(stories))] if len(stories) == k else [rng.choice(len(stories), size=k, replace=False)
+                                                             for _ in range(repeats)]
+    values: dict[str, list[float]] = {m: [] for m in DIVERSITY_METRICS}
+    for subset in draws:
+        values["distinct_1"].append(_distinct_of([unigrams[i] for i in subset]))
+        values["distinct_2"].append(_distinct_of([bigrams[i] for i in subset]))
+        values["self_bleu"].append(_self_bleu_of([counted[i] for i in subset]))
+    out = {}
+    for metric, series in values.items():
+        data = np.array([v for v in series if v is not None], dtype=float)
+        if not len(data):
+            out[metric] = {"mean": None, "ci_low": None, "ci_high": None, "n": k, "of": len(stories)}
+            continue
+        low, high = np.percentile(data, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        out[metric] = {"mean": round(float(data.mean()), 4), "ci_low": round(float(low), 4),
+                       "ci_high": round(float(high), 4), "n": k, "of": len(stories)}
+    return out
+
+
+def _distinct_of(counters: list[Counter]) -> float | None:
+    total = Counter()
+    for counter in counters:
+        total.update(counter)
+    n = sum(total.values())
+    return len(total) / n if n else None

@@ -1,21 +1,28 @@
-"""The evaluation pipeline, top to bottom: checks and API keys → prompts → generate → perplexity → judge → metrics → scores, report, W&B.
+"""The evaluation pipeline, top to bottom: checks and API keys → prompts → provenance → generate → perplexity → judge →
+metrics → scores, report, W&B → failure budget.
 
 Every step that costs money or minutes is resumable (generations.jsonl, judgments.jsonl are appended as they go)
-and every file is written whole (temp file + rename) or by fsynced appends.
+and every file is written whole (temp file + rename) or by fsynced appends. provenance.json records what made the
+stories and the judgments; scores.json reports only numbers those produced.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.errors import ArastoryError, ConfigError
+from arastory.evaluate import provenance
+from arastory.evaluate.criteria import CRITERIA
 from arastory.evaluate.generation import generate_all
-from arastory.evaluate.judge import CRITERIA
-from arastory.evaluate.prompts import check_disjoint, load_prompts, sample_eval_prompts, save_prompts
+from arastory.evaluate.judge import story_key
+from arastory.evaluate.prompts import (check_disjoint, load_prompts, prompt_key, prompt_set_hash, sample_eval_prompts,
+                                       save_prompts)
 from arastory.evaluate.systems import Sampling, load_run_config
 from arastory.io import atomic_write_json, atomic_write_jsonl
 from arastory.records import VARIETIES
@@ -24,6 +31,12 @@ from arastory.text import normalize_for_hash
 PROMPTS, GENERATIONS, JUDGMENTS, STORY_METRICS, SCORES = (
     "prompts.jsonl", "generations.jsonl", "judgments.jsonl", "story_metrics.jsonl", "scores.json")
 ROW_KEYS = ("id", "system", "variety")
+# Yes/no story metrics: their means are rates (Wilson intervals). Counts and shares are not, even when all 0 or 1.
+RATE_METRICS = ("dialect_correct", "country_named", "place_named", "season_named", "dialogue_present")
+
+
+class EvaluationIncomplete(ArastoryError):
+    """Too much of the generation or judging failed (over `failure_budget`): the outputs are written, the exit is not 0."""
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
@@ -33,39 +46,46 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     run_cfg = load_run_config(cfg.run) if cfg.run else None
     sampling = check_eval_config(cfg)
 
-    # Everything that can fail cheaply (API keys, paths, names) fails here, before a story is generated.
+    # Everything that can fail cheaply (API keys, paths, names, changed settings) fails here, before a story is made.
     judge = build(cfg.judge)
     system = build(cfg.system)
     system.check()
     check_same_system(out_dir / GENERATIONS, system.name)
     run_data = load_run_data(run_cfg) if run_cfg is not None else None
-    prompts = prepare_prompts(cfg, run_cfg, run_data, out_dir)
+    prompts = prepare_prompts(cfg, run_cfg, run_data, out_dir, system)
+    made_by = generation_provenance(system, sampling, prompts, cfg)
+    provenance.check_generation(out_dir, out_dir / GENERATIONS, made_by, made_by["sampling"])
+    judge_record = {**judge.identity, "key": judge.key} if judge is not None else None
+    record = provenance.write(out_dir, made_by, judge_record)
     print(f"[arastory] evaluating {system.name} on {len(prompts)} prompts → {out_dir}")
 
     generator = system.open()
-    generation = generate_all(generator, prompts, out_dir / GENERATIONS, sampling)
+    generation = generate_all(generator, prompts, out_dir / GENERATIONS, sampling,
+                              meta={"gen_key": record["generation_key"]}, limits=_limits(cfg))
     perplexity = held_out_perplexity(generator, run_data, prompts) if cfg.perplexity.enabled else None
     generator.close()
-    generations = current_rows(out_dir / GENERATIONS, prompts)
+    generations = current_rows(out_dir / GENERATIONS, prompts, record["generation_key"])
+    generation.update(generation_audit(generations))
 
-    judging = None
+    judging, judgments = None, []
     if judge is not None:
         judging = judge.judge_all(generations, out_dir / JUDGMENTS)
-    judgments = [j for _, j in _rows(out_dir / JUDGMENTS)] if (judge is not None and (out_dir / JUDGMENTS).exists()) else []
-    judgments = [j for j in judgments if j["prompt_id"] in {g["id"] for g in generations} and j["system"] == system.name]
+        judgments = current_judgments(out_dir / JUDGMENTS, generations, judge.key)
 
     metric_rows = story_metric_rows(generations, cfg.metrics)
     atomic_write_jsonl(out_dir / STORY_METRICS, metric_rows)
-    scores = build_scores(cfg, run_cfg, system.name, prompts, generations, judgments, metric_rows, perplexity,
-                          {"generation": generation, "judging": judging, "judge_model": getattr(judge, "model", None),
+    scores = build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_rows, perplexity,
+                          {"generation": generation, "judging": judging,
+                           "judge_model": judge.model if judge is not None else None,
                            "judge_cost_usd": judge_cost(judge, judgments),
-                           "sampling": sampling.as_dict()})
+                           "sampling": made_by["sampling"], "provenance": record})
     atomic_write_json(out_dir / SCORES, scores)
 
     from arastory.evaluate.report import log_to_wandb, write_report
     write_report(out_dir, scores, generations, judgments, metric_rows)
     if cfg.wandb.enabled:
         log_to_wandb(cfg, out_dir, scores, generations, judgments, metric_rows)
+    check_failure_budget(scores, float(cfg.failure_budget), out_dir)
     return scores
 
 
@@ -100,7 +120,13 @@ def check_eval_config(cfg: DictConfig) -> Sampling:
     for variety in cfg.varieties or []:
         if variety not in VARIETIES:
             raise ConfigError("varieties", f"'{variety}' is not one of: {', '.join(VARIETIES)}")
+    if not 0 <= float(cfg.failure_budget) <= 1:
+        raise ConfigError("failure_budget", f"must be a share in [0, 1], got {cfg.failure_budget}")
     return sampling
+
+
+def _limits(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg.limits, resolve=True) if cfg.get("limits") else {}
 
 
 def check_same_system(path: Path, name: str) -> None:
@@ -141,39 +167,87 @@ def eval_varieties(cfg: DictConfig, run_cfg: DictConfig | None) -> list[str]:
     return list(VARIETIES)
 
 
-def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path) -> list[dict]:
-    """`prompts=<file>` reuses a saved set; else the out dir's own prompts.jsonl (a resumed run); else a fresh sample."""
+def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -> list[dict]:
+    """The system's own prompts (`system=file`), `prompts=<file>`, or a fresh seeded sample; saved to prompts.jsonl.
+
+    A rerun into an out dir whose prompts.jsonl holds another prompt set stops: its stories answer other prompts.
+    """
     saved = out_dir / PROMPTS
     exclude = training_prompt_keys(run_data)
-    if cfg.prompts:
+    if getattr(system, "kind", None) == "file":
+        if cfg.prompts:
+            raise ConfigError("prompts", "system=file scores the prompts and stories of system.path; leave prompts= unset")
+        rows = [r for r in system.prompts() if not cfg.varieties or r["variety"] in cfg.varieties]
+        if not rows:
+            raise ConfigError("varieties", f"system.path holds no stories of {', '.join(cfg.varieties)}")
+        for row in rows:
+            row["prompt_key"] = prompt_key(row["variety"], row["prompt"])
+        source = str(system.path)
+    elif cfg.prompts:
         rows = load_prompts(cfg.prompts)
-        check_disjoint(rows, exclude, cfg.prompts)
-        if not saved.exists() or Path(cfg.prompts).resolve() != saved.resolve():
-            save_prompts(saved, rows)
-        return rows
-    if saved.exists():
-        rows = load_prompts(saved)
-        check_disjoint(rows, exclude, saved)
-        return rows
-    rows = sample_eval_prompts(eval_varieties(cfg, run_cfg), cfg.n_per_variety, cfg.seed, exclude, cfg.p_optional)
-    save_prompts(saved, rows)
+        source = str(cfg.prompts)
+    else:
+        rows = sample_eval_prompts(eval_varieties(cfg, run_cfg), cfg.n_per_variety, cfg.seed, exclude, cfg.p_optional)
+        source = f"sampled (seed={cfg.seed}, n_per_variety={cfg.n_per_variety})"
+    check_disjoint(rows, exclude, source)
+    if saved.exists() and (not cfg.prompts or Path(cfg.prompts).resolve() != saved.resolve()):
+        before = load_prompts(saved)
+        if prompt_set_hash(before) != prompt_set_hash(rows) and (out_dir / GENERATIONS).exists():
+            raise ConfigError("out", f"'{out_dir}' was evaluated on another prompt set ({len(before)} prompts in "
+                                     f"{saved.name}; now {source}, {len(rows)} prompts); use a new out=")
+    if not saved.exists() or prompt_set_hash(load_prompts(saved)) != prompt_set_hash(rows):
+        save_prompts(saved, rows)
+    for row in rows:
+        row["source"] = source
     return rows
 
 
-def current_rows(path: Path, prompts: list[dict]) -> list[dict]:
-    """The generations of this prompt set, in prompt order."""
-    by_id = {row["id"]: row for _, row in _rows(path)} if path.exists() else {}
-    return [by_id[p["id"]] for p in prompts if p["id"] in by_id]
+def generation_provenance(system, sampling: Sampling, prompts: list[dict], cfg: DictConfig) -> dict:
+    """Identity of the stories: the system, its decoding settings (none for given stories) and the prompt set."""
+    is_file = getattr(system, "kind", None) == "file"
+    prompt_set = {"hash": prompt_set_hash(prompts), "n": len(prompts), "source": prompts[0].get("source") if prompts else None}
+    return provenance.generation_identity(system.identity(), None if is_file else sampling.as_dict(), prompt_set)
+
+
+def current_rows(path: Path, prompts: list[dict], gen_key: str | None = None) -> list[dict]:
+    """The generations of this prompt set made by these settings (rows from before provenance have no key), in
+    prompt order."""
+    by_id = {}
+    if path.exists():
+        for _, row in _rows(path):
+            if gen_key is None or row.get("meta", {}).get("gen_key") in (None, gen_key):
+                by_id[row["id"]] = row
+    return [{**by_id[p["id"]], "prompt_key": p["prompt_key"]} for p in prompts if p["id"] in by_id]
+
+
+def current_judgments(path: Path, generations: list[dict], judge_key: str) -> list[dict]:
+    """This judge's latest judgment of each current story (nothing of another judge or an older story)."""
+    if not path.exists():
+        return []
+    stories = {f"{g['system']}/{g['id']}": story_key(g["story"]) for g in generations}
+    latest = {}
+    for _, row in _rows(path):
+        if row.get("judge_key") == judge_key and stories.get(row.get("id")) == row.get("story_key"):
+            latest[row["id"]] = row
+    return [latest[i] for i in stories if i in latest]
+
+
+def generation_audit(generations: list[dict]) -> dict:
+    """Why each story stopped: counts of finish reasons, and the stories cut at max_new_tokens per variety."""
+    reasons = Counter(str(g.get("meta", {}).get("finish_reason")) for g in generations)
+    truncated = Counter(g["variety"] for g in generations if g.get("meta", {}).get("finish_reason") == "length")
+    return {"finish_reasons": dict(reasons), "truncated": {v: truncated.get(v, 0) for v in sorted({g["variety"] for g in generations})}}
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
 def held_out_perplexity(generator, run_data, prompts: list[dict]) -> dict | None:
-    """Perplexity of the run's held-out stories per evaluated variety, under the model just used (None for APIs)."""
+    """Perplexity, bits per character and per word of the run's held-out stories per evaluated variety, under the
+    model just used (None for APIs and given stories)."""
     if run_data is None or generator.kind != "local":
         return None
     varieties = sorted({p["variety"] for p in prompts})
     out = {v: generator.perplexity(run_data.val.get(v, [])) for v in varieties if run_data.val.get(v)}
-    return {v: ppl for v, ppl in out.items() if ppl is not None} or None
+    return {v: result for v, result in out.items() if result is not None} or None
 
 
 def story_metric_rows(generations: list[dict], metrics_cfg) -> list[dict]:
@@ -198,14 +272,15 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 
 def judge_cost(judge, judgments: list[dict]) -> float | None:
-    """Estimated USD of the judge requests behind these judgments (cached ones were paid for once, earlier)."""
-    if judge is None or not judgments:
+    """Estimated USD of the judge requests behind these judgments (cached ones were paid for once, earlier); None
+    where no price table is known for the judge's endpoint (a local server, a local model)."""
+    if judge is None or not judgments or judge.identity.get("backend") != "openai":
         return None
     from arastory.llm import estimate_cost
 
     paid = [j.get("usage") or {} for j in judgments if not j.get("cached")]
     return estimate_cost(judge.model, sum(u.get("prompt_tokens", 0) for u in paid),
-                         sum(u.get("completion_tokens", 0) for u in paid))
+                         sum(u.get("completion_tokens", 0) for u in paid), endpoint=judge.identity.get("endpoint"))
 
 
 def run_summary(run_cfg: DictConfig | None) -> dict | None:
@@ -222,26 +297,76 @@ def run_summary(run_cfg: DictConfig | None) -> dict | None:
             "translated_size": select("data.translated.size") if translated else None}
 
 
-def build_scores(cfg, run_cfg, system_name: str, prompts, generations, judgments, metric_rows, perplexity, extra) -> dict:
-    from arastory.evaluate.metrics import corpus_metrics
+def val_fingerprint(run_dir) -> str | None:
+    """The training run's held-out set fingerprint (metrics.json, when training wrote one)."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("val_fingerprint")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
+    """{variety: {criterion: stories without a readable score}} (unreadable answers, failed or skipped requests)."""
+    judged = {j["prompt_id"]: j.get("criteria") or {} for j in judgments}
+    out: dict = defaultdict(lambda: {c: 0 for c in CRITERIA})
+    for g in generations:
+        for criterion in CRITERIA:
+            out[g["variety"]][criterion] += judged.get(g["id"], {}).get(criterion) is None
+    return {v: out[v] for v in sorted(out)}
+
+
+def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_rows, perplexity, extra) -> dict:
+    from arastory.evaluate.metrics import diversity_at
     from arastory.evaluate.stats import summarize
 
     # Grouped on "group", since "variety" is also a criterion's name.
     judge_rows = [{"group": j["variety"], **{c: (j["criteria"] or {}).get(c) for c in CRITERIA}} for j in judgments]
     varieties = sorted({p["variety"] for p in prompts})
+    is_run = system.identity().get("kind") == "run"
+    k, repeats = int(cfg.diversity.subsample), int(cfg.diversity.repeats)
     return {
-        "system": system_name,
-        "run": str(cfg.run) if cfg.run else None,
-        "config": run_summary(run_cfg),
+        "system": system.name,
+        # A baseline evaluated with run= (for its prompts and held-out stories) never takes the run's labels.
+        "run": str(cfg.run) if cfg.run and is_run else None,
+        "reference_run": str(cfg.run) if cfg.run and not is_run else None,
+        "config": run_summary(run_cfg) if is_run else None,
+        "val_fingerprint": val_fingerprint(cfg.run) if cfg.run else None,
         "n_prompts": len(prompts),
         "judge": summarize(judge_rows, "group", list(CRITERIA)) if judge_rows else {},
-        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows)) if metric_rows else {},
-        "corpus_metrics": {v: corpus_metrics([g["story"] for g in generations if g["variety"] == v])
+        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows), rates=RATE_METRICS) if metric_rows else {},
+        "corpus_metrics": {v: diversity_at([g["story"] for g in generations if g["variety"] == v], k, repeats)
                            for v in varieties if any(g["variety"] == v for g in generations)},
-        "perplexity": perplexity,
+        "diversity": {"subsample": k, "repeats": repeats},
+        "perplexity": {v: r["perplexity"] for v, r in perplexity.items()} if perplexity else None,
+        "bits_per_char": {v: r["bits_per_char"] for v, r in perplexity.items()} if perplexity else None,
+        "bits_per_word": {v: r["bits_per_word"] for v, r in perplexity.items()} if perplexity else None,
         "n_generations": len(generations),
         "n_judged": sum(1 for j in judgments if j.get("criteria")),
-        "judge_unparsed": sum(1 for j in judgments if not j.get("criteria")),
+        "judge_unparsed": sum(1 for j in judgments if not j.get("criteria") and not j.get("skipped")),
+        "judge_skipped": sum(1 for j in judgments if j.get("skipped")),
+        "judge_unreadable": unreadable_counts(generations, judgments) if extra.get("judge_model") else {},
         **extra,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
+    """Exit non-zero (one line) when more than `budget` of the prompts got no story or of the stories no readable
+    judgment; everything is written first, and a rerun retries what failed."""
+    n_prompts, n_stories = scores["n_prompts"], scores["n_generations"]
+    generation = scores.get("generation") or {}
+    if n_prompts and (n_prompts - n_stories) / n_prompts > budget:
+        raise EvaluationIncomplete(
+            f"evaluation incomplete: {n_stories} of {n_prompts} stories generated ({generation.get('failed', 0)} failed, "
+            f"{generation.get('skipped_long', 0)} skipped as too long), over failure_budget={budget}; "
+            f"see {out_dir}/report.md and rerun the same command to retry")
+    if scores.get("judge_model") and n_stories:
+        judging = scores.get("judging") or {}
+        unjudged = n_stories - scores["n_judged"]
+        if unjudged / n_stories > budget:
+            errors = judging.get("errors") or []
+            raise EvaluationIncomplete(
+                f"judging incomplete: {scores['n_judged']} of {n_stories} stories judged ({scores['judge_unparsed']} "
+                f"unreadable, {judging.get('failed', 0)} failed{', e.g. ' + errors[0] if errors else ''}, "
+                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; see {out_dir}/report.md and rerun to retry")

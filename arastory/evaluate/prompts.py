@@ -1,15 +1,30 @@
-"""Fresh evaluation prompts: sampled per variety, seeded, disjoint from the training run's prompts, saved as JSONL."""
+"""Fresh evaluation prompts: sampled per variety, seeded, disjoint from the training run's prompts, saved as JSONL.
+
+A prompt's identity is its `prompt_key`: a hash of its variety and its text (whitespace collapsed), never its id, so
+comparisons pair two systems' stories only when they answered the very same prompt.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from arastory.errors import ConfigError, DataError
-from arastory.io import atomic_write_jsonl, iter_jsonl
+from arastory.io import atomic_write_jsonl, fingerprint, iter_jsonl
 from arastory.prompts import PromptSampler
+from arastory.records import VARIETIES
 from arastory.text import normalize_for_hash
 
-PROMPT_FIELDS = ("id", "variety", "prompt", "features")
+PROMPT_FIELDS = ("id", "variety", "prompt", "features", "prompt_key")
+
+
+def prompt_key(variety: str, prompt: str) -> str:
+    """The identity of a prompt: its variety and its exact text (whitespace runs collapsed)."""
+    return fingerprint("prompt", variety, " ".join(str(prompt).split()))
+
+
+def prompt_set_hash(rows: list[dict]) -> str:
+    """The identity of a prompt set: its prompts' keys with their ids, in order."""
+    return fingerprint([(row["id"], prompt_key(row["variety"], row["prompt"])) for row in rows])
 
 
 def sample_eval_prompts(varieties: list[str], n_per_variety: int, seed: int, exclude: set[str],
@@ -33,7 +48,7 @@ def sample_eval_prompts(varieties: list[str], n_per_variety: int, seed: int, exc
                 continue  # shared with training, or a repeat: draw again
             taken.add(key)
             rows.append({"id": f"eval-{variety}-{len(taken) - 1:04d}", "variety": variety, "prompt": prompt,
-                         "features": features})
+                         "features": features, "prompt_key": prompt_key(variety, prompt)})
     return rows
 
 
@@ -43,21 +58,28 @@ def _variety_seed(seed: int, variety: str) -> int:
 
 
 def save_prompts(path: str | Path, rows: list[dict]) -> None:
-    atomic_write_jsonl(path, [{k: row[k] for k in PROMPT_FIELDS} for row in rows])
+    atomic_write_jsonl(path, [{**{k: row.get(k) for k in PROMPT_FIELDS},
+                               "prompt_key": prompt_key(row["variety"], row["prompt"])} for row in rows])
 
 
 def load_prompts(path: str | Path) -> list[dict]:
     """A saved prompts.jsonl (or any JSONL with id, variety, prompt); file:line errors for bad rows."""
+    if Path(path).is_dir():
+        raise DataError(path, "is a directory; give a prompts.jsonl file")
     rows, ids = [], set()
     for lineno, row in iter_jsonl(path):
         missing = [k for k in ("id", "variety", "prompt") if not row.get(k)]
         if missing:
             raise DataError(path, f"missing {', '.join(missing)}", lineno)
+        if not all(isinstance(row[k], str) for k in ("id", "variety", "prompt")):
+            raise DataError(path, "id, variety and prompt must be strings", lineno)
+        if row["variety"] not in VARIETIES:
+            raise DataError(path, f"variety '{row['variety']}' is not one of: {', '.join(VARIETIES)}", lineno)
         if row["id"] in ids:
             raise DataError(path, f"duplicate id '{row['id']}'", lineno)
         ids.add(row["id"])
         rows.append({"id": row["id"], "variety": row["variety"], "prompt": row["prompt"],
-                     "features": row.get("features") or {}})
+                     "features": row.get("features") or {}, "prompt_key": prompt_key(row["variety"], row["prompt"])})
     if not rows:
         raise DataError(path, "no prompts")
     return rows

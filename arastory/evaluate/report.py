@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arastory.evaluate.judge import CRITERIA
+from arastory.evaluate.criteria import CRITERIA
 from arastory.io import atomic_write_text
 
 EXAMPLES_PER_VARIETY = 2
 
 
 def _cell(stat: dict | None, digits: int = 2) -> str:
+    """mean [95% CI] (n=...); a mean without an interval (too few stories for one) says so."""
     if not stat or stat.get("mean") is None:
         return "–"
+    if stat.get("ci_low") is None or stat.get("ci_high") is None:
+        return f"{stat['mean']:.{digits}f} (n={stat['n']}, no CI)"
     return f"{stat['mean']:.{digits}f} [{stat['ci_low']:.{digits}f}, {stat['ci_high']:.{digits}f}] (n={stat['n']})"
 
 
@@ -34,11 +37,43 @@ def metrics_table(scores: dict) -> list[str]:
     lines = ["| metric | " + " | ".join(varieties) + " |", "|---" * (len(varieties) + 1) + "|"]
     for name in names:
         lines.append(f"| {name} | " + " | ".join(_cell(scores["metrics"][v].get(name), 3) for v in varieties) + " |")
+    k = (scores.get("diversity") or {}).get("subsample")
     for name in ("distinct_1", "distinct_2", "self_bleu"):
-        lines.append(f"| {name} (corpus) | " + " | ".join(_num(scores["corpus_metrics"].get(v, {}).get(name))
-                                                         for v in varieties) + " |")
-    if scores.get("perplexity"):
-        lines.append("| held-out perplexity | " + " | ".join(_num(scores["perplexity"].get(v), 2) for v in varieties) + " |")
+        lines.append(f"| {name} (sets of {k} stories) | " + " | ".join(
+            _diversity_cell(scores["corpus_metrics"].get(v, {}).get(name)) for v in varieties) + " |")
+    for key, label in (("perplexity", "held-out perplexity"), ("bits_per_char", "held-out bits/char"),
+                       ("bits_per_word", "held-out bits/word")):
+        if scores.get(key):
+            lines.append(f"| {label} | " + " | ".join(_num(scores[key].get(v), 3) for v in varieties) + " |")
+    return lines
+
+
+def _diversity_cell(stat) -> str:
+    if isinstance(stat, dict):
+        if stat.get("mean") is None:
+            return f"– (only {stat.get('of')} stories)"
+        return _cell(stat, 3)
+    return _num(stat)
+
+
+def counts_lines(scores: dict) -> list[str]:
+    """What could not be scored, said plainly: failed or skipped generations, truncated stories, unjudged stories."""
+    generation = scores.get("generation") or {}
+    judging = scores.get("judging") or {}
+    lines = [f"- Stories: {scores['n_generations']} of {scores['n_prompts']} prompts "
+             f"({generation.get('failed', 0)} failed, {generation.get('skipped_long', 0)} prompts skipped as too long)."]
+    truncated = generation.get("truncated") or {}
+    if truncated:
+        lines.append("- Stories cut at max_new_tokens (finish_reason=length): "
+                     + ", ".join(f"{v}: {n}" for v, n in truncated.items()) + ".")
+    if scores.get("judge_model"):
+        lines.append(f"- Judged: {scores['n_judged']} of {scores['n_generations']} stories; unreadable judge answers: "
+                     f"{scores['judge_unparsed']}; failed requests: {judging.get('failed', 0)}; "
+                     f"skipped as too long: {scores.get('judge_skipped', 0)}.")
+        per = scores.get("judge_unreadable") or {}
+        if any(n for counts in per.values() for n in counts.values()):
+            lines.append("- Stories without a readable score, per variety and criterion: " + "; ".join(
+                f"{v}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) for v, counts in per.items()) + ".")
     return lines
 
 
@@ -54,12 +89,8 @@ def bar_charts(out_dir: Path, scores: dict) -> list[Path]:
     charts = [(f"criterion_{c}.png", c, varieties, [judge[v].get(c) for v in varieties]) for c in CRITERIA]
     charts += [(f"variety_{v}.png", v, list(CRITERIA), [judge[v].get(c) for c in CRITERIA]) for v in varieties]
     for filename, title, labels, stats in charts:
-        means = [s["mean"] if s and s.get("mean") is not None else 0.0 for s in stats]
-        errors = [[max(0.0, m - (s["ci_low"] if s and s.get("ci_low") is not None else m)) for m, s in zip(means, stats)],
-                  [max(0.0, (s["ci_high"] if s and s.get("ci_high") is not None else m) - m) for m, s in zip(means, stats)]]
         fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
-        ax.bar(labels, means, yerr=errors, capsize=4, color="#4C72B0")
-        ax.set_ylim(0, 5.3)
+        draw_score_bars(ax, labels, stats)
         ax.set_ylabel("judge score (1-5), 95% CI")
         ax.set_title(f"{scores['system']}: {title}")
         ax.tick_params(axis="x", labelrotation=20 if len(labels) > 3 else 0)
@@ -73,15 +104,37 @@ def bar_charts(out_dir: Path, scores: dict) -> list[Path]:
     return paths
 
 
+def draw_score_bars(ax, labels: list[str], stats: list[dict | None], color: str = "#4C72B0") -> None:
+    """Bars on the judge's 1-5 scale (they start at 1, the lowest score); a missing mean is drawn as a marked gap,
+    never as a bar of 0 or 1; CIs where there are any."""
+    for x, (label, stat) in enumerate(zip(labels, stats)):
+        if not stat or stat.get("mean") is None:
+            ax.text(x, 1.15, "no score", ha="center", va="bottom", rotation=90, fontsize=8, color="#888")
+            continue
+        mean = stat["mean"]
+        has_ci = stat.get("ci_low") is not None and stat.get("ci_high") is not None
+        error = [[max(0.0, mean - stat["ci_low"])], [max(0.0, stat["ci_high"] - mean)]] if has_ci else None
+        ax.bar([x], [mean - 1], bottom=1, yerr=error, capsize=4, color=color)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylim(1, 5.2)
+
+
 def write_report(out_dir: str | Path, scores: dict, generations: list[dict], judgments: list[dict], metric_rows: list[dict]) -> Path:
     out_dir = Path(out_dir)
     charts = bar_charts(out_dir, scores) if scores["judge"] else []
     lines = [f"# Evaluation of {scores['system']}", ""]
     if scores.get("run"):
         lines.append(f"Run: `{scores['run']}`" + (f" — {scores['config']}" if scores.get("config") else ""))
+    elif scores.get("reference_run"):
+        lines.append(f"A baseline; its prompts avoid the data of run `{scores['reference_run']}`.")
+    judge = (scores.get("provenance") or {}).get("judge") or {}
     lines += [f"Prompts: {scores['n_prompts']}; stories: {scores['n_generations']}; judged: {scores['n_judged']}"
-              f" (unreadable judge answers: {scores['judge_unparsed']}); judge: {scores.get('judge_model') or 'none'}.",
-              "Means with bootstrap 95% confidence intervals and the number of stories.", ""]
+              f" (unreadable judge answers: {scores['judge_unparsed']}); judge: {scores.get('judge_model') or 'none'}"
+              + (f" at {judge.get('endpoint')}, rubric {judge.get('rubric')}" if judge.get("endpoint") else "")
+              + (f"; sampling: {scores['sampling']}" if scores.get("sampling") else "") + ".",
+              "Means with 95% confidence intervals (BCa bootstrap; Wilson for 0/1 rates; none below 10 stories) and "
+              "the number of stories.", "", *counts_lines(scores), ""]
     if scores["judge"]:
         lines += ["## Judge scores (1-5)", "", *judge_table(scores), ""]
         lines += [f"![{p.stem}]({p.name})" for p in charts] + [""]
@@ -107,8 +160,10 @@ def flat_scores(scores: dict, prefix: str) -> dict:
                 if stat and stat.get("mean") is not None:
                     flat[f"{prefix}/{section}/{variety}/{name}"] = stat["mean"]
     for variety, values in scores["corpus_metrics"].items():
-        flat.update({f"{prefix}/corpus/{variety}/{k}": v for k, v in values.items() if v is not None})
+        flat.update({f"{prefix}/corpus/{variety}/{k}": (v["mean"] if isinstance(v, dict) else v)
+                     for k, v in values.items() if v is not None and (not isinstance(v, dict) or v["mean"] is not None)})
     flat.update({f"{prefix}/ppl/{v}": p for v, p in (scores.get("perplexity") or {}).items()})
+    flat.update({f"{prefix}/bpc/{v}": p for v, p in (scores.get("bits_per_char") or {}).items() if p is not None})
     return flat
 
 

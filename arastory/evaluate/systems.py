@@ -25,7 +25,7 @@ BACKENDS = ("hf", "vllm")
 class Sampling:
     """Decoding settings shared by every system (`sampling.*` in conf/evaluate.yaml)."""
 
-    max_new_tokens: int = 512
+    max_new_tokens: int = 2048
     temperature: float = 0.7
     top_p: float = 0.95
     do_sample: bool = True
@@ -89,6 +89,17 @@ class RunSystem:
         return LocalGenerator(self.name, model, tokenizer, cfg.data.max_length, self.batch_size,
                               meta={"base": str(cfg.model.name_or_path or base_path), "adapter": adapter_dir})
 
+    def identity(self) -> dict:
+        """The run, its base model and quantization, and the adapter's content (a retrained adapter is another system)."""
+        from arastory.io import file_fingerprint
+
+        cfg = load_run_config(self.run_dir)
+        weights = sorted((Path(self.run_dir) / "adapter").glob("adapter_model.*"))
+        return {"kind": "run", "name": self.name, "run": str(Path(self.run_dir).resolve()),
+                "base": OmegaConf.select(cfg, "model.name_or_path") or ("tiny" if OmegaConf.select(cfg, "model.tiny") else None),
+                "quant": OmegaConf.select(cfg, "quant._target_"),
+                "adapter": file_fingerprint(weights[0]) if weights else None, "backend": self.backend}
+
 
 @dataclass
 class HFSystem:
@@ -103,6 +114,7 @@ class HFSystem:
     backend: str = "hf"
     batch_size: int = 8
     max_length: int = 2048       # prompt + story tokens for perplexity
+    revision: str | None = None  # a hub branch, tag or commit (null: main); part of the system's identity
     kind: str = "local"
 
     def check(self) -> None:
@@ -122,6 +134,9 @@ class HFSystem:
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
         path = resolve_model_path(OmegaConf.create({"name_or_path": self.model}))
+        if self.revision and not Path(path).exists():
+            from huggingface_hub import snapshot_download
+            path = snapshot_download(repo_id=str(self.model), revision=self.revision)
         tokenizer = load_tokenizer(path, self.trust_remote_code)
         if self.backend == "vllm":
             return VLLMGenerator(self.name, path, tokenizer, self.max_length, trust_remote_code=self.trust_remote_code)
@@ -132,6 +147,11 @@ class HFSystem:
                                        bnb_4bit_compute_dtype=getattr(torch, self.dtype))
         model = load_model(path, quant, self.dtype, self.attn_implementation, self.trust_remote_code, for_training=False)
         return LocalGenerator(self.name, model, tokenizer, self.max_length, self.batch_size, meta={"model": str(self.model)})
+
+    def identity(self) -> dict:
+        return {"kind": "hf", "name": self.name, "model": str(self.model),
+                "revision": model_revision(str(self.model), self.revision), "quant": self.quant, "dtype": self.dtype,
+                "backend": self.backend}
 
 
 @dataclass
@@ -159,6 +179,29 @@ class OpenAISystem:
         if self._client is None:
             self.check()
         return APIGenerator(self.name, self._client, self.concurrency)
+
+    def identity(self) -> dict:
+        from arastory.evaluate.judge import endpoint_of
+
+        return {"kind": "openai", "name": self.name, "model": self.model, "endpoint": endpoint_of(self.base_url)}
+
+
+def model_revision(model: str, revision: str | None = None) -> str:
+    """What version of a model is loaded: for a local dir, a hash of its files' names, sizes and times; for a hub id,
+    the cached snapshot's commit when it is in the local HF cache, else the requested revision (default main)."""
+    path = Path(model).expanduser()
+    if path.exists():
+        from arastory.io import fingerprint
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return "local:" + fingerprint([(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        if isinstance(cached, str):
+            return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    except Exception:  # noqa: BLE001 - not an HF id the cache knows: the requested revision names it
+        pass
+    return revision or "main"
 
 
 def _check_backend(backend: str) -> None:
@@ -208,14 +251,31 @@ class LocalGenerator:
         finished = eos in new_ids
         new_ids = new_ids[: new_ids.index(eos)] if finished else new_ids
         return {"story": self.tokenizer.decode(new_ids, skip_special_tokens=True).strip(),
-                "meta": {"new_tokens": len(new_ids), "finished": finished}}
+                "meta": {"new_tokens": len(new_ids), "finished": finished, "finish_reason": "stop" if finished else "length"}}
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens of the formatted prompt (checked against limits.max_prompt_tokens before generating)."""
+        return len(self.formatter.prompt_ids(prompt))
 
     @torch.no_grad()
-    def perplexity(self, records: list[StoryRecord]) -> float | None:
-        """exp(mean token loss) of the stories given their prompts (story tokens + EOS, as in training)."""
+    def perplexity(self, records: list[StoryRecord]) -> dict | None:
+        """Of the stories given their prompts (story tokens + EOS, as in training): perplexity exp(mean token NLL), and
+        bits per character / per word = total NLL in nats / ln 2 / characters (words) of the scored story text, which
+        stand side by side across tokenizers. A story cut at max_length counts only the text that was scored."""
         from arastory.train.datamodule import pad_collate
+        from arastory.train.formatting import IGNORE_INDEX
 
-        examples = [e for e in (self.formatter.encode(r.prompt, r.story) for r in records) if e is not None]
+        examples, chars, words = [], 0, 0
+        for record in records:
+            example = self.formatter.encode(record.prompt, record.story)
+            if example is None:
+                continue
+            scored = [t for t in example["labels"] if t != IGNORE_INDEX]
+            text = record.story
+            if scored[-1] != self.tokenizer.eos_token_id:  # truncated: the scored part only
+                text = self.tokenizer.decode(scored, skip_special_tokens=True)
+            examples.append(example)
+            chars, words = chars + len(text), words + len(text.split())
         if not examples:
             return None
         collate = pad_collate(self.tokenizer.pad_token_id)
@@ -227,7 +287,12 @@ class LocalGenerator:
             loss_sum += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
                                                                 ignore_index=-100, reduction="sum"))
             tokens += int((labels != -100).sum())
-        return round(math.exp(min(loss_sum / tokens, 50)), 4) if tokens else None
+        if not tokens:
+            return None
+        bits = loss_sum / math.log(2)
+        return {"perplexity": round(math.exp(min(loss_sum / tokens, 50)), 4),
+                "bits_per_char": round(bits / chars, 4) if chars else None,
+                "bits_per_word": round(bits / words, 4) if words else None, "stories": len(examples), "tokens": tokens}
 
     def close(self) -> None:
         self.model = None
@@ -270,8 +335,12 @@ class VLLMGenerator:
         inputs = [{"prompt_token_ids": self.formatter.prompt_ids(p)} for p in prompts]
         outputs = self.llm.generate(inputs, params, lora_request=self.lora_request, use_tqdm=False)
         return [{"story": o.outputs[0].text.strip(), "meta": {"new_tokens": len(o.outputs[0].token_ids),
-                                                              "finished": o.outputs[0].finish_reason == "stop"}}
+                                                              "finished": o.outputs[0].finish_reason == "stop",
+                                                              "finish_reason": o.outputs[0].finish_reason}}
                 for o in outputs]
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.formatter.prompt_ids(prompt))
 
     def perplexity(self, records) -> None:
         return None  # not measured with vLLM; use system.backend=hf for perplexity
@@ -318,7 +387,8 @@ class APIGenerator:
             params["temperature"] = 0
         response = self.client.chat([{"role": "user", "content": prompt}], **params)
         return {"story": response.text.strip(), "meta": {"usage": response.usage, "retries": response.retries,
-                                                         "model": response.model}}
+                                                         "model": response.model, "finish_reason": response.finish_reason,
+                                                         "finished": response.finish_reason != "length"}}
 
     def perplexity(self, records) -> None:
         return None  # an API model's token probabilities are not available

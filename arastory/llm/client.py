@@ -19,7 +19,7 @@ class LLMError(ArastoryError):
 
 
 class LLMAuthError(LLMError):
-    """The server refused the API key (401): every other request would fail too, so batch jobs stop."""
+    """The server refused the API key (401) or the access (403): every other request would fail too, so batch jobs stop."""
 
 
 @dataclass
@@ -28,6 +28,7 @@ class LLMResponse:
     model: str
     usage: dict = field(default_factory=dict)   # prompt_tokens, completion_tokens
     retries: int = 0
+    finish_reason: str | None = None            # "stop", "length" (cut at max_tokens), ... as the server says
 
 
 @dataclass
@@ -94,6 +95,9 @@ class ChatClient:
                 wait = _retry_after(error) or self._backoff(attempt)
             except openai.AuthenticationError as error:
                 raise LLMAuthError(f"{self._where()}: authentication failed ({error.status_code}); check the API key") from None
+            except openai.PermissionDeniedError as error:
+                raise LLMAuthError(f"{self._where()}: access denied ({error.status_code}); check the API key's "
+                                   "permissions for this model") from None
             except openai.APIStatusError as error:
                 raise LLMError(f"{self._where()}: request rejected ({error.status_code}): {_short(error)}") from None
             if attempt < self.max_retries:
@@ -105,15 +109,17 @@ class ChatClient:
     def _response(self, completion, attempt: int) -> LLMResponse:
         try:
             text = completion.choices[0].message.content
+            finish_reason = completion.choices[0].finish_reason
         except (AttributeError, IndexError, TypeError):
-            text = None
+            text = finish_reason = None
         if text is None:
             raise LLMError(f"{self._where()}: the answer has no message content")
         usage = completion.usage
         tokens = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
                   "completion_tokens": getattr(usage, "completion_tokens", 0) or 0}
         self.stats.add(**tokens)
-        return LLMResponse(text=text, model=completion.model or self.model, usage=tokens, retries=attempt)
+        return LLMResponse(text=text, model=completion.model or self.model, usage=tokens, retries=attempt,
+                           finish_reason=finish_reason)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""

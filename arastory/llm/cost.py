@@ -12,10 +12,19 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
 }
 
 
+# The endpoints whose price table is known (PRICES_PER_MTOK is OpenAI's list price); any other server is unpriced.
+OPENAI_ENDPOINT = "https://api.openai.com/v1"
+PRICED_ENDPOINTS = {OPENAI_ENDPOINT: PRICES_PER_MTOK}
+
+
 def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int,
-                  prices: dict[str, tuple[float, float]] | None = None) -> float | None:
-    """Estimated USD, or None when the model's price is unknown (e.g. a local vLLM server)."""
-    table = {**PRICES_PER_MTOK, **(prices or {})}
+                  prices: dict[str, tuple[float, float]] | None = None, endpoint: str | None = None) -> float | None:
+    """Estimated USD, or None when the price is unknown: a model missing from the table, or an `endpoint`
+    (base URL; None means OpenAI's) with no known price table, e.g. a local vLLM server serving "gpt-4o"."""
+    known = PRICED_ENDPOINTS.get((endpoint or OPENAI_ENDPOINT).rstrip("/"))
+    if known is None and not prices:
+        return None
+    table = {**(known or {}), **(prices or {})}
     price = table.get(model) or next((p for name, p in table.items() if model.startswith(name)), None)
     if price is None:
         return None
