@@ -11,13 +11,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path="../../conf", config_name="filter", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig) -> dict:
     from arastory.filter.build import build_encoder, encoder_config, input_path, settings_from_config
     from arastory.filter.pipeline import Filter

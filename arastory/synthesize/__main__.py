@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
 
 register_resolvers()
@@ -19,6 +19,7 @@ register_resolvers()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="synthesize", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig) -> None:
     import logging
 

@@ -10,13 +10,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path="../../conf", config_name="translate", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig) -> dict:
     from arastory.translate.pipeline import translate
 
