@@ -37,10 +37,13 @@ def check_failure_budget(command: str, succeeded: int, failed: int, max_failure_
             return f"{command}: nothing left to do: all {already_done} {noun} were done by an earlier run"
         raise BudgetExceeded(f"{command}: no {noun} to process: the input is empty{detail}", exit_code=2)
     rate = failed / attempted
-    summary = f"{command}: {succeeded} of {attempted} {noun} succeeded, {failed} failed or skipped ({rate:.1%}){detail}"
+    if failed_are_input:
+        summary = f"{command}: {failed} of {attempted} {noun} unusable ({rate:.1%}){detail}"
+        advice = f"fix the input or raise {key}"
+    else:
+        summary = f"{command}: {succeeded} of {attempted} {noun} succeeded, {failed} did not ({rate:.1%}){detail}"
+        advice = "outputs so far are kept; rerun the same command to retry the rest"
     if succeeded == 0 or rate > max_failure_rate:
-        code = 2 if failed_are_input else 1
-        reason = "nothing succeeded" if succeeded == 0 else f"above {key}={max_failure_rate:g}"
-        raise BudgetExceeded(f"{summary}: {reason}; outputs so far are kept"
-                             + ("" if failed_are_input else ", rerun to retry the failed ones"), exit_code=code)
+        reason = "nothing usable" if succeeded == 0 else f"more than {key}={max_failure_rate:g}"
+        raise BudgetExceeded(f"{summary}: {reason}; {advice}", exit_code=2 if failed_are_input else 1)
     return summary

@@ -159,6 +159,10 @@ def iter_jsonl_entries(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_B
 def _bad_line(raw: bytes, exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
+    try:   # the standard library names the problem better than orjson ("Expecting ',' delimiter at column 33")
+        json.loads(raw.decode("utf-8").rstrip("\r\n"))
+    except json.JSONDecodeError as detail:
+        exc = detail
     return f"invalid JSON ({exc.msg} at column {exc.colno})"
 
 
@@ -177,6 +181,58 @@ def iter_jsonl(path: str | os.PathLike, on_error: str = "raise", errors: list | 
             _fail(entry, on_error, errors)
             continue
         yield lineno, entry
+
+
+class _DecodedLines:
+    """A binary file's lines decoded one by one for the csv module; lines that are not UTF-8 (or too long) are
+    remembered by number (the record holding them is reported alone) and passed on as replacement text."""
+
+    def __init__(self, handle, path: Path, max_line_bytes: int = MAX_LINE_BYTES):
+        self.lines, self.path, self.bad = iter_lines(handle, max_line_bytes), path, {}
+        self.max_line_bytes = max_line_bytes
+
+    def __iter__(self):
+        for lineno, raw in self.lines:
+            if raw is None:
+                self.bad[lineno] = f"line longer than {self.max_line_bytes >> 20} MiB"
+                yield "\n"
+                continue
+            if lineno == 1:
+                check_text_start(self.path, raw[:4096])
+                raw = raw.removeprefix(BOM)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.bad[lineno] = _bad_line(raw, exc)
+                yield raw.decode("utf-8", errors="replace")
+
+
+def iter_csv_records(path: str | os.PathLike) -> Iterator[tuple[int, list[str] | DataError]]:
+    """(line the record starts on, its values) per CSV record, the header first; read from bytes line by line.
+
+    A record on a line that is not UTF-8 is a DataError for that record alone. Broken quoting (an unclosed quote
+    that would swallow the rows after it into one field) is a DataError for the whole file, raised at once.
+    """
+    import csv
+
+    csv.field_size_limit(MAX_LINE_BYTES)   # stories can be long; a field over this is not a story
+    path = Path(path)
+    with open_input(path) as handle:
+        lines = _DecodedLines(handle, path)
+        reader = csv.reader(lines, strict=True)
+        last = 0
+        while True:
+            start = last + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise DataError(path, f"broken quoting in the record that starts on line {start} ({exc}); an "
+                                      "unclosed quote would merge the rows after it into one field", start) from None
+            last = reader.line_num
+            bad = [n for n in range(start, last + 1) if n in lines.bad]
+            yield start, (DataError(path, lines.bad[bad[0]], bad[0]) if bad else values)
 
 
 def _fail(error: DataError, on_error: str, errors: list | None) -> None:

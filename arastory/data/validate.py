@@ -75,3 +75,99 @@ def _check_duplicate(report: ValidationReport, record_id: str, key: str, seen: d
         report.add(record_id, f"duplicate {what} of {seen[key]}")
     else:
         seen[key] = record_id
+
+
+# What spreadsheets and dataframes write for a missing cell; never a story or a prompt.
+PLACEHOLDERS = frozenset({"", "nan", "none", "null", "n/a", "na", "<na>", "nat", "undefined", "-"})
+MIN_ARABIC_SHARE = 0.9       # ours: the synthesis gate's bound; the released stories are all >= 0.97
+MIN_LABEL_AGREEMENT = 0.5    # ours: share of a dialect file's stories the identifier must read as that dialect
+LABEL_SAMPLE = 200           # ours: stories per dialect the identifier reads for that check (seeded sample)
+
+
+def is_placeholder(text) -> bool:
+    return not isinstance(text, str) or text.strip().lower() in PLACEHOLDERS
+
+
+@dataclass
+class Screened:
+    """User records split into those fit to use and those skipped, each skip with its reason."""
+
+    kept: list
+    skipped: list[str] = field(default_factory=list)   # "<id>: <reason>"
+
+
+def screen_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VARIETIES,
+                   min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
+    """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
+    too long, a repeated id or story (the first one is kept)."""
+    out = Screened(kept=[])
+    seen_ids: set[str] = set()
+    seen_story: dict[str, str] = {}
+    for record in records:
+        problem = _story_problem(record, varieties, min_arabic, max_words)
+        if problem is None and record.id in seen_ids:
+            problem = "duplicate id"
+        if problem is None:
+            key = normalize_for_hash(record.story)
+            problem = f"duplicate story of {seen_story[key]}" if key in seen_story else None
+            seen_story.setdefault(key, record.id)
+        if problem:
+            out.skipped.append(f"{record.id}: {problem}")
+            continue
+        seen_ids.add(record.id)
+        out.kept.append(record)
+    return out
+
+
+def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words: int) -> str | None:
+    if is_placeholder(record.id):
+        return "empty id"
+    if record.variety not in varieties:
+        return f"variety '{record.variety}' is not one of {', '.join(varieties)}"
+    for name in ("prompt", "story"):
+        text = getattr(record, name)
+        if is_placeholder(text):
+            return f"empty {name} (or a placeholder such as NaN/None)"
+        share = arabic_share(text)
+        if share < min_arabic:
+            return f"{name} is {share:.0%} Arabic script (< {min_arabic:.0%}): not {record.variety} text"
+    if word_count(record.story) > max_words:
+        return f"story has {word_count(record.story)} words (> {max_words})"
+    return None
+
+
+def screen_pairs(records: list[ParallelRecord]) -> Screened:
+    """Skip translated pairs with an empty/NaN/None side or a repeated id (the filter judges the rest)."""
+    out = Screened(kept=[])
+    seen: set[str] = set()
+    for record in records:
+        empty = [k for k in ("id", "en_prompt", "en_story", "ar_prompt", "ar_story") if is_placeholder(getattr(record, k))]
+        problem = f"empty {', '.join(empty)}" if empty else ("duplicate id" if record.id in seen else None)
+        if problem:
+            out.skipped.append(f"{record.id}: {problem}")
+            continue
+        seen.add(record.id)
+        out.kept.append(record)
+    return out
+
+
+def label_disagreement(records: list[StoryRecord], identifier, min_agreement: float = MIN_LABEL_AGREEMENT,
+                       sample: int = LABEL_SAMPLE, seed: int = 0) -> str | None:
+    """A one-line finding when the stories labelled with a dialect mostly do not read as that dialect to the
+    dialect identifier (a wrong label or MSA text), else None. MSA-labelled text is left to the script check."""
+    import random
+    from collections import Counter
+
+    known = set(getattr(identifier, "classes", []) or [])
+    for variety in sorted({r.variety for r in records} - {"msa"}):
+        if known and variety not in known:
+            continue
+        group = [r for r in records if r.variety == variety]
+        chosen = random.Random(seed).sample(group, min(sample, len(group)))
+        predicted = Counter(identifier.analyze(r.story, variety).predicted for r in chosen)
+        agreement = predicted[variety] / len(chosen)
+        if agreement < min_agreement:
+            other, count = max(((v, n) for v, n in predicted.items() if v != variety), key=lambda x: x[1])
+            return (f"{len(group)} stories are labelled {variety}, but the dialect identifier reads {count} of the "
+                    f"{len(chosen)} it checked as {other} (only {agreement:.0%} as {variety}): a wrong label?")
+    return None

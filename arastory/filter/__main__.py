@@ -30,6 +30,12 @@ def main(cfg: DictConfig) -> dict:
     flt = Filter(input_path(cfg.input), out, encoder, settings, encoder_name=name)
     report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
     print_summary(report)
+    if report["counts"]["kept"] == 0:
+        from arastory.budget import BudgetExceeded
+        reasons = ", ".join(f"{k} {v}" for k, v in report["counts"]["rejected_by_check"].items() if v)
+        raise BudgetExceeded(f"filter: kept 0 of {report['counts']['read']} pairs (below threshold "
+                             f"{report['counts']['below_threshold']}; {reasons or 'no check failures'}): nothing to "
+                             f"train on; see {report['out']}/report.json")
     return report
 
 

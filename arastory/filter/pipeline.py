@@ -21,7 +21,8 @@ from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
-from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line
+from arastory.data.validate import is_placeholder
+from arastory.io import batched, file_fingerprint, open_input, fingerprint, iter_jsonl, json_line
 from arastory.records import ParallelRecord, StoryRecord
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
@@ -42,6 +43,7 @@ class FilterSettings:
     workers: int = 0                      # processes for the cheap checks; 0 = one per CPU core, up to 8
     workers_min_items: int = 20_000       # below this many pairs the checks run in-process (pool start-up dominates)
     on_error: str = "raise"               # raise | skip malformed input lines (skipped ones are counted)
+    max_failure_rate: float = 0.05        # ours: more skipped input lines than this share fails the run (exit 2)
     plots: bool = True
     progress: bool = True
 
@@ -55,17 +57,23 @@ class FilterSettings:
 
 
 def iter_pairs(path: Path, on_error: str, errors: list) -> Iterator[ParallelRecord]:
-    """Parallel records from a JSONL file; a malformed line or missing field raises (file:line) or is skipped."""
+    """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field or a repeated id raises
+    (file:line) or is skipped and counted. Deterministic, so every pass skips exactly the same lines."""
+    seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, on_error=on_error, errors=errors):
         bad = [k for k in REQUIRED if not isinstance(obj.get(k), str)]
-        if bad or not obj["id"].strip():
-            error = DataError(path, f"missing field(s): {', '.join(bad or ['id'])}", lineno)
+        if not bad and is_placeholder(obj["id"]):
+            bad = ["id"]
+        error = DataError(path, f"missing field(s): {', '.join(bad)}", lineno) if bad else None
+        if error is None and obj["id"] in seen:
+            error = DataError(path, f"duplicate id '{obj['id']}' (first on line {seen[obj['id']]})", lineno)
+        if error is not None:
             if on_error == "raise":
                 raise error
             errors.append(error)
             continue
+        seen[obj["id"]] = lineno
         yield ParallelRecord.from_dict(obj)
-
 
 
 def count_lines(path: Path) -> int:
@@ -77,10 +85,13 @@ class Filter:
     """One input file, one encoder, one setting: `run()` writes kept/rejected/report (and plots) to `out_dir`."""
 
     def __init__(self, input_path: str | Path, out_dir: str | Path, encoder, settings: FilterSettings,
-                 eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None):
+                 eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None,
+                 settings_key: str = "filter"):
         self.path = Path(input_path)
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             raise ConfigError("input", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
+        open_input(self.path).close()   # a directory, a FIFO, a symlink loop, no permission: one line, now
+        self.settings_key = settings_key
         self.out = Path(out_dir)
         self.encoder, self.settings = encoder, settings
         self.encoder_name = encoder_name or type(encoder).__name__
@@ -274,7 +285,17 @@ class Filter:
         atomic_write_json(self.out / REPORT, report)
         if wandb_cfg and wandb_cfg.get("mode", "disabled") != "disabled":
             log_to_wandb(self.out, report, wandb_cfg)
+        self.check_input_budget(report["counts"])
         return report
+
+    def check_input_budget(self, counts: dict) -> None:
+        """Stop (exit 2, after the outputs are written) when the input was empty or too many lines were skipped."""
+        from arastory.budget import check_failure_budget
+
+        check_failure_budget(f"filter input {self.path}", counts["read"], counts["input_errors"],
+                             self.settings.max_failure_rate, noun="lines", failed_are_input=True,
+                             key=f"{self.settings_key}.max_failure_rate",
+                             detail=f"first: {self.error_examples[0]}" if self.error_examples else "")
 
 
 def _passed_checks(stores) -> np.ndarray:

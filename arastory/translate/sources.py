@@ -7,14 +7,13 @@ source as a whole (missing file, missing column) are raised at once: no record o
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from arastory.errors import ConfigError, DataError
+from arastory.io import iter_csv_records, iter_jsonl_entries
 
 # Field names tried, in order, when `fields.*` is left null (TinyStories has `text`; the study's CSVs `Prompt`/`Story`).
 AUTO_STORY = ("story", "text", "Story", "en_story")
@@ -178,73 +177,29 @@ def _bundled_rows(source: str, split: str):
 
 
 def _jsonl_rows(source: str, split: str):
-    """Read bytes line by line so one badly encoded line is reported alone and the rest still decodes."""
-    with open(source, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            where = f"{source}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield where, DataError(source, _not_utf8(raw, exc), lineno)
-                continue
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                yield where, DataError(source, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
-                continue
-            if not isinstance(obj, dict):
-                yield where, DataError(source, "expected a JSON object", lineno)
-                continue
-            yield where, obj
-
-
-def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
-    return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
-
-
-class _DecodedLines:
-    """Decode a binary file line by line for the csv module, remembering which physical lines were not UTF-8."""
-
-    def __init__(self, handle):
-        self.handle, self.bad_lines, self.lineno = handle, {}, 0
-
-    def __iter__(self):
-        for raw in self.handle:
-            self.lineno += 1
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                self.bad_lines[self.lineno] = _not_utf8(raw, exc)
-                yield raw.decode("utf-8", errors="replace")
+    """arastory.io's byte-safe reader: one bad line is reported alone (with its line number), the rest still read."""
+    for lineno, entry in iter_jsonl_entries(source):
+        yield f"{source}:{lineno}", entry
 
 
 def _csv_rows(source: str, split: str):
-    csv.field_size_limit(1 << 30)   # stories can be long
-    with open(source, "rb") as handle:
-        lines = _DecodedLines(handle)
-        reader = csv.reader(lines)
-        header = next(reader, None)
-        if not header:
-            raise DataError(source, "empty CSV file (no header row)", 1)
-        if 1 in lines.bad_lines:
-            raise DataError(source, f"header {lines.bad_lines[1]}", 1)
-        header = [h.lstrip("\ufeff") for h in header]
-        last_line = reader.line_num
-        for values in reader:
-            start, last_line = last_line + 1, reader.line_num
-            where = f"{source}:{start}"
-            bad = [n for n in range(start, last_line + 1) if n in lines.bad_lines]
-            if bad:
-                yield where, DataError(source, lines.bad_lines[bad[0]], bad[0])
-                continue
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
-                continue
-            yield where, dict(zip(header, values))
+    records = iter_csv_records(source)
+    _, header = next(records, (1, None))
+    if not header:
+        raise DataError(source, "empty CSV file (no header row)", 1)
+    if isinstance(header, DataError):
+        raise DataError(source, f"header: {str(header).rsplit(': ', 1)[-1]}", 1)
+    for start, values in records:
+        where = f"{source}:{start}"
+        if isinstance(values, DataError):
+            yield where, values
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
+            continue
+        yield where, dict(zip(header, values))
 
 
 def _parquet_rows(source: str, split: str):
