@@ -171,3 +171,13 @@ def label_disagreement(records: list[StoryRecord], identifier, min_agreement: fl
             return (f"{len(group)} stories are labelled {variety}, but the dialect identifier reads {count} of the "
                     f"{len(chosen)} it checked as {other} (only {agreement:.0%} as {variety}): a wrong label?")
     return None
+
+
+def prompt_row_problem(row: dict, varieties: tuple[str, ...] = VARIETIES) -> str | None:
+    """Why a saved evaluation prompt (id, variety, prompt) cannot be used, or None (evaluate's `prompts=` reader)."""
+    missing = [k for k in ("id", "variety", "prompt") if is_placeholder(row.get(k))]
+    if missing:
+        return f"missing {', '.join(missing)} (or a placeholder such as NaN/None)"
+    if row["variety"] not in varieties:
+        return f"variety '{row['variety']}' is not one of {', '.join(varieties)}"
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from arastory.data.validate import prompt_row_problem
 from arastory.errors import ConfigError, DataError
 from arastory.io import atomic_write_jsonl, iter_jsonl
 from arastory.prompts import PromptSampler
@@ -50,9 +51,9 @@ def load_prompts(path: str | Path) -> list[dict]:
     """A saved prompts.jsonl (or any JSONL with id, variety, prompt); file:line errors for bad rows."""
     rows, ids = [], set()
     for lineno, row in iter_jsonl(path):
-        missing = [k for k in ("id", "variety", "prompt") if not row.get(k)]
-        if missing:
-            raise DataError(path, f"missing {', '.join(missing)}", lineno)
+        problem = prompt_row_problem(row)   # missing/NaN fields, unknown variety, not Arabic
+        if problem:
+            raise DataError(path, problem, lineno)
         if row["id"] in ids:
             raise DataError(path, f"duplicate id '{row['id']}'", lineno)
         ids.add(row["id"])
