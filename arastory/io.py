@@ -128,7 +128,7 @@ def iter_jsonl_entries(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_B
         first = True
         for lineno, raw in iter_lines(handle, max_line_bytes):
             if raw is None:
-                yield lineno, DataError(path, f"line longer than {max_line_bytes >> 20} MiB (not one record?)", lineno)
+                yield lineno, DataError(path, f"line longer than {_size(max_line_bytes)} (not one record?)", lineno)
                 continue
             if lineno == 1:
                 check_text_start(path, raw[:4096])
@@ -154,6 +154,10 @@ def iter_jsonl_entries(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_B
             else:
                 yield lineno, obj
             first = False
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def _bad_line(raw: bytes, exc: Exception) -> str:
@@ -194,7 +198,7 @@ class _DecodedLines:
     def __iter__(self):
         for lineno, raw in self.lines:
             if raw is None:
-                self.bad[lineno] = f"line longer than {self.max_line_bytes >> 20} MiB"
+                self.bad[lineno] = f"line longer than {_size(self.max_line_bytes)}"
                 yield "\n"
                 continue
             if lineno == 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from arastory.budget import check_failure_budget
@@ -24,6 +24,7 @@ class StorySource:
     key: str = "data.synthetic"
     max_failure_rate: float = MAX_FAILURE_RATE   # share of unusable records (skipped, counted) tolerated
     check_labels: bool = True      # the dialect identifier must read a dialect's stories mostly as that dialect
+    skipped: list[str] = field(default_factory=list, repr=False)   # filled by load(): why each record was skipped
 
     def load(self) -> list[StoryRecord]:
         if self.path == "bundled":
@@ -37,8 +38,8 @@ class StorySource:
             finding = _label_finding(self.path, screened.kept)
             if finding:
                 raise DataError(self.path, f"{finding} (set {self.key}.check_labels=false to train on it anyway)")
-        return _within_budget(self.key, self.path, screened.kept, [str(e) for e in bad] + screened.skipped,
-                              self.max_failure_rate)
+        self.skipped = [str(e) for e in bad] + screened.skipped
+        return _within_budget(self.key, self.path, screened.kept, self.skipped, self.max_failure_rate)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ParallelSource:
     size: int | None = None
     key: str = "data.translated"
     max_failure_rate: float = MAX_FAILURE_RATE
+    skipped: list[str] = field(default_factory=list, repr=False)   # filled by load_pairs()
 
     def load_pairs(self) -> list[ParallelRecord]:
         if self.path == "bundled":
@@ -58,8 +60,8 @@ class ParallelSource:
             raise ConfigError(f"{self.key}.path", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
         bad: list[DataError] = []
         screened = screen_pairs(read_parallel_jsonl(self.path, skipped=bad))
-        return _within_budget(self.key, self.path, screened.kept, [str(e) for e in bad] + screened.skipped,
-                              self.max_failure_rate)
+        self.skipped = [str(e) for e in bad] + screened.skipped
+        return _within_budget(self.key, self.path, screened.kept, self.skipped, self.max_failure_rate)
 
     def load(self) -> list[StoryRecord]:
         return [pair.as_story() for pair in self.load_pairs()]
