@@ -167,6 +167,8 @@ def _bad_line(raw: bytes, exc: Exception) -> str:
         json.loads(raw.decode("utf-8").rstrip("\r\n"))
     except json.JSONDecodeError as detail:
         exc = detail
+    except (RecursionError, ValueError):   # nested too deep for it: orjson's own words
+        pass
     return f"invalid JSON ({exc.msg} at column {exc.colno})"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from arastory.errors import DataError
-from arastory.data.validate import is_placeholder
+from arastory.data.validate import is_placeholder, screen_stories
 from arastory.io import iter_csv_records, iter_jsonl, open_input
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
 
@@ -94,8 +94,23 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
 
 def read_stories(path: str | Path, variety: str | None = None, source: str | None = None,
                  skipped: list | None = None) -> list[StoryRecord]:
-    """Story records from a .jsonl, a released-format .csv, or a directory of them (bad records: see `skipped`)."""
-    path = Path(path)
+    """Story records from a .jsonl, a released-format .csv, or a directory of them.
+
+    With `skipped=None` any bad line or unusable record (see validate.screen_stories: unknown variety, NaN/None
+    text, too little Arabic script, a repeated id or story) is a one-line DataError; with a list, bad lines are
+    counted in it and skipped, and the caller screens the records (training's sources count and budget them).
+    """
+    records = _read_story_files(Path(path), variety, source, skipped)
+    if skipped is None:
+        if not records:
+            raise DataError(path, "holds no story records")
+        screened = screen_stories(records)
+        if screened.skipped:
+            raise DataError(path, f"{len(screened.skipped)} unusable record(s), e.g. {screened.skipped[0]}")
+    return records
+
+
+def _read_story_files(path: Path, variety: str | None, source: str | None, skipped: list | None) -> list[StoryRecord]:
     if path.is_dir():
         try:
             files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".csv"))
@@ -103,7 +118,7 @@ def read_stories(path: str | Path, variety: str | None = None, source: str | Non
             raise DataError(path, f"cannot list the directory: {error.strerror or error}") from None
         if not files:
             raise DataError(path, "directory holds no .jsonl or .csv files")
-        return [r for f in files for r in read_stories(f, variety=variety, source=source, skipped=skipped)]
+        return [r for f in files for r in _read_story_files(f, variety, source, skipped)]
     if not path.exists():
         open_input(path).close()   # the precise reason: not found, a dangling symlink, a symlink loop
     if path.suffix == ".csv":

@@ -124,6 +124,8 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
         return "empty id"
     if record.variety not in varieties:
         return f"variety '{record.variety}' is not one of {', '.join(varieties)}"
+    if not is_placeholder(record.story) and word_count(record.story) > max_words:   # before the costlier checks
+        return f"story has {word_count(record.story)} words (> {max_words})"
     for name in ("prompt", "story"):
         text = getattr(record, name)
         if is_placeholder(text):
@@ -131,18 +133,21 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
         share = arabic_share(text)
         if share < min_arabic:
             return f"{name} is {share:.0%} Arabic script (< {min_arabic:.0%}): not {record.variety} text"
-    if word_count(record.story) > max_words:
-        return f"story has {word_count(record.story)} words (> {max_words})"
     return None
 
 
-def screen_pairs(records: list[ParallelRecord]) -> Screened:
-    """Skip translated pairs with an empty/NaN/None side or a repeated id (the filter judges the rest)."""
+def screen_pairs(records: list[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
+    """Skip translated pairs with an empty/NaN/None side, an Arabic side that is not Arabic script, or a repeated id
+    (the filter, when enabled, judges the rest)."""
     out = Screened(kept=[])
     seen: set[str] = set()
     for record in records:
         empty = [k for k in ("id", "en_prompt", "en_story", "ar_prompt", "ar_story") if is_placeholder(getattr(record, k))]
         problem = f"empty {', '.join(empty)}" if empty else ("duplicate id" if record.id in seen else None)
+        if problem is None and max(word_count(record.en_story), word_count(record.ar_story)) > max_words:
+            problem = f"a side has more than {max_words} words"
+        if problem is None and (arabic_share(record.ar_story) < min_arabic or arabic_share(record.ar_prompt) < 0.5):
+            problem = f"the Arabic side is not Arabic script (< {min_arabic:.0%} of the story's letters)"
         if problem:
             out.skipped.append(f"{record.id}: {problem}")
             continue

@@ -44,6 +44,7 @@ class FilterSettings:
     workers_min_items: int = 20_000       # below this many pairs the checks run in-process (pool start-up dominates)
     on_error: str = "raise"               # raise | skip malformed input lines (skipped ones are counted)
     max_failure_rate: float = 0.05        # ours: more skipped input lines than this share fails the run (exit 2)
+    max_chars: int = 200_000              # ours: a longer pair (~40k words) is bad input, never checked or encoded
     plots: bool = True
     progress: bool = True
 
@@ -56,15 +57,18 @@ class FilterSettings:
             raise ConfigError("filter.chunk_size", f"must be a positive integer, got {self.chunk_size}")
 
 
-def iter_pairs(path: Path, on_error: str, errors: list) -> Iterator[ParallelRecord]:
-    """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field or a repeated id raises
-    (file:line) or is skipped and counted. Deterministic, so every pass skips exactly the same lines."""
+def iter_pairs(path: Path, on_error: str, errors: list, max_chars: int = 200_000) -> Iterator[ParallelRecord]:
+    """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field, a pair over `max_chars` or a
+    repeated id raises (file:line) or is skipped and counted. Deterministic: every pass skips the same lines."""
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, on_error=on_error, errors=errors):
         bad = [k for k in REQUIRED if not isinstance(obj.get(k), str)]
         if not bad and is_placeholder(obj["id"]):
             bad = ["id"]
         error = DataError(path, f"missing field(s): {', '.join(bad)}", lineno) if bad else None
+        size = 0 if bad else sum(len(obj[k]) for k in REQUIRED)
+        if error is None and size > max_chars:
+            error = DataError(path, f"pair has {size} characters, over filter.max_chars={max_chars}", lineno)
         if error is None and obj["id"] in seen:
             error = DataError(path, f"duplicate id '{obj['id']}' (first on line {seen[obj['id']]})", lineno)
         if error is not None:
@@ -121,8 +125,9 @@ class Filter:
     def prepare(self) -> dict[str, ArrayStore]:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
-        keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), self.settings.on_error)}",
-                "scores": f"{self.encoder_id}-{fingerprint(data_fp, self.settings.on_error)}"}
+        rows = (self.settings.on_error, self.settings.max_chars)   # which lines become rows: part of every key
+        keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
+                "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}"}
         if self.guard_leakage:
             keys["prompts"] = keys["scores"] + "-prompts"
         stores = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
@@ -153,7 +158,8 @@ class Filter:
         bar = tqdm(total=capacity - 1, unit="pair", desc=f"filter: checks+scores ({', '.join(missing)})",
                    disable=not self.settings.progress, dynamic_ncols=True)
         try:
-            for batch in batched(iter_pairs(self.path, self.settings.on_error, self.errors), self.settings.chunk_size):
+            pairs = iter_pairs(self.path, self.settings.on_error, self.errors, self.settings.max_chars)
+            for batch in batched(pairs, self.settings.chunk_size):
                 self._fill_chunk(stores, rows, batch, pool)
                 rows += len(batch)
                 bar.update(len(batch))
@@ -241,7 +247,7 @@ class Filter:
         tmp = {name: self.out / f".{name}.tmp" for name in (KEPT, REJECTED)}
         handles = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
         try:
-            pairs = iter_pairs(self.path, "skip", [])  # errors were already raised or counted in pass 1
+            pairs = iter_pairs(self.path, "skip", [], self.settings.max_chars)  # errors: raised/counted in pass 1
             for i, pair in enumerate(tqdm(pairs, total=len(codes), unit="pair", desc="filter: write",
                                           disable=not self.settings.progress, dynamic_ncols=True)):
                 row = self._row(pair, int(codes[i]), float(scores[i]), int(failed[i]))

@@ -34,10 +34,12 @@ def check_budget(report: dict, max_failure_rate: float) -> None:
     from arastory.budget import check_failure_budget
 
     skipped = report["skipped_bad_input"] + report["skipped_too_long"]
-    check_failure_budget("translate", report["translated"], report["failed"] + skipped, max_failure_rate,
-                         already_done=report["already_done"],
+    first = report["bad_input_examples"][0][:160] if report["bad_input_examples"] else ""
+    check_failure_budget(f"translate source={report['source']}", report["translated"], report["failed"] + skipped,
+                         max_failure_rate, already_done=report["already_done"],
                          detail=f"failed {report['failed']}, bad input {report['skipped_bad_input']}, too long "
-                                f"{report['skipped_too_long']}; see {report['out']}/failed.jsonl, bad_input.jsonl",
+                                f"{report['skipped_too_long']}" + (f"; first: {first}" if first else "")
+                                + f"; see {report['out']}/failed.jsonl, bad_input.jsonl",
                          failed_are_input=report["failed"] == 0)
 
 

@@ -7,19 +7,25 @@ source as a whole (missing file, missing column) are raised at once: no record o
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
-from arastory.io import iter_csv_records, iter_jsonl_entries
+from arastory.io import iter_csv_records, iter_jsonl_entries, open_input
+from arastory.text import latin_share
 
 # Field names tried, in order, when `fields.*` is left null (TinyStories has `text`; the study's CSVs `Prompt`/`Story`).
 AUTO_STORY = ("story", "text", "Story", "en_story")
 AUTO_PROMPT = ("prompt", "Prompt", "en_prompt")
 AUTO_ID = ("id", "ID")
 FILE_TYPES = (".jsonl", ".csv", ".parquet")
+DATA_DIR_FILES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")   # what `datasets` loads from a plain folder
+MIN_ENGLISH_SHARE = 0.5   # ours: a source story with fewer Latin letters than this is not English (skipped, counted)
+SCRIPT_SAMPLE_CHARS = 20_000   # the script share is read from the start of a story (a 20 MB one costs no more)
 
 
 @dataclass
@@ -72,14 +78,21 @@ def source_kind(source: str) -> str:
     if source == "bundled":
         return "bundled"
     path = Path(source)
-    if path.is_file():
+    if path.is_dir():
+        if path.suffix.lower() in FILE_TYPES:
+            raise DataError(path, "is a directory, not a file")
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return "dataset_dir"
+        if next((p for p in path.rglob("*") if p.suffix.lower() in DATA_DIR_FILES and p.is_file()), None) is None:
+            raise ConfigError("source", f"'{source}': the folder is not a saved dataset and holds no data files "
+                                        f"({', '.join(DATA_DIR_FILES)})")
+        return "hub"
+    if os.path.lexists(path):
+        open_input(path).close()   # not a regular, readable file (a FIFO, a symlink loop, no permission): one line
         if path.suffix.lower() not in FILE_TYPES:
             raise ConfigError("source", f"'{source}': unsupported file type (use {', '.join(FILE_TYPES)}, "
                                         f"a dataset dir or an HF dataset id)")
         return path.suffix.lower()[1:]
-    if path.is_dir():
-        saved = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
-        return "dataset_dir" if saved else "hub"
     if path.suffix.lower() in FILE_TYPES or source.startswith((".", "/")):
         raise ConfigError("source", f"'{source}' does not exist")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
@@ -155,11 +168,16 @@ def _to_item(row: dict, fields: Fields, default_id: str, where: str) -> SourceIt
         return bad(f"field '{fields.story}' is not text")
     if not story.strip():
         return bad("empty story")
+    if is_placeholder(story):
+        return bad(f"story is a placeholder ('{story.strip()}'), not text")
+    share = latin_share(story[:SCRIPT_SAMPLE_CHARS])
+    if share < MIN_ENGLISH_SHARE:
+        return bad(f"story is not English ({share:.0%} Latin letters < {MIN_ENGLISH_SHARE:.0%})")
     prompt = None
     if fields.prompt:
         prompt = row.get(fields.prompt)
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            return bad(f"missing or empty field '{fields.prompt}'")
+        if prompt is None or (isinstance(prompt, str) and is_placeholder(prompt)):
+            return bad(f"missing or empty field '{fields.prompt}' (or a placeholder such as NaN/None)")
         if not isinstance(prompt, str):
             return bad(f"field '{fields.prompt}' is not text")
     ident = row.get(fields.id) if fields.id else None
