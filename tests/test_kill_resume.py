@@ -113,6 +113,8 @@ def test_translate_killed_twice_loses_nothing_and_pays_at_most_the_batch_in_flig
     assert all(r["ar_story"] == "ترجمة " + r["en_story"].split()[2] for r in rows)
     paid_twice = [t for t, n in answered.items() if n > 1]
     assert max(answered.values()) <= 2 and len(paid_twice) <= 2 * 3, "more than one batch per kill was paid again"
+    log = (out / "translate.log").read_text()   # D16: no line per HTTP request (in the log or on the terminal)
+    assert "HTTP Request" not in log + final.stdout + final.stderr and "translated" in final.stdout
     assert_no_canary(out, printed=printed + final.stdout + final.stderr)
 
 

@@ -65,8 +65,8 @@ def _pack(items: list[str], length: Callable[[str], int], max_length: int) -> li
         measured += [(item, size)] if size <= max_length else _cut(item, length, max_length)
     packed, (current, used) = [], measured[0]
     for sentence, size in measured[1:]:
-        if used + size <= max_length:
-            current, used = f"{current} {sentence}", used + size
+        if used + 1 + size <= max_length:   # 1: the space between them (a character; at most a token)
+            current, used = f"{current} {sentence}", used + 1 + size
         else:
             packed.append(current)
             current, used = sentence, size
@@ -86,8 +86,8 @@ def _cut(sentence: str, length: Callable[[str], int], max_length: int) -> list[t
             pieces.append((word, size))
     runs, (current, used) = [], pieces[0]
     for word, size in pieces[1:]:
-        if used + size <= max_length:
-            current, used = f"{current} {word}", used + size
+        if used + 1 + size <= max_length:
+            current, used = f"{current} {word}", used + 1 + size
         else:
             runs.append((current, used))
             current, used = word, size
