@@ -106,10 +106,15 @@ def test_translate_killed_twice_loses_nothing_and_pays_at_most_the_batch_in_flig
             printed += kill_when(proc, lambda: count_lines(out / "parallel.jsonl") >= rows_before_kill)
             done_at_kill = {r["id"] for r in read_jsonl(out / "parallel.jsonl")}
             assert rows_before_kill <= len(done_at_kill) < 30
+        todo = next(f"s{i:02d}" for i in range(30) if f"s{i:02d}" not in done_at_kill)
+        half_row = f'{{"id": "{todo}", "ar_story": "'.encode() + "ترجمة".encode()[:5]   # cut inside a character
+        with open(out / "parallel.jsonl", "ab") as handle:   # what a kill in the middle of a write leaves
+            handle.write(half_row)
         final = finish(args)
     assert final.returncode == 0, final.stderr[-3000:]
     rows = read_jsonl(out / "parallel.jsonl")
     assert_each_once(rows, [f"s{i:02d}" for i in range(30)])
+    assert json.loads((out / "report.json").read_text())["trimmed_partial_row_bytes"] == len(half_row)
     assert all(r["ar_story"] == "ترجمة " + r["en_story"].split()[2] for r in rows)
     paid_twice = [t for t, n in answered.items() if n > 1]
     assert max(answered.values()) <= 2 and len(paid_twice) <= 2 * 3, "more than one batch per kill was paid again"

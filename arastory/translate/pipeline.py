@@ -38,6 +38,7 @@ class Counts:
     skipped_too_long: int = 0
     duplicate_ids: int = 0
     reused_partial: int = 0
+    trimmed_bytes: int = 0          # a partial last row left by a killed run, cut when parallel.jsonl was reopened
     bad_examples: list[str] = field(default_factory=list)
 
 
@@ -101,6 +102,7 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
     partial = PartialAnswers(out / PARTIAL)
     with JsonlAppender(out / "parallel.jsonl") as writer, logs, partial, \
             tqdm(total=total, desc=f"translate ({translator.label})", unit="item", dynamic_ncols=True) as bar:
+        counts.trimmed_bytes = writer.trimmed_bytes
         for batch in batched(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
             rows, failures = _translate_batch(batch, translator, cfg, partial, counts)
             for row in rows:
@@ -282,7 +284,8 @@ def _report(cfg: DictConfig, translator: Translator, counts: Counts, in_output: 
         "read": counts.read, "translated": counts.translated, "already_done": counts.already_done,
         "failed": counts.failed, "skipped_bad_input": counts.skipped_bad_input,
         "skipped_too_long": counts.skipped_too_long, "duplicate_ids": counts.duplicate_ids,
-        "reused_partial_answers": counts.reused_partial, "rows_in_output": in_output,
+        "reused_partial_answers": counts.reused_partial, "trimmed_partial_row_bytes": counts.trimmed_bytes,
+        "rows_in_output": in_output,
         "retries": usage.get("retries", 0),
         "usage": usage,
         "estimated_cost_usd": translator.estimated_cost(),
