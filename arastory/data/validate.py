@@ -100,22 +100,33 @@ def screen_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VARI
                    min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
     """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
     too long, a repeated id or story (the first one is kept)."""
-    out = Screened(kept=[])
     seen_ids: set[str] = set()
     seen_story: dict[str, str] = {}
-    for record in records:
-        problem = _story_problem(record, varieties, min_arabic, max_words)
-        if problem is None and record.id in seen_ids:
-            problem = "duplicate id"
-        if problem is None:
+
+    def problem(record: StoryRecord) -> str | None:
+        found = _story_problem(record, varieties, min_arabic, max_words)
+        if found is None and record.id in seen_ids:
+            return "duplicate id"
+        if found is None:
             key = normalize_for_hash(record.story)
-            problem = f"duplicate story of {seen_story[key]}" if key in seen_story else None
+            found = f"duplicate story of {seen_story[key]}" if key in seen_story else None
             seen_story.setdefault(key, record.id)
-        if problem:
-            out.skipped.append(f"{record.id}: {problem}")
-            continue
-        seen_ids.add(record.id)
-        out.kept.append(record)
+        if found is None:
+            seen_ids.add(record.id)
+        return found
+
+    return _screen(records, problem)
+
+
+def _screen(records: list, problem) -> Screened:
+    """Records split by `problem(record)`: None keeps it, a reason skips it."""
+    out = Screened(kept=[])
+    for record in records:
+        reason = problem(record)
+        if reason:
+            out.skipped.append(f"{record.id}: {reason}")
+        else:
+            out.kept.append(record)
     return out
 
 
@@ -139,21 +150,22 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
 def screen_pairs(records: list[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
     """Skip translated pairs with an empty/NaN/None side, an Arabic side that is not Arabic script, or a repeated id
     (the filter, when enabled, judges the rest)."""
-    out = Screened(kept=[])
     seen: set[str] = set()
-    for record in records:
+
+    def problem(record: ParallelRecord) -> str | None:
         empty = [k for k in ("id", "en_prompt", "en_story", "ar_prompt", "ar_story") if is_placeholder(getattr(record, k))]
-        problem = f"empty {', '.join(empty)}" if empty else ("duplicate id" if record.id in seen else None)
-        if problem is None and max(word_count(record.en_story), word_count(record.ar_story)) > max_words:
-            problem = f"a side has more than {max_words} words"
-        if problem is None and (arabic_share(record.ar_story) < min_arabic or arabic_share(record.ar_prompt) < 0.5):
-            problem = f"the Arabic side is not Arabic script (< {min_arabic:.0%} of the story's letters)"
-        if problem:
-            out.skipped.append(f"{record.id}: {problem}")
-            continue
+        if empty:
+            return f"empty {', '.join(empty)}"
+        if record.id in seen:
+            return "duplicate id"
+        if max(word_count(record.en_story), word_count(record.ar_story)) > max_words:
+            return f"a side has more than {max_words} words"
+        if arabic_share(record.ar_story) < min_arabic or arabic_share(record.ar_prompt) < 0.5:
+            return f"the Arabic side is not Arabic script (< {min_arabic:.0%} of the story's letters)"
         seen.add(record.id)
-        out.kept.append(record)
-    return out
+        return None
+
+    return _screen(records, problem)
 
 
 def label_disagreement(records: list[StoryRecord], identifier, min_agreement: float = MIN_LABEL_AGREEMENT,
