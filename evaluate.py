@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
@@ -28,6 +28,7 @@ def _paths(value) -> list[str]:
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig):
     out_dir = HydraConfig.get().runtime.output_dir
     if cfg.compare:

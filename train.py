@@ -12,13 +12,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig) -> dict:
     from arastory.train.checks import check_config
 

@@ -1,8 +1,11 @@
-"""Shared command-line plumbing for the Hydra entry points: config resolvers, early override checks, one-line errors."""
+"""Shared command-line plumbing for the Hydra entry points: config resolvers, early override checks, one-line errors,
+and the out-dir guard (one writer per dir, a secret-free record of the config in `.hydra/`)."""
 
 from __future__ import annotations
 
 import functools
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,13 +18,35 @@ from arastory.paths import CONF_DIR
 def register_resolvers() -> None:
     """Resolvers used by conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
     resolvers = {
-        "run_dir": lambda resume, default: resume if resume else default,
+        "run_dir": lambda resume, default: resume if resume else fresh_dir(default),
+        "fresh_dir": fresh_dir,
         "hydra_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
         "suffix": lambda name: f"_{name}" if name else "",
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+_FRESH_DIRS: dict[str, str] = {}
+
+
+def fresh_dir(base: str) -> str:
+    """`base`, or `base_2`, `base_3`, ...: a dir this process created itself, so two runs started in the same second
+    never share a run dir. Hydra resolves the run dir more than once; the first answer is kept for the process."""
+    base = str(base)
+    if base not in _FRESH_DIRS:
+        Path(base).parent.mkdir(parents=True, exist_ok=True)
+        candidate, n = base, 1
+        while True:
+            try:
+                os.mkdir(candidate)
+                break
+            except FileExistsError:
+                n += 1
+                candidate = f"{base}_{n}"
+        _FRESH_DIRS[base] = candidate
+    return _FRESH_DIRS[base]
 
 
 def config_groups(conf_dir: Path = CONF_DIR, config_name: str | None = None) -> dict[str, list[str]]:
@@ -45,6 +70,7 @@ def _default_groups(primary: Path) -> set[str]:
 
 def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR) -> None:
     """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts."""
+    check_no_secrets(argv)
     groups = config_groups(conf_dir, config_name)
     for arg in argv:
         if "=" not in arg or arg.startswith(("-", "+", "~", "hydra.")):
@@ -62,6 +88,24 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
                 fail(f"config error: {key}: '{option}' is not one of: {', '.join(groups[key])}")
 
 
+def check_no_secrets(argv: list[str]) -> None:
+    """Refuse an override that names a secret key or carries a key-shaped value, without echoing the value: keys are
+    read from the environment only, so none ever reaches a config dump, a log or an error message."""
+    from arastory.redact import is_secret_key, looks_secret
+
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.startswith("-"):
+            continue
+        key = key.lstrip("+~")
+        if is_secret_key(key.rsplit(".", 1)[-1]):
+            fail(f"config error: {key}: secrets are never taken from the command line or a config file; put the key "
+                 "in the environment variable the config names (e.g. generator.api_key_env=OPENAI_API_KEY)")
+        if looks_secret(value):
+            fail(f"config error: {key}: the value looks like an API key or token (value not shown); secrets are read "
+                 "from environment variables only")
+
+
 def _sweep_values(value: str) -> list[str]:
     """`direct,sequential` → both; `choice(a,b)` → both."""
     value = value.strip()
@@ -71,17 +115,88 @@ def _sweep_values(value: str) -> list[str]:
 
 
 def fail(message: str, code: int = 2) -> None:
-    print(message, file=sys.stderr)
+    from arastory.redact import scrub
+
+    print(scrub(message), file=sys.stderr)
     sys.exit(code)
 
 
 def one_line_errors(fn):
-    """Print ArastoryError as its one-line message and exit 2, instead of a traceback."""
+    """Print ArastoryError as its one-line message and exit with its code (2: bad input or config), instead of a
+    traceback; an object the config could not build (`_target_` raised) is one line naming its config key."""
+    from hydra.errors import InstantiationException
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except ArastoryError as error:
-            fail(str(error))
+            fail(str(error), getattr(error, "exit_code", 2))
+        except InstantiationException as error:
+            fail(instantiation_message(error))
     return wrapper
+
+
+def instantiation_message(error: Exception) -> str:
+    """`config error: <key>: <first line of the cause>` for Hydra's multi-line InstantiationException."""
+    cause = error.__cause__
+    if isinstance(cause, ArastoryError):
+        return str(cause)
+    key = re.search(r"full_key:\s*(\S+)", str(error))
+    text = str(cause or error).strip()
+    first = text.splitlines()[0] if text else type(cause or error).__name__
+    return f"config error: {key.group(1) if key else 'config'}: {first[:300]}"
+
+
+def guard_out_dir(fn):
+    """Run the Hydra task holding its output dir's lock (a second writer stops with one line naming the holder's
+    pid), after writing Hydra's record of the run to `.hydra/` (or `.hydra/resumed/`) with secrets redacted.
+
+    The primary configs set `hydra.output_subdir: null`, so Hydra itself writes nothing there before the lock is held.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(cfg, *args, **kwargs):
+        from hydra.core.hydra_config import HydraConfig
+
+        from arastory.io import DirLock
+
+        hydra_cfg = HydraConfig.get()
+        out = Path(hydra_cfg.runtime.output_dir)
+        with DirLock(out):
+            subdir = ".hydra/resumed" if cfg.get("resume") else ".hydra"
+            write_hydra_record(out / subdir, cfg, hydra_cfg)
+            return fn(cfg, *args, **kwargs)
+    return wrapper
+
+
+def write_hydra_record(where: Path, cfg, hydra_cfg) -> None:
+    """config.yaml, hydra.yaml and overrides.yaml as Hydra writes them (unresolved), secrets redacted; in a
+    multirun, the sweep's multirun.yaml (written by Hydra before any job) is redacted in place."""
+    from hydra.types import RunMode
+
+    from arastory.io import atomic_write_text
+    from arastory.redact import redact, redact_override
+
+    def dump(obj) -> str:
+        return OmegaConf.to_yaml(OmegaConf.create(redact(obj)))
+
+    atomic_write_text(where / "config.yaml", dump(OmegaConf.to_container(cfg, resolve=False)))
+    atomic_write_text(where / "hydra.yaml", dump({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}))
+    overrides = [redact_override(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task)]
+    atomic_write_text(where / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
+        if sweep.exists():
+            text = sweep.read_text(encoding="utf-8")
+            clean = dump(OmegaConf.to_container(OmegaConf.create(text), resolve=False))
+            if clean != text:
+                atomic_write_text(sweep, clean)
+
+
+def quiet_http_logs() -> None:
+    """Hydra logs at INFO; one line per HTTP request (httpx, openai) would bury the progress bar and the log file."""
+    import logging
+
+    for name in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "google"):
+        logging.getLogger(name).setLevel(logging.WARNING)

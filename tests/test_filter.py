@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from arastory.budget import BudgetExceeded
 from arastory.data.bundled import PARALLEL_FILE, load_bundled_parallel
 from arastory.filter.build import build_encoder, encoder_config, settings_from_config
 from arastory.filter.dedup import DedupSettings, near_duplicates
@@ -146,9 +147,12 @@ def test_bad_input_names_file_and_line_or_is_skipped_and_counted(tmp_path):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     proc = run_cli(["-m", "arastory.filter", f"input={path}", f"out={tmp_path}/out", "encoder=lexicon", "wandb.mode=disabled"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f"data error: {path}:2: invalid JSON (unexpected character, expected a string key)"
+    assert proc.stderr.strip().splitlines()[-1] == (f"data error: {path}:2: invalid JSON (Expecting property name "
+                                                    "enclosed in double quotes at column 2)")
     assert not (tmp_path / "out" / "kept.jsonl").exists()
-    report = Filter(path, tmp_path / "skip", lexicon(), settings(on_error="skip")).run()
+    with pytest.raises(BudgetExceeded, match=r"2 of 6 lines unusable .*more than filter.max_failure_rate=0.05"):
+        Filter(path, tmp_path / "over", lexicon(), settings(on_error="skip")).run()   # 2 of 6 lines is over budget
+    report = Filter(path, tmp_path / "skip", lexicon(), settings(on_error="skip", max_failure_rate=0.5)).run()
     assert report["counts"]["input_errors"] == 2 and report["counts"]["read"] == 4
     assert f"{path}:3: missing field(s): ar_story" in report["input_error_examples"][1]
     proc = run_cli(["-m", "arastory.filter", f"input={path}", "encoder=nope"])

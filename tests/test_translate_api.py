@@ -93,7 +93,11 @@ def test_items_that_still_fail_are_logged_and_translated_by_the_next_run(tmp_pat
         asked_before = len(server.requests)
         second = translate(cfg)
     assert second["already_done"] == 3 and second["translated"] == 1 and second["rows_in_output"] == 4
-    assert sorted(r["messages"][-1]["content"] for r in server.requests[asked_before:]) == ["Prompt 2.", "Story 2."]
+    # Only the text that got no answer is asked again: the prompt's translation was kept in partial.jsonl.
+    assert [r["messages"][-1]["content"] for r in server.requests[asked_before:]] == ["Story 2."]
+    assert second["reused_partial_answers"] == 1
+    row = next(r for r in read_jsonl(tmp_path / "out" / "parallel.jsonl") if r["id"] == "s002")
+    assert row["ar_prompt"] == arabic_for("Prompt 2.") and row["ar_story"] == arabic_for("Story 2.")
 
 
 def test_killed_cli_run_resumes_and_never_asks_twice_for_a_finished_item(tmp_path):

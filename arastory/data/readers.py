@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Iterable
 
 from arastory.errors import DataError
-from arastory.io import iter_jsonl
+from arastory.data.validate import is_placeholder, screen_stories
+from arastory.io import iter_csv_records, iter_jsonl, open_input
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
 
 # The released files are named after the variety in English (Formatted-Egyptian-prompts-...csv).
@@ -26,12 +26,29 @@ def variety_from_filename(path: str | Path) -> str | None:
     return None
 
 
-def read_story_jsonl(path: str | Path, source: str | None = None) -> list[StoryRecord]:
+def _bad(error: DataError, skipped: list | None) -> None:
+    """Raise a bad record's DataError, or count it in `skipped` (the caller's counted skips)."""
+    if skipped is None:
+        raise error
+    skipped.append(error)
+
+
+def _missing_text(obj: dict, keys: tuple[str, ...]) -> list[str]:
+    """Required text fields that are absent, not text, empty, or a spreadsheet placeholder ("NaN", "None", ...)."""
+    return [k for k in keys if not isinstance(obj.get(k), str) or is_placeholder(obj[k])]
+
+
+def read_story_jsonl(path: str | Path, source: str | None = None, skipped: list | None = None) -> list[StoryRecord]:
+    """Story records; a bad line or record raises a DataError (file:line), or is counted in `skipped` when given."""
     records = []
-    for lineno, obj in iter_jsonl(path):
-        missing = [k for k in STORY_REQUIRED if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
+    for lineno, obj in iter_jsonl(path, on_error="raise" if skipped is None else "skip", errors=skipped):
+        missing = _missing_text(obj, STORY_REQUIRED)
         if missing:
-            raise DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno)
+            _bad(DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno), skipped)
+            continue
+        if obj["variety"] not in VARIETIES:
+            _bad(DataError(path, f"variety '{obj['variety']}' is not one of {', '.join(VARIETIES)}", lineno), skipped)
+            continue
         record = StoryRecord.from_dict(obj)
         if source:
             record.source = source
@@ -39,57 +56,85 @@ def read_story_jsonl(path: str | Path, source: str | None = None) -> list[StoryR
     return records
 
 
-def read_released_csv(path: str | Path, variety: str | None = None) -> list[StoryRecord]:
+def read_released_csv(path: str | Path, variety: str | None = None, skipped: list | None = None) -> list[StoryRecord]:
     """The study's release format: columns `Prompt` and `Story` (plus an unnamed index), one file per variety."""
     path = Path(path)
     variety = variety or variety_from_filename(path)
     if variety not in VARIETIES:
         raise DataError(path, f"cannot tell the variety from the file name; name it after one of {', '.join(VARIETIES)}")
-    try:
-        handle = open(path, encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        for needed in ("Prompt", "Story"):
-            if needed not in columns:
-                raise DataError(path, f"missing column '{needed}' (columns: {', '.join(c for c in columns if c)})", 1)
-        records = []
-        for row in reader:
-            line = reader.line_num
-            prompt, story = (row.get("Prompt") or "").strip(), (row.get("Story") or "").strip()
-            if not prompt or not story:
-                raise DataError(path, "empty Prompt or Story", line)
-            index = (row.get("") or str(len(records))).strip()
-            records.append(StoryRecord(id=f"released-{variety}-{index}", variety=variety, prompt=prompt,
-                                       story=story, source="released"))
+    rows = iter_csv_records(path)
+    _, columns = next(rows, (1, None))
+    if not columns:
+        raise DataError(path, "empty CSV file (no header row)", 1)
+    if isinstance(columns, DataError):
+        raise columns
+    for needed in ("Prompt", "Story"):
+        if needed not in columns:
+            raise DataError(path, f"missing column '{needed}' (columns: {', '.join(c for c in columns if c)})", 1)
+    records = []
+    for line, values in rows:
+        if isinstance(values, DataError):
+            _bad(values, skipped)
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(columns):
+            _bad(DataError(path, f"expected {len(columns)} columns, found {len(values)}", line), skipped)
+            continue
+        row = dict(zip(columns, values))
+        prompt, story = row["Prompt"].strip(), row["Story"].strip()
+        if is_placeholder(prompt) or is_placeholder(story):
+            _bad(DataError(path, "empty Prompt or Story (or a placeholder such as NaN/None)", line), skipped)
+            continue
+        index = (row.get("") or str(len(records))).strip()
+        records.append(StoryRecord(id=f"released-{variety}-{index}", variety=variety, prompt=prompt,
+                                   story=story, source="released"))
     return records
 
 
-def read_stories(path: str | Path, variety: str | None = None, source: str | None = None) -> list[StoryRecord]:
-    """Story records from a .jsonl, a released-format .csv, or a directory of them."""
-    path = Path(path)
+def read_stories(path: str | Path, variety: str | None = None, source: str | None = None,
+                 skipped: list | None = None) -> list[StoryRecord]:
+    """Story records from a .jsonl, a released-format .csv, or a directory of them.
+
+    With `skipped=None` any bad line or unusable record (see validate.screen_stories: unknown variety, NaN/None
+    text, too little Arabic script, a repeated id or story) is a one-line DataError; with a list, bad lines are
+    counted in it and skipped, and the caller screens the records (training's sources count and budget them).
+    """
+    records = _read_story_files(Path(path), variety, source, skipped)
+    if skipped is None:
+        if not records:
+            raise DataError(path, "holds no story records")
+        screened = screen_stories(records)
+        if screened.skipped:
+            raise DataError(path, f"{len(screened.skipped)} unusable record(s), e.g. {screened.skipped[0]}")
+    return records
+
+
+def _read_story_files(path: Path, variety: str | None, source: str | None, skipped: list | None) -> list[StoryRecord]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".csv"))
+        try:
+            files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".csv"))
+        except OSError as error:
+            raise DataError(path, f"cannot list the directory: {error.strerror or error}") from None
         if not files:
             raise DataError(path, "directory holds no .jsonl or .csv files")
-        return [r for f in files for r in read_stories(f, variety=variety, source=source)]
+        return [r for f in files for r in _read_story_files(f, variety, source, skipped)]
     if not path.exists():
-        raise DataError(path, "file not found")
+        open_input(path).close()   # the precise reason: not found, a dangling symlink, a symlink loop
     if path.suffix == ".csv":
-        return read_released_csv(path, variety=variety)
+        return read_released_csv(path, variety=variety, skipped=skipped)
     if path.suffix == ".jsonl":
-        return read_story_jsonl(path, source=source)
+        return read_story_jsonl(path, source=source, skipped=skipped)
     raise DataError(path, "unsupported story file type (use .jsonl or the released .csv format)")
 
 
-def read_parallel_jsonl(path: str | Path) -> list[ParallelRecord]:
+def read_parallel_jsonl(path: str | Path, skipped: list | None = None) -> list[ParallelRecord]:
     records = []
-    for lineno, obj in iter_jsonl(path):
-        missing = [k for k in PARALLEL_REQUIRED if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
+    for lineno, obj in iter_jsonl(path, on_error="raise" if skipped is None else "skip", errors=skipped):
+        missing = _missing_text(obj, PARALLEL_REQUIRED)
         if missing:
-            raise DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno)
+            _bad(DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno), skipped)
+            continue
         records.append(ParallelRecord.from_dict(obj))
     return records
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from arastory.data.validate import prompt_row_problem
 from arastory.errors import ConfigError, DataError
 from arastory.io import atomic_write_jsonl, fingerprint, iter_jsonl
 from arastory.prompts import PromptSampler
@@ -68,13 +69,11 @@ def load_prompts(path: str | Path) -> list[dict]:
         raise DataError(path, "is a directory; give a prompts.jsonl file")
     rows, ids = [], set()
     for lineno, row in iter_jsonl(path):
-        missing = [k for k in ("id", "variety", "prompt") if not row.get(k)]
-        if missing:
-            raise DataError(path, f"missing {', '.join(missing)}", lineno)
+        problem = prompt_row_problem(row)   # missing/NaN fields, unknown variety
+        if problem:
+            raise DataError(path, problem, lineno)
         if not all(isinstance(row[k], str) for k in ("id", "variety", "prompt")):
             raise DataError(path, "id, variety and prompt must be strings", lineno)
-        if row["variety"] not in VARIETIES:
-            raise DataError(path, f"variety '{row['variety']}' is not one of: {', '.join(VARIETIES)}", lineno)
         if row["id"] in ids:
             raise DataError(path, f"duplicate id '{row['id']}'", lineno)
         ids.add(row["id"])

@@ -11,13 +11,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path="../../conf", config_name="filter", version_base="1.3")
 @one_line_errors
+@guard_out_dir
 def main(cfg: DictConfig) -> dict:
     from arastory.filter.build import build_encoder, encoder_config, input_path, settings_from_config
     from arastory.filter.pipeline import Filter
@@ -29,6 +30,12 @@ def main(cfg: DictConfig) -> dict:
     flt = Filter(input_path(cfg.input), out, encoder, settings, encoder_name=name)
     report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
     print_summary(report)
+    if report["counts"]["kept"] == 0:
+        from arastory.budget import BudgetExceeded
+        reasons = ", ".join(f"{k} {v}" for k, v in report["counts"]["rejected_by_check"].items() if v)
+        raise BudgetExceeded(f"filter: kept 0 of {report['counts']['read']} pairs (below threshold "
+                             f"{report['counts']['below_threshold']}; {reasons or 'no check failures'}): nothing to "
+                             f"train on; see {report['out']}/report.json")
     return report
 
 

@@ -11,7 +11,8 @@ from arastory.errors import ConfigError
 from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
 
-SETTING_KEYS = ("threshold", "chunk_size", "workers", "workers_min_items", "on_error", "plots", "progress")
+SETTING_KEYS = ("threshold", "chunk_size", "workers", "workers_min_items", "on_error", "max_failure_rate", "max_chars",
+                "plots", "progress")
 
 
 def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSettings:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arastory.errors import ConfigError
 from arastory.io import fingerprint
 from arastory.records import ParallelRecord
 
@@ -45,7 +46,13 @@ class SentenceEncoder:
             from sentence_transformers import SentenceTransformer
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._model = SentenceTransformer(self.model_name, device=device, trust_remote_code=self.trust_remote_code)
+            try:
+                self._model = SentenceTransformer(self.model_name, device=device,
+                                                  trust_remote_code=self.trust_remote_code)
+            except (OSError, ValueError) as error:   # offline hub, unknown id, not a sentence-transformers model
+                raise ConfigError("encoder.model", f"'{self.model_name}' cannot be loaded ({_first_line(error)}); "
+                                  "download it once with network access (it is cached), or set encoder.model=<local "
+                                  "dir>, or use encoder=lexicon (offline)") from None
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
@@ -95,3 +102,8 @@ class LexiconEncoder:
 
     def encode_pairs(self, pairs: list[ParallelRecord]) -> tuple[np.ndarray, np.ndarray]:
         return self.scorer.score_pairs(pairs), self.embed(pair_texts(pairs)[1])
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:160]

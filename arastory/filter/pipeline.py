@@ -21,7 +21,8 @@ from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
-from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line
+from arastory.data.validate import is_placeholder
+from arastory.io import batched, file_fingerprint, open_input, fingerprint, iter_jsonl, json_line
 from arastory.records import ParallelRecord, StoryRecord
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
@@ -42,6 +43,8 @@ class FilterSettings:
     workers: int = 0                      # processes for the cheap checks; 0 = one per CPU core, up to 8
     workers_min_items: int = 20_000       # below this many pairs the checks run in-process (pool start-up dominates)
     on_error: str = "raise"               # raise | skip malformed input lines (skipped ones are counted)
+    max_failure_rate: float = 0.05        # ours: more skipped input lines than this share fails the run (exit 2)
+    max_chars: int = 200_000              # ours: a longer pair (~40k words) is bad input, never checked or encoded
     plots: bool = True
     progress: bool = True
 
@@ -54,18 +57,27 @@ class FilterSettings:
             raise ConfigError("filter.chunk_size", f"must be a positive integer, got {self.chunk_size}")
 
 
-def iter_pairs(path: Path, on_error: str, errors: list) -> Iterator[ParallelRecord]:
-    """Parallel records from a JSONL file; a malformed line or missing field raises (file:line) or is skipped."""
+def iter_pairs(path: Path, on_error: str, errors: list, max_chars: int = 200_000) -> Iterator[ParallelRecord]:
+    """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field, a pair over `max_chars` or a
+    repeated id raises (file:line) or is skipped and counted. Deterministic: every pass skips the same lines."""
+    seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, on_error=on_error, errors=errors):
         bad = [k for k in REQUIRED if not isinstance(obj.get(k), str)]
-        if bad or not obj["id"].strip():
-            error = DataError(path, f"missing field(s): {', '.join(bad or ['id'])}", lineno)
+        if not bad and is_placeholder(obj["id"]):
+            bad = ["id"]
+        error = DataError(path, f"missing field(s): {', '.join(bad)}", lineno) if bad else None
+        size = 0 if bad else sum(len(obj[k]) for k in REQUIRED)
+        if error is None and size > max_chars:
+            error = DataError(path, f"pair has {size} characters, over filter.max_chars={max_chars}", lineno)
+        if error is None and obj["id"] in seen:
+            error = DataError(path, f"duplicate id '{obj['id']}' (first on line {seen[obj['id']]})", lineno)
+        if error is not None:
             if on_error == "raise":
                 raise error
             errors.append(error)
             continue
+        seen[obj["id"]] = lineno
         yield ParallelRecord.from_dict(obj)
-
 
 
 def count_lines(path: Path) -> int:
@@ -77,10 +89,13 @@ class Filter:
     """One input file, one encoder, one setting: `run()` writes kept/rejected/report (and plots) to `out_dir`."""
 
     def __init__(self, input_path: str | Path, out_dir: str | Path, encoder, settings: FilterSettings,
-                 eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None):
+                 eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None,
+                 settings_key: str = "filter"):
         self.path = Path(input_path)
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             raise ConfigError("input", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
+        open_input(self.path).close()   # a directory, a FIFO, a symlink loop, no permission: one line, now
+        self.settings_key = settings_key
         self.out = Path(out_dir)
         self.encoder, self.settings = encoder, settings
         self.encoder_name = encoder_name or type(encoder).__name__
@@ -110,8 +125,9 @@ class Filter:
     def prepare(self) -> dict[str, ArrayStore]:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
-        keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), self.settings.on_error)}",
-                "scores": f"{self.encoder_id}-{fingerprint(data_fp, self.settings.on_error)}"}
+        rows = (self.settings.on_error, self.settings.max_chars)   # which lines become rows: part of every key
+        keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
+                "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}"}
         if self.guard_leakage:
             keys["prompts"] = keys["scores"] + "-prompts"
         stores = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
@@ -142,7 +158,8 @@ class Filter:
         bar = tqdm(total=capacity - 1, unit="pair", desc=f"filter: checks+scores ({', '.join(missing)})",
                    disable=not self.settings.progress, dynamic_ncols=True)
         try:
-            for batch in batched(iter_pairs(self.path, self.settings.on_error, self.errors), self.settings.chunk_size):
+            pairs = iter_pairs(self.path, self.settings.on_error, self.errors, self.settings.max_chars)
+            for batch in batched(pairs, self.settings.chunk_size):
                 self._fill_chunk(stores, rows, batch, pool)
                 rows += len(batch)
                 bar.update(len(batch))
@@ -230,7 +247,7 @@ class Filter:
         tmp = {name: self.out / f".{name}.tmp" for name in (KEPT, REJECTED)}
         handles = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
         try:
-            pairs = iter_pairs(self.path, "skip", [])  # errors were already raised or counted in pass 1
+            pairs = iter_pairs(self.path, "skip", [], self.settings.max_chars)  # errors: raised/counted in pass 1
             for i, pair in enumerate(tqdm(pairs, total=len(codes), unit="pair", desc="filter: write",
                                           disable=not self.settings.progress, dynamic_ncols=True)):
                 row = self._row(pair, int(codes[i]), float(scores[i]), int(failed[i]))
@@ -274,7 +291,17 @@ class Filter:
         atomic_write_json(self.out / REPORT, report)
         if wandb_cfg and wandb_cfg.get("mode", "disabled") != "disabled":
             log_to_wandb(self.out, report, wandb_cfg)
+        self.check_input_budget(report["counts"])
         return report
+
+    def check_input_budget(self, counts: dict) -> None:
+        """Stop (exit 2, after the outputs are written) when the input was empty or too many lines were skipped."""
+        from arastory.budget import check_failure_budget
+
+        check_failure_budget(f"filter input {self.path}", counts["read"], counts["input_errors"],
+                             self.settings.max_failure_rate, noun="lines", failed_are_input=True,
+                             key=f"{self.settings_key}.max_failure_rate",
+                             detail=f"first: {self.error_examples[0]}" if self.error_examples else "")
 
 
 def _passed_checks(stores) -> np.ndarray:

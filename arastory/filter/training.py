@@ -28,7 +28,8 @@ def filter_translated(source, filter_cfg: DictConfig, eval_records: list[StoryRe
                             key="data.filter.encoder")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="arastory-filter-"))
     flt = Filter(source.input_path(), out, encoder, settings, eval_records=eval_records,
-                 encoder_name=filter_cfg.encoder if isinstance(filter_cfg.encoder, str) else None)
+                 encoder_name=filter_cfg.encoder if isinstance(filter_cfg.encoder, str) else None,
+                 settings_key="data.filter")
     report = flt.run()
     kept = read_parallel_jsonl(out / KEPT) if report["counts"]["kept"] else []
     summary = {"threshold": report["threshold"], "encoder": report["encoder"], "counts": report["counts"],

@@ -14,6 +14,9 @@ import openai
 from arastory.errors import ArastoryError, ConfigError
 
 
+TIMEOUT_GROWTH = 8   # ours: the longest a retry waits, as a multiple of `timeout`
+
+
 class LLMError(ArastoryError):
     """A request that still failed after all retries (or failed in a way retrying cannot fix)."""
 
@@ -68,24 +71,31 @@ class ChatClient:
                  timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
                  key_hint: str = "", **default_params):
         api_key = require_api_key(api_key_env, key_hint)
-        self.model, self.base_url = model, base_url
+        self.model, self.base_url, self.timeout = model, base_url, float(timeout)
         self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
         self.default_params = {k: v for k, v in default_params.items() if v is not None}
         self.stats = RetryStats()
         self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def chat(self, messages: list[dict], **params) -> LLMResponse:
+        """One answer, retrying 429/5xx/timeouts/dropped connections (this is the only retry layer: the SDK's own
+        is off). A request that timed out may still be answered and billed by the server, so each retry after a
+        timeout waits twice as long (up to TIMEOUT_GROWTH x): a slow server is not asked again and again."""
         params = {**self.default_params, **{k: v for k, v in params.items() if v is not None}}
+        timeouts = 0
         for attempt in range(self.max_retries + 1):
             self.stats.add(requests=1)
             try:
-                completion = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+                completion = self._client.chat.completions.create(
+                    model=self.model, messages=messages, timeout=self.timeout * min(TIMEOUT_GROWTH, 2 ** timeouts),
+                    **params)
                 return self._response(completion, attempt)
             except openai.RateLimitError as error:
                 self.stats.add(rate_limited=1)
                 wait = _retry_after(error) or self._backoff(attempt)
             except openai.APITimeoutError:
                 self.stats.add(timeouts=1)
+                timeouts += 1
                 wait = self._backoff(attempt)
             except openai.APIConnectionError:
                 self.stats.add(connection_errors=1)

@@ -37,6 +37,14 @@ def estimate_tokens(prompts: list[dict], chars_per_token: float, expected_comple
 
 
 KEY_HINT = "any value for a local vLLM/TGI server"
+MAX_PROMPT_CHARS = 4000   # ours: the sampled prompts have 200-700 characters; a longer one is not sent (counted)
+
+
+def too_long(prompt: str, max_prompt_chars: int) -> str | None:
+    """Why a prompt is not sent, or None: a bounded request per prompt, whatever the prompts config produced."""
+    if len(prompt) > max_prompt_chars:
+        return f"prompt has {len(prompt)} characters, over generator.max_prompt_chars={max_prompt_chars}; not sent"
+    return None
 
 
 class OpenAIGenerator:
@@ -48,7 +56,7 @@ class OpenAIGenerator:
                  concurrency: int = 8, timeout: float = 120.0, max_retries: int = 6, backoff_base: float = 1.0,
                  backoff_max: float = 60.0, system_prompt: str | None = None, temperature: float | None = None,
                  top_p: float | None = None, max_tokens: int | None = None, chars_per_token: float = 2.0,
-                 expected_completion_tokens: int = 700):
+                 expected_completion_tokens: int = 700, max_prompt_chars: int = MAX_PROMPT_CHARS):
         from arastory.errors import ConfigError
 
         if int(concurrency) < 1:
@@ -59,6 +67,7 @@ class OpenAIGenerator:
         self.system_prompt = system_prompt
         self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self.chars_per_token, self.expected_completion_tokens = float(chars_per_token), int(expected_completion_tokens)
+        self.max_prompt_chars = int(max_prompt_chars)
 
     def estimate(self, prompts: list[dict]) -> dict:
         return estimate_tokens(prompts, self.chars_per_token, self.expected_completion_tokens, self.system_prompt)
@@ -86,6 +95,9 @@ class OpenAIGenerator:
         client = self.client()
 
         def work(item: dict) -> dict:
+            reason = too_long(item["prompt"], self.max_prompt_chars)
+            if reason:
+                raise LLMError(reason)   # counted as failed and logged; never a request
             start = time.perf_counter()
             try:
                 response = client.chat(self.messages(item["prompt"]))
@@ -108,7 +120,7 @@ class HFGenerator:
     def __init__(self, name_or_path: str = "tiny", adapter: str | None = None, batch_size: int = 8,
                  max_new_tokens: int = 700, do_sample: bool = True, temperature: float = 0.8, top_p: float = 0.95,
                  dtype: str = "float32", device: str | None = None, trust_remote_code: bool = False, seed: int = 0,
-                 chars_per_token: float = 2.0):
+                 chars_per_token: float = 2.0, max_prompt_chars: int = MAX_PROMPT_CHARS):
         from arastory.errors import ConfigError
 
         if int(batch_size) < 1:
@@ -118,7 +130,7 @@ class HFGenerator:
         self.batch_size, self.max_new_tokens = int(batch_size), int(max_new_tokens)
         self.sampling = {"do_sample": bool(do_sample), "temperature": temperature, "top_p": top_p}
         self.dtype, self.device, self.trust_remote_code, self.seed = dtype, device, trust_remote_code, int(seed)
-        self.chars_per_token = float(chars_per_token)
+        self.chars_per_token, self.max_prompt_chars = float(chars_per_token), int(max_prompt_chars)
         if self.name_or_path != "tiny":
             from arastory.train.model import looks_local
             if looks_local(self.name_or_path) and not Path(self.name_or_path).expanduser().exists():
@@ -187,6 +199,10 @@ class HFGenerator:
         finished = done_keys(ledger, "id")
         todo = [p for p in prompts if p["id"] not in finished]
         run = GenerationRun(already_done=len(prompts) - len(todo))
+        for item in [p for p in todo if too_long(p["prompt"], self.max_prompt_chars)]:
+            todo.remove(item)   # counted as failed, never generated (a 100k-character prompt would exhaust memory)
+            run.failed += 1
+            run.errors.append(f"{item['id']}: {too_long(item['prompt'], self.max_prompt_chars)}")
         if not todo:
             return run
         model, tokenizer, formatter = self.load()

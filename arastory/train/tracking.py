@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import re
+import os
 import secrets
 import string
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.io import atomic_write_text
+from arastory.redact import REDACTED, SECRET_KEY, redact  # noqa: F401  (re-exported: tests and callers import them here)
 
-# Names of keys that hold secrets (api_key, hf_token, access_token, client_secret, password, ...), not max_new_tokens.
-SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|credentials?)$|(^|[_-])((auth|access|api|hf|bearer)[_-]?)?token$",
-                        re.IGNORECASE)
-REDACTED = "***redacted***"
 WANDB_ID_FILE = "wandb_id.txt"
-
-
-def redact(obj):
-    """A copy of a plain config container with every secret-looking key's value replaced."""
-    if isinstance(obj, dict):
-        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    return obj
 
 
 def plain_config(cfg: DictConfig) -> dict:
@@ -32,12 +19,29 @@ def plain_config(cfg: DictConfig) -> dict:
 
 
 def wandb_run_id(run_dir: Path) -> str:
-    """The W&B run id of this run dir: created once, reused by resume and by evaluation."""
+    """The W&B run id of this run dir: created once, reused by resume and by evaluation.
+
+    The file appears whole and only once (written aside, then hard-linked into place, which fails if it exists),
+    so two processes can never log one run dir under two ids.
+    """
+    import tempfile
+
     path = Path(run_dir) / WANDB_ID_FILE
     if path.exists():
         return path.read_text().strip()
     run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id alphabet
-    atomic_write_text(path, run_id + "\n")
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{WANDB_ID_FILE}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(run_id + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.link(tmp, path)
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        os.unlink(tmp)
     return run_id
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from arastory.errors import ConfigError
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
-from arastory.translate.segments import segment
+from arastory.translate.segments import join_translations, split_for_requests
 
 
 class GoogleTranslator(Translator):
@@ -47,8 +47,7 @@ class GoogleTranslator(Translator):
 
     def translate(self, texts: list[str]) -> list[str | TranslationFailed]:
         # A text over the per-request character limit goes in sentence chunks (rare for stories).
-        layouts = [segment(text, len, self.max_chars) if len(text) > self.max_chars else None for text in texts]
-        chunks = [c for text, layout in zip(texts, layouts) for c in (layout.chunks if layout else [text])]
+        chunks, layouts = split_for_requests(texts, self.max_chars)
         requests = self._requests(chunks)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests) or 1)) as pool:
             answers = list(pool.map(lambda ids: self._send([chunks[i] for i in ids]), requests))
@@ -56,13 +55,7 @@ class GoogleTranslator(Translator):
         for ids, answer in zip(requests, answers):
             for n, i in enumerate(ids):
                 translated[i] = answer if isinstance(answer, TranslationFailed) else answer[n]
-        out, start = [], 0
-        for text, layout in zip(texts, layouts):
-            parts = translated[start:start + (len(layout.chunks) if layout else 1)]
-            start += len(parts)
-            failure = next((p for p in parts if isinstance(p, TranslationFailed)), None)
-            out.append(failure or (layout.join(parts) if layout else parts[0]))
-        return out
+        return join_translations(layouts, translated)
 
     def _requests(self, chunks: list[str]) -> list[list[int]]:
         """Group chunk indices into requests under the API's segment and character limits."""

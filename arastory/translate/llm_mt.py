@@ -1,13 +1,16 @@
 """Translate with any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI) through arastory.llm.ChatClient:
-one request per text, several in flight, retries counted by the client, cost from its token counts."""
+one request per text (a text over `max_chars_per_request` in sentence chunks, joined back), several in flight,
+retries counted by the client, cost from its token counts."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from arastory.errors import ConfigError
 from arastory.llm import ChatClient, LLMError, estimate_cost
 from arastory.llm.client import LLMAuthError
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
+from arastory.translate.segments import join_translations, split_for_requests
 
 # Ours: the study used Google Translate; this instruction asks for the same target, Modern Standard Arabic.
 DEFAULT_INSTRUCTION = (
@@ -23,10 +26,12 @@ class LLMTranslator(Translator):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  instruction: str = DEFAULT_INSTRUCTION, temperature: float | None = 0.0,
                  max_tokens: int | None = None, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 6,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0):
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, max_chars_per_request: int = 4000):
         super().__init__()
+        if int(max_chars_per_request) < 100:
+            raise ConfigError("translator.max_chars_per_request", f"must be at least 100, got {max_chars_per_request}")
         self.model, self.base_url, self.instruction = model, base_url, instruction
-        self.concurrency = max(1, concurrency)
+        self.concurrency, self.max_chars = max(1, concurrency), int(max_chars_per_request)
         self.client = ChatClient(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout,
                                  max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
                                  key_hint="use translator=hf", temperature=temperature, max_tokens=max_tokens)
@@ -39,9 +44,10 @@ class LLMTranslator(Translator):
         return estimate_cost(self.model, self.stats.input_tokens, self.stats.output_tokens)
 
     def translate(self, texts: list[str]) -> list[str | TranslationFailed]:
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts) or 1))
+        chunks, layouts = split_for_requests(texts, self.max_chars)
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunks) or 1))
         try:
-            return list(pool.map(self._one, texts))
+            return join_translations(layouts, list(pool.map(self._one, chunks)))
         except TranslatorError:
             pool.shutdown(wait=True, cancel_futures=True)   # send nothing more once the key is refused
             raise

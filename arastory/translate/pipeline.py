@@ -1,7 +1,8 @@
 """Translate a stream of English records batch by batch into <out>/parallel.jsonl, resumably, and write a report.
 
 Each finished batch is appended and fsynced before the next is sent, so a killed run loses at most the batch in
-flight; a rerun skips every id already in parallel.jsonl and never pays for it again.
+flight; a rerun skips every id already in parallel.jsonl and never pays for it again. The answered texts of items
+that failed (a prompt translated, its story not) go to partial.jsonl, so a rerun asks only for what got no answer.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from arastory.errors import ArastoryError, ConfigError, DataError
-from arastory.io import JsonlAppender, atomic_write_json, batched, iter_jsonl, read_jsonl
+from arastory.io import JsonlAppender, atomic_write_json, batched, fingerprint, iter_jsonl, read_jsonl
 from arastory.records import ParallelRecord
+from arastory.redact import scrub
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
 from arastory.translate.sources import SourceItem, fields_from_config, iter_source, source_kind, source_size
 
@@ -33,7 +35,10 @@ class Counts:
     already_done: int = 0
     failed: int = 0
     skipped_bad_input: int = 0
+    skipped_too_long: int = 0
     duplicate_ids: int = 0
+    reused_partial: int = 0
+    trimmed_bytes: int = 0          # a partial last row left by a killed run, cut when parallel.jsonl was reopened
     bad_examples: list[str] = field(default_factory=list)
 
 
@@ -47,6 +52,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("limit", f"must be a positive integer or null, got {cfg.limit}")
     if not cfg.out:
         raise ConfigError("out", "is required: the output dir, e.g. out=outputs/translate/tinystories")
+    if not isinstance(cfg.max_story_chars, int) or cfg.max_story_chars < 1:
+        raise ConfigError("max_story_chars", f"must be a positive integer, got {cfg.max_story_chars}")
     source_kind(str(cfg.source))
 
 
@@ -92,15 +99,17 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
     total = min(total, cfg.limit) if total and cfg.limit else (total or cfg.limit)
     failed_in_a_row, last_error = 0, ""
     logs = _RunLogs(out)
-    with JsonlAppender(out / "parallel.jsonl") as writer, logs, \
+    partial = PartialAnswers(out / PARTIAL)
+    with JsonlAppender(out / "parallel.jsonl") as writer, logs, partial, \
             tqdm(total=total, desc=f"translate ({translator.label})", unit="item", dynamic_ncols=True) as bar:
+        counts.trimmed_bytes = writer.trimmed_bytes
         for batch in batched(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
-            rows, failures = _translate_batch(batch, translator, cfg)
+            rows, failures = _translate_batch(batch, translator, cfg, partial, counts)
             for row in rows:
                 writer.write(row)
                 done.add(row["id"])
             for item, error in failures:
-                logs.failed.write({"id": item.id, "where": item.where, "error": str(error)[:500]})
+                logs.failed.write({"id": item.id, "where": item.where, "error": scrub(str(error))[:500]})
                 last_error = str(error)
             counts.translated += len(rows)
             counts.failed += len(failures)
@@ -147,6 +156,16 @@ def _todo(items: Iterator, cfg: DictConfig, done: set, counts: Counts, logs: _Ru
                 counts.bad_examples.append(str(entry))
             bar.update(1)
             continue
+        if len(entry.story) + len(entry.prompt or "") > cfg.max_story_chars:
+            counts.skipped_too_long += 1   # one request per 4k characters would cost far more than a story should
+            too_long = DataError(entry.where.rpartition(":")[0] or entry.where,
+                                 f"{len(entry.story) + len(entry.prompt or '')} characters, over "
+                                 f"max_story_chars={cfg.max_story_chars}; skipped", _line(entry.where))
+            logs.bad.write({"where": entry.where, "error": str(too_long)})
+            if len(counts.bad_examples) < BAD_EXAMPLES_IN_REPORT:
+                counts.bad_examples.append(str(too_long))
+            bar.update(1)
+            continue
         if entry.id in done:
             counts.already_done += 1
             bar.update(1)
@@ -159,23 +178,68 @@ def _todo(items: Iterator, cfg: DictConfig, done: set, counts: Counts, logs: _Ru
         yield entry
 
 
-def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictConfig):
-    """Rows for the items whose texts all translated; (item, error) for the rest."""
-    texts, slots = [], []
-    for item in batch:
-        prompt_slot = None
-        if item.prompt is not None:
-            prompt_slot = len(texts)
-            texts.append(item.prompt)
-        slots.append((prompt_slot, len(texts)))
-        texts.append(item.story)
-    results = translator.translate(texts)
+def _line(where: str) -> int | None:
+    line = where.rpartition(":")[2]
+    return int(line) if line.isdigit() else None
+
+
+PARTIAL = "partial.jsonl"
+
+
+class PartialAnswers:
+    """Translations of single texts whose item failed as a whole (e.g. the prompt answered, the story not): kept in
+    <out>/partial.jsonl so the next run sends only the texts that got no answer. Keyed by a hash of the text."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.known = {row["h"]: row["ar"] for _, row in iter_jsonl(path, on_error="skip")
+                      if isinstance(row.get("h"), str) and isinstance(row.get("ar"), str)} if path.exists() else {}
+        self._writer = JsonlAppender(path) if self.known or path.exists() else None
+
+    @staticmethod
+    def key(text: str) -> str:
+        return fingerprint(text)
+
+    def get(self, text: str) -> str | None:
+        return self.known.get(self.key(text))
+
+    def add(self, text: str, arabic: str) -> None:
+        key = self.key(text)
+        if key not in self.known:
+            self._writer = self._writer or JsonlAppender(self.path)
+            self._writer.write({"h": key, "ar": arabic})
+            self.known[key] = arabic
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictConfig,
+                     partial: PartialAnswers | None = None, counts: Counts | None = None):
+    """Rows for the items whose texts all translated; (item, error) for the rest. Texts answered in an earlier
+    run (partial.jsonl) are not sent again; answered texts of items that fail now are saved there."""
+    partial = partial or PartialAnswers(Path(cfg.out) / PARTIAL)
+    texts = [t for item in batch for t in ((item.prompt, item.story) if item.prompt is not None else (item.story,))]
+    unique = list(dict.fromkeys(texts))
+    reused = {t: known for t in unique if (known := partial.get(t)) is not None}
+    to_send = [t for t in unique if t not in reused]
+    answers = dict(zip(to_send, translator.translate(to_send))) if to_send else {}
+    answers.update(reused)
+    if counts is not None:
+        counts.reused_partial += len(reused)
     rows, failures = [], []
-    for item, (prompt_slot, story_slot) in zip(batch, slots):
-        story = results[story_slot]
-        prompt = results[prompt_slot] if prompt_slot is not None else cfg.story_only_prompt.ar
+    for item in batch:
+        story = answers[item.story]
+        prompt = answers[item.prompt] if item.prompt is not None else cfg.story_only_prompt.ar
         error = next((r for r in (prompt, story) if isinstance(r, TranslationFailed)), None)
         if error is not None:
+            for text, answer in ((item.prompt, prompt), (item.story, story)):
+                if text is not None and isinstance(answer, str):
+                    partial.add(text, answer)
             failures.append((item, error))
             continue
         meta = {"source": item.where}
@@ -219,14 +283,17 @@ def _report(cfg: DictConfig, translator: Translator, counts: Counts, in_output: 
         "source": str(cfg.source), "split": cfg.split, "out": str(cfg.out), "translator": translator.identity(),
         "read": counts.read, "translated": counts.translated, "already_done": counts.already_done,
         "failed": counts.failed, "skipped_bad_input": counts.skipped_bad_input,
-        "duplicate_ids": counts.duplicate_ids, "rows_in_output": in_output,
+        "skipped_too_long": counts.skipped_too_long, "duplicate_ids": counts.duplicate_ids,
+        "reused_partial_answers": counts.reused_partial, "trimmed_partial_row_bytes": counts.trimmed_bytes,
+        "rows_in_output": in_output,
         "retries": usage.get("retries", 0),
         "usage": usage,
         "estimated_cost_usd": translator.estimated_cost(),
         "elapsed_s": round(elapsed, 3),
         "items_per_s": round(counts.translated / elapsed, 3) if elapsed > 0 else None,
         "bad_input_examples": counts.bad_examples,
-        "files": {"parallel": "parallel.jsonl", "bad_input": "bad_input.jsonl", "failed": "failed.jsonl"},
+        "files": {"parallel": "parallel.jsonl", "bad_input": "bad_input.jsonl", "failed": "failed.jsonl",
+                  "partial": PARTIAL},
     }
 
 

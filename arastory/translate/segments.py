@@ -31,7 +31,8 @@ class Segmented:
 
 
 def segment(text: str, length: Callable[[str], int], max_length: int) -> Segmented:
-    """Chunks of whole sentences, each at most `max_length` by `length` (a sentence longer than that stays alone)."""
+    """Chunks of whole sentences, each at most `max_length` by `length`; a sentence longer than that is cut at word
+    boundaries (a word longer than that, at characters), so no chunk is ever silently truncated by the model."""
     chunks: list[str] = []
     separators: list[str] = []
     parts = _PARAGRAPH_BREAK.split(text.strip())
@@ -58,13 +59,56 @@ def _pack(items: list[str], length: Callable[[str], int], max_length: int) -> li
     """
     if not items:
         return [""]
-    packed, current, used = [], items[0], length(items[0])
-    for sentence in items[1:]:
-        size = length(sentence)
-        if used + size <= max_length:
-            current, used = f"{current} {sentence}", used + size
+    measured = []
+    for item in items:
+        size = length(item)
+        measured += [(item, size)] if size <= max_length else _cut(item, length, max_length)
+    packed, (current, used) = [], measured[0]
+    for sentence, size in measured[1:]:
+        if used + 1 + size <= max_length:   # 1: the space between them (a character; at most a token)
+            current, used = f"{current} {sentence}", used + 1 + size
         else:
             packed.append(current)
             current, used = sentence, size
     packed.append(current)
     return packed
+
+
+def _cut(sentence: str, length: Callable[[str], int], max_length: int) -> list[tuple[str, int]]:
+    """An over-long sentence as (piece, length) runs of whole words within the budget; over-long words by characters."""
+    pieces: list[tuple[str, int]] = []
+    for word in sentence.split():
+        size = length(word)
+        if size > max_length:   # no spaces to cut at (or a giant token run): cut by characters, proportionally
+            step = max(1, len(word) * max_length // size)
+            pieces += [(word[i:i + step], length(word[i:i + step])) for i in range(0, len(word), step)]
+        else:
+            pieces.append((word, size))
+    runs, (current, used) = [], pieces[0]
+    for word, size in pieces[1:]:
+        if used + 1 + size <= max_length:
+            current, used = f"{current} {word}", used + 1 + size
+        else:
+            runs.append((current, used))
+            current, used = word, size
+    runs.append((current, used))
+    return runs
+
+
+def split_for_requests(texts: list[str], max_length: int, length: Callable[[str], int] = len
+                       ) -> tuple[list[str], list["Segmented | None"]]:
+    """(every chunk to send, each text's layout or None when it goes whole): texts over the budget go in pieces."""
+    layouts = [segment(text, length, max_length) if length(text) > max_length else None for text in texts]
+    chunks = [c for text, layout in zip(texts, layouts) for c in (layout.chunks if layout else [text])]
+    return chunks, layouts
+
+
+def join_translations(layouts: list["Segmented | None"], translated: list) -> list:
+    """Each text's translation from its chunks' (in order); the first failure (a non-str) stands for the whole text."""
+    out, start = [], 0
+    for layout in layouts:
+        parts = translated[start:start + (len(layout.chunks) if layout else 1)]
+        start += len(parts)
+        failure = next((p for p in parts if not isinstance(p, str)), None)
+        out.append(failure if failure is not None else (layout.join(parts) if layout else parts[0]))
+    return out

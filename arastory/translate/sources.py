@@ -7,20 +7,25 @@ source as a whole (missing file, missing column) are raised at once: no record o
 
 from __future__ import annotations
 
-import csv
-import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
+from arastory.io import iter_csv_records, iter_jsonl_entries, open_input
+from arastory.text import latin_share
 
 # Field names tried, in order, when `fields.*` is left null (TinyStories has `text`; the study's CSVs `Prompt`/`Story`).
 AUTO_STORY = ("story", "text", "Story", "en_story")
 AUTO_PROMPT = ("prompt", "Prompt", "en_prompt")
 AUTO_ID = ("id", "ID")
 FILE_TYPES = (".jsonl", ".csv", ".parquet")
+DATA_DIR_FILES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")   # what `datasets` loads from a plain folder
+MIN_ENGLISH_SHARE = 0.5   # ours: a source story with fewer Latin letters than this is not English (skipped, counted)
+SCRIPT_SAMPLE_CHARS = 20_000   # the script share is read from the start of a story (a 20 MB one costs no more)
 
 
 @dataclass
@@ -73,14 +78,21 @@ def source_kind(source: str) -> str:
     if source == "bundled":
         return "bundled"
     path = Path(source)
-    if path.is_file():
+    if path.is_dir():
+        if path.suffix.lower() in FILE_TYPES:
+            raise DataError(path, "is a directory, not a file")
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return "dataset_dir"
+        if next((p for p in path.rglob("*") if p.suffix.lower() in DATA_DIR_FILES and p.is_file()), None) is None:
+            raise ConfigError("source", f"'{source}': the folder is not a saved dataset and holds no data files "
+                                        f"({', '.join(DATA_DIR_FILES)})")
+        return "hub"
+    if os.path.lexists(path):
+        open_input(path).close()   # not a regular, readable file (a FIFO, a symlink loop, no permission): one line
         if path.suffix.lower() not in FILE_TYPES:
             raise ConfigError("source", f"'{source}': unsupported file type (use {', '.join(FILE_TYPES)}, "
                                         f"a dataset dir or an HF dataset id)")
         return path.suffix.lower()[1:]
-    if path.is_dir():
-        saved = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
-        return "dataset_dir" if saved else "hub"
     if path.suffix.lower() in FILE_TYPES or source.startswith((".", "/")):
         raise ConfigError("source", f"'{source}' does not exist")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
@@ -156,11 +168,16 @@ def _to_item(row: dict, fields: Fields, default_id: str, where: str) -> SourceIt
         return bad(f"field '{fields.story}' is not text")
     if not story.strip():
         return bad("empty story")
+    if is_placeholder(story):
+        return bad(f"story is a placeholder ('{story.strip()}'), not text")
+    share = latin_share(story[:SCRIPT_SAMPLE_CHARS])
+    if share < MIN_ENGLISH_SHARE:
+        return bad(f"story is not English ({share:.0%} Latin letters < {MIN_ENGLISH_SHARE:.0%})")
     prompt = None
     if fields.prompt:
         prompt = row.get(fields.prompt)
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            return bad(f"missing or empty field '{fields.prompt}'")
+        if prompt is None or (isinstance(prompt, str) and is_placeholder(prompt)):
+            return bad(f"missing or empty field '{fields.prompt}' (or a placeholder such as NaN/None)")
         if not isinstance(prompt, str):
             return bad(f"field '{fields.prompt}' is not text")
     ident = row.get(fields.id) if fields.id else None
@@ -178,73 +195,29 @@ def _bundled_rows(source: str, split: str):
 
 
 def _jsonl_rows(source: str, split: str):
-    """Read bytes line by line so one badly encoded line is reported alone and the rest still decodes."""
-    with open(source, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            where = f"{source}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield where, DataError(source, _not_utf8(raw, exc), lineno)
-                continue
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                yield where, DataError(source, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno)
-                continue
-            if not isinstance(obj, dict):
-                yield where, DataError(source, "expected a JSON object", lineno)
-                continue
-            yield where, obj
-
-
-def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
-    return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
-
-
-class _DecodedLines:
-    """Decode a binary file line by line for the csv module, remembering which physical lines were not UTF-8."""
-
-    def __init__(self, handle):
-        self.handle, self.bad_lines, self.lineno = handle, {}, 0
-
-    def __iter__(self):
-        for raw in self.handle:
-            self.lineno += 1
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                self.bad_lines[self.lineno] = _not_utf8(raw, exc)
-                yield raw.decode("utf-8", errors="replace")
+    """arastory.io's byte-safe reader: one bad line is reported alone (with its line number), the rest still read."""
+    for lineno, entry in iter_jsonl_entries(source):
+        yield f"{source}:{lineno}", entry
 
 
 def _csv_rows(source: str, split: str):
-    csv.field_size_limit(1 << 30)   # stories can be long
-    with open(source, "rb") as handle:
-        lines = _DecodedLines(handle)
-        reader = csv.reader(lines)
-        header = next(reader, None)
-        if not header:
-            raise DataError(source, "empty CSV file (no header row)", 1)
-        if 1 in lines.bad_lines:
-            raise DataError(source, f"header {lines.bad_lines[1]}", 1)
-        header = [h.lstrip("\ufeff") for h in header]
-        last_line = reader.line_num
-        for values in reader:
-            start, last_line = last_line + 1, reader.line_num
-            where = f"{source}:{start}"
-            bad = [n for n in range(start, last_line + 1) if n in lines.bad_lines]
-            if bad:
-                yield where, DataError(source, lines.bad_lines[bad[0]], bad[0])
-                continue
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
-                continue
-            yield where, dict(zip(header, values))
+    records = iter_csv_records(source)
+    _, header = next(records, (1, None))
+    if not header:
+        raise DataError(source, "empty CSV file (no header row)", 1)
+    if isinstance(header, DataError):
+        raise DataError(source, f"header: {str(header).rsplit(': ', 1)[-1]}", 1)
+    for start, values in records:
+        where = f"{source}:{start}"
+        if isinstance(values, DataError):
+            yield where, values
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
+            continue
+        yield where, dict(zip(header, values))
 
 
 def _parquet_rows(source: str, split: str):
