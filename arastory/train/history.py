@@ -1,5 +1,8 @@
 """Per-step histories of a stage (metrics.csv, batches.jsonl) that survive a kill: written as they happen, cut back
-to the checkpoint's step when the stage resumes, then continued, so every step appears exactly once."""
+to the checkpoint's step when the stage resumes, then continued, so every step appears exactly once.
+
+W&B writes its history to disk (or the server) every few seconds, so a killed process loses its last rows there;
+a resumed run logs the kept metrics.csv rows into W&B again (`replay_into`), so the W&B curves have no gaps."""
 
 from __future__ import annotations
 
@@ -36,6 +39,23 @@ def _row_key(step, keys) -> tuple:
     return int(float(step)), frozenset(k for k in keys if k != "step")
 
 
+def csv_history(stage_dir: Path) -> list[dict]:
+    """The rows of a stage's metrics.csv, empty values left out."""
+    path = Path(stage_dir) / ExperimentWriter.NAME_METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{k: v for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(handle)]
+
+
+def replay_into(loggers: list, rows: list[dict]) -> None:
+    """Log metrics.csv rows again (at their own steps) into loggers that may have lost them in a kill."""
+    for row in rows:
+        metrics = {k: float(v) for k, v in row.items() if k != "step"}
+        for logger in loggers:
+            logger.log_metrics(metrics, step=int(float(row["step"])))
+
+
 class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, minus deleting an existing metrics.csv: it appends under the header already there,
     and skips a row the killed run already wrote (an epoch-end row logged after an epoch-end checkpoint, which
@@ -63,10 +83,32 @@ class StageCSVLogger(CSVLogger):
         super().__init__(str(stage_dir), name="", version="", flush_logs_every_n_steps=1)
 
     @property
+    def kept_rows(self) -> list[dict]:
+        """The rows a resumed stage kept from before its checkpoint (empty values left out)."""
+        return [{k: v for k, v in row.items() if v not in (None, "")} for row in self._kept[1]]
+
+    @property
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._experiment = _ContinuingWriter(self.log_dir, *self._kept)
         return self._experiment
+
+
+class StepMetrics(Callback):
+    """Writes each optimizer step's training loss and learning rate to the loggers when the step ends, before that
+    step's checkpoint: Lightning writes them after the checkpoint, so a run killed right after one lost that row
+    for good (the resumed run starts after that step). Same steps as Lightning: every `log_every_n_steps`."""
+
+    def __init__(self):
+        self._last_step = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self._last_step or not pl_module.step_metrics:
+            return  # accumulating gradients: no optimizer step yet
+        self._last_step = step = trainer.global_step
+        if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.should_stop:
+            for logger in trainer.loggers:
+                logger.log_metrics({**pl_module.step_metrics, "epoch": trainer.current_epoch}, step=step - 1)
 
 
 class BatchLog(Callback):

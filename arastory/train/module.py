@@ -42,6 +42,7 @@ class StoryLM(pl.LightningModule):
         self.configure_stage(lr, total_steps, step_offset, val_names, carried_optimizer_state)
         self.weight_decay, self.warmup_steps, self.schedule = weight_decay, warmup_steps, schedule
         self.tokens_seen = 0
+        self.step_metrics: dict[str, float] = {}
 
     def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
         """Settings for the next `Trainer.fit` (one per stage); the adapter weights carry over."""
@@ -57,8 +58,9 @@ class StoryLM(pl.LightningModule):
         loss = self.model(**{key: batch[key] for key in MODEL_INPUTS}).loss
         self.tokens_seen += int(batch["attention_mask"].sum())
         examples = batch["input_ids"].size(0)
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=examples)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log("train/loss", loss, prog_bar=True, logger=False, batch_size=examples)  # the progress bar only
+        # Written to the loggers by history.StepMetrics before the step's checkpoint, not by Lightning after it.
+        self.step_metrics = {"train/loss_step": float(loss), "train/lr": float(self.optimizers().param_groups[0]["lr"])}
         self._epoch_loss = [self._epoch_loss[0] + float(loss) * examples, self._epoch_loss[1] + examples]
         return loss
 

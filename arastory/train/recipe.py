@@ -26,7 +26,7 @@ from arastory.train.datamodule import StoryDataModule
 from arastory.train.devices import single_training_device, training_strategy
 from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
-from arastory.train.history import BatchLog, StageCSVLogger
+from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
 from arastory.train.model import apply_lora, context_length, is_quantized, load_model, load_tokenizer, resolve_model_path
 from arastory.train.module import StoryLM
 from arastory.train.resume import (AtomicCheckpointIO, CheckpointMismatch, RngStreams, StepCheckpoint,
@@ -94,6 +94,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     throughput = Throughput()
     device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
     finished = len(metrics["stages"])
+    for k in range(finished):  # W&B may have lost the last rows of a killed process: log them again
+        set_step_offset(loggers, sum(planned[:k]))
+        replay_into(loggers, csv_history(stage_dir_of(run_dir, stages, k)))
     carried = None
     for k, stage in enumerate(stages):
         if k < finished:
@@ -133,14 +136,15 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     ckpt = stage_dir / "checkpoints" / "last.ckpt"
     resumed_from = verify_checkpoint(ckpt, module)
     pl.seed_everything(derive_seed(cfg.seed, "stage", k) % 2**32, workers=True, verbose=False)
-    for logger in loggers:
-        logger.step_offset = step_offset
+    set_step_offset(loggers, step_offset)
+    csv_logger = StageCSVLogger(stage_dir, resumed_from or 0)
+    replay_into(loggers, csv_logger.kept_rows)
     trainer = instantiate(
         cfg.trainer, strategy=training_strategy(cfg.trainer), plugins=[AtomicCheckpointIO()],
         max_epochs=stage.max_epochs if stage.max_steps in (None, -1) else None,
         max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
-        logger=[StageCSVLogger(stage_dir, resumed_from or 0)] + loggers,
-        callbacks=[throughput, RngStreams(), BatchLog(stage_dir, resumed_from or 0),
+        logger=[csv_logger] + loggers,
+        callbacks=[throughput, RngStreams(), BatchLog(stage_dir, resumed_from or 0), StepMetrics(),
                    StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps)])
     print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}', "
           f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
@@ -148,11 +152,17 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
     except CheckpointMismatch as error:  # raised while Lightning restores: name the checkpoint
         raise CheckpointMismatch(error.what, ckpt) from None
-    train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss_step"))
+    train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
     val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()} \
         if datamodule.val_names else {}
     save_stage(module.model, trainer, stage_dir)
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {"resumed_from_step": resumed_from}, trainer
+
+
+def set_step_offset(loggers: list, offset: int) -> None:
+    """W&B counts steps across the run: stage k's steps come after those planned for the stages before it."""
+    for logger in loggers:
+        logger.step_offset = offset
 
 
 def stage_dir_of(run_dir: Path, stages: list, k: int) -> Path:
