@@ -4,7 +4,6 @@ template styles, generation stopping at the end of turn, counted truncation/drop
 import copy
 
 import pytest
-import torch
 
 from arastory.data.bundled import load_bundled_stories
 from arastory.train.datamodule import StoryDataModule, pad_collate
