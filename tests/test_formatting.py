@@ -191,3 +191,40 @@ def test_loader_state_counts_batches_handed_out_and_resumes_with_the_next_one(ti
     resumed = loader()
     resumed.load_state_dict(state)
     assert seen + [batch["example_ids"] for batch in resumed] == full
+
+
+def test_max_length_auto_is_resolved_from_the_run_data_and_the_model_context():
+    from hydra import compose, initialize_config_dir
+
+    from arastory.cli import register_resolvers
+    from arastory.paths import CONF_DIR
+    from arastory.train.data import build_training_data
+    from arastory.train.model import load_tokenizer, resolve_model_path
+    from arastory.train.recipe import build_formatter
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["data.max_length=auto", "dialect=mor"])
+    data = build_training_data(cfg.data, cfg.dialect, ["synthetic"], seed=cfg.seed)
+    path = resolve_model_path(cfg.model)
+    formatter = build_formatter(cfg, load_tokenizer(path), path, data)
+    records = data.train["synthetic"] + data.val["mor"]
+    longest = max(formatter.example_length(r.prompt, r.story) for r in records)
+    assert formatter.max_length % 64 == 0 and longest <= formatter.max_length < longest + 64 <= 1024 + 64
+
+
+def test_config_check_accepts_auto_and_names_a_bad_max_length():
+    from hydra import compose, initialize_config_dir
+
+    from arastory.cli import register_resolvers
+    from arastory.errors import ConfigError
+    from arastory.paths import CONF_DIR
+    from arastory.train.checks import check_config
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        check_config(compose("train", overrides=["data.max_length=auto"]))
+        with pytest.raises(ConfigError, match="data.max_length: must be a positive integer or auto, got 0"):
+            check_config(compose("train", overrides=["data.max_length=0"]))
+        with pytest.raises(ConfigError, match="data.split_seed: must be an integer"):
+            check_config(compose("train", overrides=["data.split_seed=abc"]))

@@ -24,15 +24,17 @@ def golden_run(tmp_path_factory):
     from arastory.cli import register_resolvers
     from arastory.paths import CONF_DIR
     from arastory.train import recipe
-    from arastory.train.generate import model_device
     from arastory.train.module import StoryLM
+
+    def model_device(model):
+        return next(model.parameters()).device
 
     moved_to_cpu, sampled_on = [], []
     sample = recipe.generate_samples
 
     def spy_sampling(model, formatter, val_sets, sample_cfg, device=None):
         sampled_on.append({"asked": device, "before": model_device(model)})
-        rows = sample(model, formatter, val_sets, sample_cfg, device=device)
+        rows = sample(model, formatter, val_sets, sample_cfg, **({} if device is None else {"device": device}))
         sampled_on[-1]["during"] = model_device(model)
         return rows
 
@@ -111,12 +113,11 @@ def test_gradients_survive_an_eval_forward_on_4bit_cpu_weights(tiny_tokenizer):
     from arastory.train.datamodule import pad_collate
     from arastory.train.formatting import ExampleFormatter
     from arastory.train.model import apply_lora, load_model
-    from arastory.train.module import MODEL_INPUTS
 
     quant = instantiate(OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / "nf4.yaml"), {"bnb_4bit_compute_dtype": "float32"}))
     formatter = ExampleFormatter(tiny_tokenizer, max_length=128)
     batch = pad_collate(tiny_tokenizer.pad_token_id)([formatter.encode(r.prompt, r.story) for r in load_bundled_stories()[:2]])
-    inputs = {key: batch[key] for key in MODEL_INPUTS}
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
 
     def lora_grads(eval_forward_first: bool) -> dict:
         torch.manual_seed(0)

@@ -94,9 +94,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     throughput = Throughput()
     device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
     finished = len(metrics["stages"])
-    for k in range(finished):  # W&B may have lost the last rows of a killed process: log them again
-        set_step_offset(loggers, sum(planned[:k]))
-        replay_into(loggers, csv_history(stage_dir_of(run_dir, stages, k)))
+    replay_finished_stages(loggers, run_dir, stages[:finished], planned)
     carried = None
     for k, stage in enumerate(stages):
         if k < finished:
@@ -157,6 +155,13 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
         if datamodule.val_names else {}
     save_stage(module.model, trainer, stage_dir)
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {"resumed_from_step": resumed_from}, trainer
+
+
+def replay_finished_stages(loggers: list, run_dir: Path, finished: list, planned: list[int]) -> None:
+    """On resume: log the finished stages' metrics.csv into W&B again (a killed process loses its last W&B rows)."""
+    for k in range(len(finished)):
+        set_step_offset(loggers, sum(planned[:k]))
+        replay_into(loggers, csv_history(stage_dir_of(run_dir, finished, k)))
 
 
 def set_step_offset(loggers: list, offset: int) -> None:
