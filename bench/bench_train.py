@@ -18,6 +18,7 @@ from arastory.paths import CONF_DIR
 from arastory.train.datamodule import StoryDataModule
 from arastory.train.formatting import ExampleFormatter
 from arastory.train.model import apply_lora, is_quantized, load_model, load_tokenizer
+from arastory.train.module import MODEL_INPUTS
 from arastory.train.tiny import build_tiny_model
 
 
@@ -39,7 +40,7 @@ def measure(model_path: str, quant_name: str, steps: int, batch_size: int) -> di
     for step in range(steps):
         batch = next(batches)
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        model(**{key: batch[key] for key in MODEL_INPUTS}).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         if step >= 3:  # warm-up steps are not timed

@@ -25,3 +25,44 @@ def test_subsets_are_nested_across_sizes_and_seeded():
     assert {r.id for r in nested_subset(records[::-1], 20, seed=1)} == {r.id for r in small}
     assert {r.id for r in nested_subset(records, 20, seed=2)} != {r.id for r in small}
     assert len(nested_subset(records, None, seed=1)) == len(records)
+
+
+def compose_train(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from arastory.cli import register_resolvers
+    from arastory.paths import CONF_DIR
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def heldout(*overrides: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    from arastory.train.data import build_training_data, val_fingerprint
+
+    cfg = compose_train(*overrides)
+    data = build_training_data(cfg.data, cfg.dialect, needed=["synthetic"], seed=cfg.seed)
+    return {v: sorted(r.id for r in records) for v, records in data.val.items()}, val_fingerprint(data.val)
+
+
+def test_one_validation_set_per_study_across_seeds_and_sizes(released_dir):
+    released = [f"data.synthetic.path={released_dir}", "data=arastories", "dialect=egy"]
+    ids, fingerprint = heldout(*released, "seed=42")
+    assert 60 < len(ids["egy"]) < 120
+    assert heldout(*released, "seed=43") == (ids, fingerprint), "the training seed does not move the yardstick"
+    assert heldout(*released, "seed=43", "data.synthetic.size=100") == (ids, fingerprint), "nor does the size"
+    all_ids, all_fingerprint = heldout(*released, "dialect=all", "seed=7")
+    assert all_ids["egy"] == ids["egy"] and all_fingerprint["egy"] == fingerprint["egy"] != all_fingerprint["all"]
+    other_ids, other = heldout(*released, "data.split_seed=1")
+    assert other_ids["egy"] != ids["egy"] and other["egy"] != fingerprint["egy"], "split_seed is what picks the set"
+
+
+def test_training_subsets_still_follow_the_seed():
+    from arastory.train.data import build_training_data
+
+    def train_ids(seed):
+        cfg = compose_train("dialect=egy", "data.synthetic.size=10", f"seed={seed}")
+        return {r.id for r in build_training_data(cfg.data, cfg.dialect, ["synthetic"], seed=cfg.seed).train["synthetic"]}
+
+    assert train_ids(1) != train_ids(2)

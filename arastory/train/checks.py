@@ -23,9 +23,14 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.optim.schedule not in SCHEDULES:
         raise ConfigError("optim.schedule", f"'{cfg.optim.schedule}' is not one of: {', '.join(SCHEDULES)}")
     _check_positive("batch_size", cfg.batch_size)
+    split_seed = cfg.data.get("split_seed")
+    if split_seed is not None and not isinstance(split_seed, int):
+        raise ConfigError("data.split_seed", f"must be an integer, got {split_seed}")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be in (0, 1), got {cfg.data.val_fraction}")
-    _check_positive("data.max_length", cfg.data.max_length)
+    if cfg.data.max_length != "auto":
+        if not isinstance(cfg.data.max_length, int) or cfg.data.max_length <= 0:
+            raise ConfigError("data.max_length", f"must be a positive integer or auto, got {cfg.data.max_length}")
     for name in ("synthetic", "translated"):
         size = cfg.data[name].get("size")
         if size is not None and (not isinstance(size, int) or size <= 0):

@@ -1,4 +1,4 @@
-"""Lightning DataModule: tokenized prompt→story examples, padded batches, and a sampler that resumes mid-epoch."""
+"""Lightning DataModule: tokenized prompt→story examples, padded batches, and a training order that resumes mid-epoch."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import dataclasses
 
 import torch
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
+from arastory.train.sampler import ResumableLoader, ResumableSampler
+
+COUNT_KEYS = ("story_chars", "story_words")   # per-example counts batched as tensors when the examples carry them
 
 
 class TokenizedStories(Dataset):
@@ -22,31 +26,13 @@ class TokenizedStories(Dataset):
         return len(self.examples)
 
     def __getitem__(self, index: int) -> dict:
-        return self.examples[index]
+        return {**self.examples[index], "id": self.ids[index]}
 
 
-class ResumableSampler(Sampler[int]):
-    """A seeded permutation per epoch that can start `skip` batches in, so a resumed run sees the data a
-    killed run had not yet trained on (Lightning restores the step; this restores the data position)."""
+def pad_collate(pad_token_id: int, with_ids: bool = False):
+    """Right-padded input_ids, labels (-100 on padding) and attention_mask; the examples' character and word counts
+    when they have them; with `with_ids`, the example ids as a list under `example_ids`."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.epoch, self.skip_batches = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator).tolist()
-        start, self.skip_batches = self.skip_batches * self.batch_size, 0
-        return iter(order[start:])
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def pad_collate(pad_token_id: int):
     def collate(batch: list[dict]) -> dict:
         width = max(len(example["input_ids"]) for example in batch)
         input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
@@ -57,12 +43,22 @@ def pad_collate(pad_token_id: int):
             input_ids[row, :n] = torch.tensor(example["input_ids"])
             labels[row, :n] = torch.tensor(example["labels"])
             attention[row, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        for key in COUNT_KEYS:
+            if all(key in example for example in batch):
+                out[key] = torch.tensor([example[key] for example in batch], dtype=torch.long)
+        if with_ids:
+            out["example_ids"] = [example["id"] for example in batch]
+        return out
     return collate
 
 
 class StoryDataModule(pl.LightningDataModule):
-    """One training set and named validation sets (one per variety), tokenized once at construction."""
+    """One training set and named validation sets (one per variety), tokenized once at construction.
+
+    The training order is a seeded permutation per epoch (`ResumableSampler`), checkpointed by Lightning through
+    the training loader's `state_dict`, so a resumed stage continues with the very batches the killed run had next.
+    """
 
     def __init__(self, train: list[StoryRecord], val_sets: dict[str, list[StoryRecord]], formatter: ExampleFormatter,
                  batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0):
@@ -71,30 +67,20 @@ class StoryDataModule(pl.LightningDataModule):
         train_formatter = dataclasses.replace(formatter, stats=FormatStats())  # this stage's own counts
         self.train_set = TokenizedStories(train, train_formatter)
         self.format_stats = train_formatter.stats
-        self.val_sets = {name: TokenizedStories(records, formatter) for name, records in val_sets.items()}
+        val_formatter = dataclasses.replace(formatter, stats=FormatStats())
+        self.val_sets = {name: TokenizedStories(records, val_formatter) for name, records in val_sets.items()}
+        self.val_format_stats = val_formatter.stats
         self.val_names = [name for name, ds in self.val_sets.items() if len(ds)]
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.sampler = ResumableSampler(len(self.train_set), batch_size, seed)
+        self.sampler = ResumableSampler(len(self.train_set), seed, data_id=fingerprint(self.train_set.ids))
         self.collate = pad_collate(formatter.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=self.collate)
+        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size,
+                               collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True))
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(self.val_sets[name], batch_size=self.eval_batch_size, collate_fn=self.collate)
+        # Their own generators: iterating a loader would otherwise draw on the global RNG that dropout uses.
+        return [DataLoader(self.val_sets[name], batch_size=self.eval_batch_size, collate_fn=self.collate,
+                           generator=torch.Generator().manual_seed(0))
                 for name in self.val_names]
-
-
-class ResumeDataPosition(pl.Callback):
-    """On a mid-epoch resume, make the sampler skip the batches the killed run already trained on.
-
-    Lightning restores the step and the within-epoch batch count but would replay the epoch's first batches;
-    this hook runs after the restore and before the epoch's iterator is created.
-    """
-
-    def on_train_epoch_start(self, trainer, module):
-        datamodule = trainer.datamodule
-        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        n_batches = len(datamodule.train_dataloader())
-        if trainer.fit_loop.restarting and 0 < completed < n_batches:
-            datamodule.sampler.skip_batches = completed

@@ -44,6 +44,18 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def context_length(path: str, tokenizer, trust_remote_code: bool = False) -> int | None:
+    """The longest input the model takes: its config's position limit and the tokenizer's, whichever is smaller."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    limits = [getattr(config, key) for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+              if isinstance(getattr(config, key, None), int)]
+    if isinstance(tokenizer.model_max_length, int) and tokenizer.model_max_length < 10**7:  # HF's "no limit" is ~1e30
+        limits.append(tokenizer.model_max_length)
+    return min(limits) if limits else None
+
+
 def load_model(path: str, quantization_config=None, dtype: str = "float32", attn_implementation: str | None = "sdpa",
                trust_remote_code: bool = False, device_map=None, for_training: bool = True):
     """`for_training=False` (evaluation) keeps bitsandbytes' fast CPU inference layout for 4-bit weights."""

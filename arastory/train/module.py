@@ -1,4 +1,5 @@
-"""The LightningModule: a causal LM with a LoRA adapter, story-only loss, per-variety validation loss and perplexity."""
+"""The LightningModule: a causal LM with a LoRA adapter, story-only loss, per-variety validation loss, perplexity and
+bits per character / per word (comparable across tokenizers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from arastory.train.formatting import IGNORE_INDEX
+from arastory.train.resume import IDENTITY_KEY, CheckpointMismatch, shapes_mismatch
+
+EPOCH_LOSS_KEY = "arastory_epoch_loss"   # in each checkpoint: the running (loss × examples, examples) of the epoch
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -24,56 +30,75 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
 
 
 class StoryLM(pl.LightningModule):
-    """Trains only the adapter; checkpoints hold only what training changes (adapter, optimizer, schedule, step)."""
-
-    strict_loading = False  # the frozen base is reloaded from its id, not stored in checkpoints
+    """Trains only the adapter; checkpoints hold only what training changes (adapter, optimizer, schedule, step)
+    plus `identity` (base model and adapter config), and load back only into a module with exactly that adapter."""
 
     def __init__(self, model, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "cosine",
-                 total_steps: int = 1, step_offset: int = 0, val_names: tuple[str, ...] = (), carried_optimizer_state=None):
+                 total_steps: int = 1, step_offset: int = 0, val_names: tuple[str, ...] = (), carried_optimizer_state=None,
+                 identity: dict | None = None):
         super().__init__()
         self.model = model
+        self.identity = identity or {}
         self.configure_stage(lr, total_steps, step_offset, val_names, carried_optimizer_state)
         self.weight_decay, self.warmup_steps, self.schedule = weight_decay, warmup_steps, schedule
         self.tokens_seen = 0
+        self.step_metrics: dict[str, float] = {}
 
     def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
         """Settings for the next `Trainer.fit` (one per stage); the adapter weights carry over."""
         self.lr, self.total_steps, self.step_offset = lr, total_steps, step_offset
         self.val_names = tuple(val_names)
         self.carried_optimizer_state = carried_optimizer_state
+        self._epoch_loss = [0.0, 0]
 
     def forward(self, **batch):
         return self.model(**batch)
 
     def training_step(self, batch, batch_idx):
-        loss = self.model(**batch).loss
+        loss = self.model(**{key: batch[key] for key in MODEL_INPUTS}).loss
         self.tokens_seen += int(batch["attention_mask"].sum())
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["input_ids"].size(0))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        examples = batch["input_ids"].size(0)
+        self.log("train/loss", loss, prog_bar=True, logger=False, batch_size=examples)  # the progress bar only
+        # Written to the loggers by history.StepMetrics before the step's checkpoint, not by Lightning after it.
+        self.step_metrics = {"train/loss_step": float(loss), "train/lr": float(self.optimizers().param_groups[0]["lr"])}
+        self._epoch_loss = [self._epoch_loss[0] + float(loss) * examples, self._epoch_loss[1] + examples]
         return loss
 
+    def on_train_epoch_end(self):
+        """The epoch's mean training loss, kept in checkpoints so a mid-epoch resume reports the whole epoch's mean
+        (Lightning's own on_epoch mean would restart at the resumed batch)."""
+        total, examples = self._epoch_loss
+        if examples:
+            self.log("train/loss_epoch", total / examples, on_step=False, on_epoch=True)
+        self._epoch_loss = [0.0, 0]
+
     def on_validation_epoch_start(self):
-        self._val_sums = {name: [0.0, 0] for name in self.val_names}
+        self._val_sums = {name: torch.zeros(4, dtype=torch.float64) for name in self.val_names}
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Sums per variety: NLL (nats) over the scored story tokens, their count, story characters and words."""
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
         loss_sum = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
                                    ignore_index=IGNORE_INDEX, reduction="sum")
-        sums = self._val_sums[self.val_names[dataloader_idx]]
-        sums[0] += float(loss_sum)
-        sums[1] += int((shift_labels != IGNORE_INDEX).sum())
+        self._val_sums[self.val_names[dataloader_idx]] += torch.tensor(
+            [float(loss_sum), int((shift_labels != IGNORE_INDEX).sum()), int(batch["story_chars"].sum()),
+             int(batch["story_words"].sum())], dtype=torch.float64)
 
     def on_validation_epoch_end(self):
-        total_loss = total_tokens = 0
-        for name, (loss_sum, tokens) in self._val_sums.items():
-            if tokens:
-                self.log(f"val/{name}/loss", loss_sum / tokens)
-                self.log(f"val/{name}/ppl", math.exp(min(loss_sum / tokens, 50)))
-                total_loss, total_tokens = total_loss + loss_sum, total_tokens + tokens
-        if total_tokens:
-            self.log("val/loss", total_loss / total_tokens, prog_bar=True)
-            self.log("val/ppl", math.exp(min(total_loss / total_tokens, 50)))
+        for name, sums in self._val_sums.items():
+            self._log_val(f"val/{name}/", sums)
+        self._log_val("val/", sum(self._val_sums.values(), torch.zeros(4, dtype=torch.float64)), prog_bar=True)
+
+    def _log_val(self, prefix: str, sums: torch.Tensor, prog_bar: bool = False) -> None:
+        """loss and ppl per token; bpc and bpw: the same NLL in bits per character / word of the story text."""
+        nll, tokens, chars, words = sums.tolist()
+        if not tokens:
+            return
+        self.log(f"{prefix}loss", nll / tokens, prog_bar=prog_bar)
+        self.log(f"{prefix}ppl", math.exp(min(nll / tokens, 50)))
+        self.log(f"{prefix}bpc", nll / math.log(2) / chars)
+        self.log(f"{prefix}bpw", nll / math.log(2) / words)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -87,6 +112,21 @@ class StoryLM(pl.LightningModule):
             optimizer, lambda step: lr_factor(step + offset, self.warmup_steps, total, self.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def trainable_shapes(self) -> dict[str, tuple]:
+        return {n: tuple(p.shape) for n, p in self.named_parameters() if p.requires_grad}
+
     def on_save_checkpoint(self, checkpoint):
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        trainable = self.trainable_shapes()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint[IDENTITY_KEY] = self.identity
+        checkpoint[EPOCH_LOSS_KEY] = list(self._epoch_loss)
+
+    def on_load_checkpoint(self, checkpoint):
+        self._epoch_loss = list(checkpoint.get(EPOCH_LOSS_KEY, [0.0, 0]))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Strict means: exactly the trainable tensors, with their shapes (the frozen base is never in a checkpoint)."""
+        problem = shapes_mismatch(self.trainable_shapes(), {k: tuple(v.shape) for k, v in state_dict.items()})
+        if strict and problem:
+            raise CheckpointMismatch(problem)
+        return super().load_state_dict(state_dict, strict=False, assign=assign)

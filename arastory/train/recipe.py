@@ -1,12 +1,15 @@
 """The training recipe, top to bottom: check config → data → model + LoRA → one Lightning fit per stage → adapter, samples, metrics.
 
-A run dir holds everything needed to resume it: `config.yaml` (resolved, redacted), per-stage checkpoints,
-`metrics.json` (completed stages) and the W&B run id.
+A run dir holds everything needed to resume it exactly: `config.yaml` (resolved, redacted), per-stage checkpoints
+(adapter, optimizer, LR schedule, step, data position, RNG streams), `metrics.json` (completed stages) and the
+W&B run id. Each stage starts from RNG streams seeded by (seed, stage), so a run killed anywhere and resumed
+trains on the same batches with the same dropout masks as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -14,17 +17,21 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import Callback
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from arastory.train.checks import check_config
-from arastory.train.data import build_training_data
-from arastory.train.datamodule import ResumeDataPosition, StoryDataModule
-from arastory.train.formatting import ExampleFormatter
+from arastory.train.data import build_training_data, val_fingerprint
+from arastory.train.datamodule import StoryDataModule
+from arastory.train.devices import single_training_device, training_strategy
+from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
-from arastory.train.model import apply_lora, is_quantized, load_model, load_tokenizer, resolve_model_path
+from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
+from arastory.train.model import apply_lora, context_length, is_quantized, load_model, load_tokenizer, resolve_model_path
 from arastory.train.module import StoryLM
+from arastory.train.resume import (AtomicCheckpointIO, CheckpointMismatch, RngStreams, StepCheckpoint,
+                                   check_checkpoint, load_adapter_strict, run_identity)
+from arastory.train.sampler import derive_seed
 from arastory.train.tracking import plain_config
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
@@ -57,7 +64,6 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     check_config(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
     stages = list(cfg.strategy.stages)
     data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
                                out_dir=run_dir)
@@ -65,54 +71,53 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
-    formatter = ExampleFormatter(tokenizer, cfg.data.max_length, cfg.data.overflow)
-    datamodules = [StoryDataModule(data.train[s.data], data.val, formatter, cfg.batch_size, seed=cfg.seed + k)
-                   for k, s in enumerate(stages)]
+    formatter = build_formatter(cfg, tokenizer, model_path, data)
+    datamodules = [StoryDataModule(data.train[s.data], data.val, formatter, cfg.batch_size,
+                                   seed=derive_seed(cfg.seed, "data", k)) for k, s in enumerate(stages)]
+    warn_truncation(stages, datamodules, formatter.max_length)
     planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
 
     base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
                       cfg.model.trust_remote_code)
-    model = apply_lora(base, instantiate(cfg.peft, _convert_="all"), is_quantized(base), cfg.model.gradient_checkpointing)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)   # the adapter's initial weights depend on the seed only
+    peft_config = instantiate(cfg.peft, _convert_="all")
+    model = apply_lora(base, peft_config, is_quantized(base), cfg.model.gradient_checkpointing)
+    identity = run_identity(model, peft_config)
     module = StoryLM(model, lr=stages[0].lr, weight_decay=cfg.optim.weight_decay, warmup_steps=cfg.optim.warmup_steps,
-                     schedule=cfg.optim.schedule)
+                     schedule=cfg.optim.schedule, identity=identity)
 
     metrics = read_metrics(run_dir)
+    metrics.update(run_facts(formatter, data, datamodules, stages))
     loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] if cfg.logger.get("wandb") else []
     log_filter_report(run_dir, loggers)
+    log_run_facts(loggers, metrics)
     throughput = Throughput()
+    device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
+    finished = len(metrics["stages"])
+    replay_finished_stages(loggers, run_dir, stages[:finished], planned)
     carried = None
     for k, stage in enumerate(stages):
-        stage_dir = run_dir / "stages" / f"{k}_{stage.name}"
-        if k < len(metrics["stages"]):
+        if k < finished:
             continue  # finished before a resume
+        stage_dir = stage_dir_of(run_dir, stages, k)
         ckpt = stage_dir / "checkpoints" / "last.ckpt"
         if k > 0 and not ckpt.exists():
-            carried = restore_previous_stage(model, run_dir / "stages" / f"{k - 1}_{stages[k - 1].name}", cfg.strategy)
+            carried = restore_previous_stage(model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, identity)
         restart = cfg.strategy.restart_optimizer
         module.configure_stage(stage.lr, total_steps=planned[k] if restart else sum(planned),
                                step_offset=0 if restart else sum(planned[:k]),
                                val_names=datamodules[k].val_names, carried_optimizer_state=None if restart else carried)
-        trainer = instantiate(
-            cfg.trainer, max_epochs=stage.max_epochs if stage.max_steps in (None, -1) else None,
-            max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
-            logger=[CSVLogger(str(stage_dir), name="", version="")] + loggers,
-            callbacks=[throughput, ResumeDataPosition(), ModelCheckpoint(dirpath=str(stage_dir / "checkpoints"), save_last=True, save_top_k=0,
-                                                   every_n_train_steps=cfg.checkpoint.every_n_steps)])
-        resumed_from = checkpoint_step(ckpt)
-        print(f"[arastory] stage {k} '{stage.name}': {len(datamodules[k].train_set)} examples on data '{stage.data}', "
-              f"{planned[k]} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
-        trainer.fit(module, datamodule=datamodules[k], ckpt_path=str(ckpt) if ckpt.exists() else None)
-        train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss_step"))
-        val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodules[k], verbose=False)[0].items()} \
-            if datamodules[k].val_names else {}
-        save_stage(model, trainer, stage_dir)
-        metrics["stages"].append(stage_summary(stage, trainer, train_loss, val, datamodules[k])
-                                 | {"resumed_from_step": resumed_from})
+        summary, trainer = fit_stage(cfg, k, stage, module, datamodules[k], stage_dir, loggers, throughput,
+                                     planned[k], step_offset=sum(planned[:k]))
+        device = trainer.strategy.root_device
+        metrics["stages"].append(summary)
         atomic_write_json(run_dir / METRICS_FILE, metrics)
+    if finished == len(stages):  # killed after its last stage: continue from that stage's adapter
+        load_adapter_strict(model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", identity)
 
     model.save_pretrained(run_dir / "adapter")
     tokenizer.save_pretrained(run_dir / "adapter")
-    samples = generate_samples(model, formatter, data.val, cfg.sample)
+    samples = generate_samples(model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
     metrics.update(final=metrics["stages"][-1]["val"], data=data.counts, base_model=str(cfg.model.name_or_path or model_path),
                    throughput_tokens_per_s=round(throughput.tokens_per_s, 1), global_step=metrics["stages"][-1]["global_step"])
@@ -121,6 +126,87 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         logger.log_metrics({f"final/{k}": v for k, v in metrics["final"].items()})
         logger.experiment.finish()
     return metrics
+
+
+def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: StoryDataModule, stage_dir: Path,
+              loggers: list, throughput: Throughput, planned: int, step_offset: int):
+    """One stage: fit (from its checkpoint if there is one), validate, save its adapter; (summary, trainer)."""
+    ckpt = stage_dir / "checkpoints" / "last.ckpt"
+    resumed_from = verify_checkpoint(ckpt, module)
+    pl.seed_everything(derive_seed(cfg.seed, "stage", k) % 2**32, workers=True, verbose=False)
+    set_step_offset(loggers, step_offset)
+    csv_logger = StageCSVLogger(stage_dir, resumed_from or 0)
+    replay_into(loggers, csv_logger.kept_rows)
+    trainer = instantiate(
+        cfg.trainer, strategy=training_strategy(cfg.trainer), plugins=[AtomicCheckpointIO()],
+        max_epochs=stage.max_epochs if stage.max_steps in (None, -1) else None,
+        max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
+        logger=[csv_logger] + loggers,
+        callbacks=[throughput, RngStreams(), BatchLog(stage_dir, resumed_from or 0), StepMetrics(),
+                   StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps)])
+    print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}', "
+          f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
+    except CheckpointMismatch as error:  # raised while Lightning restores: name the checkpoint
+        raise CheckpointMismatch(error.what, ckpt) from None
+    train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
+    val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()} \
+        if datamodule.val_names else {}
+    save_stage(module.model, trainer, stage_dir)
+    return stage_summary(stage, trainer, train_loss, val, datamodule) | {"resumed_from_step": resumed_from}, trainer
+
+
+def replay_finished_stages(loggers: list, run_dir: Path, finished: list, planned: list[int]) -> None:
+    """On resume: log the finished stages' metrics.csv into W&B again (a killed process loses its last W&B rows)."""
+    for k in range(len(finished)):
+        set_step_offset(loggers, sum(planned[:k]))
+        replay_into(loggers, csv_history(stage_dir_of(run_dir, finished, k)))
+
+
+def set_step_offset(loggers: list, offset: int) -> None:
+    """W&B counts steps across the run: stage k's steps come after those planned for the stages before it."""
+    for logger in loggers:
+        logger.step_offset = offset
+
+
+def stage_dir_of(run_dir: Path, stages: list, k: int) -> Path:
+    return run_dir / "stages" / f"{k}_{stages[k].name}"
+
+
+def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> ExampleFormatter:
+    """The example formatter at `data.max_length`; `auto` measures every training and validation example."""
+    formatter = ExampleFormatter(tokenizer, cfg.data.max_length, cfg.data.overflow)
+    if cfg.data.max_length == "auto":
+        records = [r for records in (*data.train.values(), *data.val.values()) for r in records]
+        context = context_length(model_path, tokenizer, cfg.model.trust_remote_code)
+        formatter.max_length = auto_max_length(formatter, records, context)
+        print(f"[arastory] data.max_length=auto: {formatter.max_length} tokens (longest example, model context {context})")
+    return formatter
+
+
+def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length: int) -> None:
+    for stage, datamodule in zip(stages, datamodules):
+        if message := datamodule.format_stats.warning(f"'{stage.name}' training", max_length):
+            print(message, file=sys.stderr)
+    if message := datamodules[0].val_format_stats.warning("validation", max_length):
+        print(message, file=sys.stderr)
+
+
+def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:
+    """What metrics.json and W&B record about the examples: length limit, truncation counts, validation ids."""
+    return {"max_length": int(formatter.max_length), "val_fingerprint": val_fingerprint(data.val),
+            "val_format": datamodules[0].val_format_stats.as_dict(),
+            "train_format": {s.name: dm.format_stats.as_dict() for s, dm in zip(stages, datamodules)}}
+
+
+def log_run_facts(loggers: list, facts: dict) -> None:
+    flat = {"data/max_length": facts["max_length"], "data/val_fingerprint": facts["val_fingerprint"]["all"],
+            **{f"data/val/{key}": value for key, value in facts["val_format"].items()},
+            **{f"data/{stage}/{key}": value for stage, counts in facts["train_format"].items()
+               for key, value in counts.items()}}
+    for logger in loggers:
+        logger.experiment.summary.update(flat)
 
 
 def log_filter_report(run_dir: Path, loggers: list) -> None:
@@ -141,11 +227,13 @@ def planned_steps(stage, datamodule: StoryDataModule, accumulate: int) -> int:
     return per_epoch * int(stage.max_epochs)
 
 
-def checkpoint_step(ckpt: Path) -> int | None:
-    """The global step stored in a Lightning checkpoint (None when there is none)."""
+def verify_checkpoint(ckpt: Path, module: StoryLM) -> int | None:
+    """The global step of a stage's checkpoint (None when there is none), after checking it fits this run."""
     if not ckpt.exists():
         return None
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    check_checkpoint(checkpoint, module.identity, module.trainable_shapes(), ckpt)
+    return int(checkpoint["global_step"])
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -163,12 +251,9 @@ def save_stage(model, trainer, stage_dir: Path) -> None:
     tmp.replace(stage_dir / "optimizer.pt")
 
 
-def restore_previous_stage(model, prev_dir: Path, strategy_cfg):
+def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
     """Load the previous stage's adapter into `model`; return its optimizer state when the strategy carries it."""
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(prev_dir / "adapter" / "adapter_model.safetensors"))
+    load_adapter_strict(model, prev_dir / "adapter", identity)
     if strategy_cfg.restart_optimizer:
         return None
     return torch.load(prev_dir / "optimizer.pt", weights_only=False)

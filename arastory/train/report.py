@@ -15,7 +15,8 @@ def print_summary(run_dir: str | Path, metrics: dict) -> None:
     final = metrics.get("final", {})
     per_variety = sorted({k.split("/")[1] for k in final if k.count("/") == 2})
     for variety in per_variety:
-        print(f"  val {variety}: loss={final[f'val/{variety}/loss']:.4f}  ppl={final[f'val/{variety}/ppl']:.2f}")
+        print(f"  val {variety}: loss={final[f'val/{variety}/loss']:.4f}  ppl={final[f'val/{variety}/ppl']:.2f}  "
+              f"bits/char={final.get(f'val/{variety}/bpc', float('nan')):.3f}")
     print(f"  throughput: {metrics.get('throughput_tokens_per_s', 0):.0f} non-padding tokens/s (training)")
     samples_path = run_dir / "samples.jsonl"
     if samples_path.exists():

@@ -54,8 +54,9 @@ def build_tiny_model(hidden_size: int = 128, num_layers: int = 2, num_heads: int
             max_position_embeddings=max_position, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
         )
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(staging)
+        with torch.random.fork_rng(devices=[]):  # a cold cache must not shift the caller's RNG streams
+            torch.manual_seed(seed)
+            LlamaForCausalLM(config).save_pretrained(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             staging.rename(target)   # atomic: a half-built model is never visible at `target`

@@ -48,10 +48,24 @@ def wandb_run_id(run_dir: Path) -> str:
 def wandb_logger(run_dir: Path, run_config: dict, name: str, group: str, tags: list[str], job_type: str = "train",
                  project: str = "arastory", entity: str | None = None, mode: str = "offline"):
     """A Lightning WandbLogger bound to this run dir's W&B run; `mode=online` only when the user asks."""
-    from pytorch_lightning.loggers import WandbLogger
-
     if mode not in ("offline", "online", "disabled"):
         from arastory.errors import ConfigError
         raise ConfigError("logger.wandb.mode", f"'{mode}' is not one of: offline, online, disabled")
-    return WandbLogger(project=project, entity=entity, name=name, id=wandb_run_id(run_dir), save_dir=str(run_dir),
-                       group=group, tags=tags, job_type=job_type, mode=mode, resume="allow", config=run_config)
+    return _run_wide_wandb_logger()(project=project, entity=entity, name=name, id=wandb_run_id(run_dir),
+                                    save_dir=str(run_dir), group=group, tags=tags, job_type=job_type, mode=mode,
+                                    resume="allow", config=run_config)
+
+
+def _run_wide_wandb_logger():
+    from pytorch_lightning.loggers import WandbLogger
+
+    class RunWideWandbLogger(WandbLogger):
+        """Logs `trainer/global_step` as the step across the whole run: each stage's Trainer counts from 0, so the
+        recipe sets `step_offset` to the steps of the stages before it and the curves continue across stages."""
+
+        step_offset = 0
+
+        def log_metrics(self, metrics, step=None):
+            super().log_metrics(metrics, None if step is None else step + self.step_offset)
+
+    return RunWideWandbLogger
