@@ -128,4 +128,4 @@ def test_cli_train_with_a_directory_as_its_translated_data(files, tmp_path):   #
 def test_cli_evaluate_with_an_unknown_variety(files, server, tmp_path):   # D10
     proc = cli(["evaluate.py", f"prompts={files['unknown_variety']}", "system=openai",
                 f"system.base_url={server.base_url}", "judge=none", f"out={tmp_path}"])
-    one_line_error(proc, f"data error: {files['unknown_variety']}:13: variety 'klingon' is not one of msa, egy, mor")
+    one_line_error(proc, f"data error: {files['unknown_variety']}:13: variety 'klingon' is not one of: msa, egy, mor")

@@ -47,7 +47,7 @@ def read_story_jsonl(path: str | Path, source: str | None = None, skipped: list 
             _bad(DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno), skipped)
             continue
         if obj["variety"] not in VARIETIES:
-            _bad(DataError(path, f"variety '{obj['variety']}' is not one of {', '.join(VARIETIES)}", lineno), skipped)
+            _bad(DataError(path, f"variety '{obj['variety']}' is not one of: {', '.join(VARIETIES)}", lineno), skipped)
             continue
         record = StoryRecord.from_dict(obj)
         if source:

@@ -32,7 +32,7 @@ def validate_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VA
             report.add(record.id, "duplicate id")
         seen_ids.add(record.id)
         if record.variety not in varieties:
-            report.add(record.id, f"variety '{record.variety}' not one of {', '.join(varieties)}")
+            report.add(record.id, f"variety '{record.variety}' not one of: {', '.join(varieties)}")
         for name in ("prompt", "story"):
             text = getattr(record, name)
             if not isinstance(text, str) or not text.strip():
@@ -134,7 +134,7 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
     if is_placeholder(record.id):
         return "empty id"
     if record.variety not in varieties:
-        return f"variety '{record.variety}' is not one of {', '.join(varieties)}"
+        return f"variety '{record.variety}' is not one of: {', '.join(varieties)}"
     if not is_placeholder(record.story) and word_count(record.story) > max_words:   # before the costlier checks
         return f"story has {word_count(record.story)} words (> {max_words})"
     for name in ("prompt", "story"):
@@ -196,5 +196,5 @@ def prompt_row_problem(row: dict, varieties: tuple[str, ...] = VARIETIES) -> str
     if missing:
         return f"missing {', '.join(missing)} (or a placeholder such as NaN/None)"
     if row["variety"] not in varieties:
-        return f"variety '{row['variety']}' is not one of {', '.join(varieties)}"
+        return f"variety '{row['variety']}' is not one of: {', '.join(varieties)}"
     return None
