@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
+from arastory.train.distributed import EveryNth, ShardedBatches, ShardedLoader, check_val_shards, shard_of
 from arastory.train.sampler import ResumableLoader, ResumableSampler
 
 COUNT_KEYS = ("story_chars", "story_words")   # per-example counts batched as tensors when the examples carry them
@@ -76,11 +77,17 @@ class StoryDataModule(pl.LightningDataModule):
         self.collate = pad_collate(formatter.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
-        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size,
-                               collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True))
+        collate = pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True)
+        if shard := shard_of(self.trainer):  # several processes: this rank's part of each global batch
+            return ShardedLoader(self.train_set, ShardedBatches(self.sampler, self.batch_size, *shard), collate_fn=collate)
+        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size, collate_fn=collate)
 
     def val_dataloader(self) -> list[DataLoader]:
         # Their own generators: iterating a loader would otherwise draw on the global RNG that dropout uses.
-        return [DataLoader(self.val_sets[name], batch_size=self.eval_batch_size, collate_fn=self.collate,
-                           generator=torch.Generator().manual_seed(0))
+        shard = shard_of(self.trainer)  # several processes: every example on one rank, sums reduced after
+        if shard:
+            check_val_shards({name: self.val_sets[name] for name in self.val_names}, shard[1])
+        return [DataLoader(self.val_sets[name], batch_size=self.eval_batch_size // (shard[1] if shard else 1) or 1,
+                           collate_fn=self.collate, generator=torch.Generator().manual_seed(0),
+                           sampler=EveryNth(len(self.val_sets[name]), *shard) if shard else None)
                 for name in self.val_names]

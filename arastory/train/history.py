@@ -126,7 +126,7 @@ class BatchLog(Callback):
         if self._out is None:
             self._out = JsonlAppender(self.path)
         self._out.write({"step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "batch": int(batch_idx),
-                         "ids": list(batch["example_ids"])})
+                         "ids": list(batch.get("global_example_ids", batch["example_ids"]))})  # all ranks' examples
 
     def teardown(self, trainer, pl_module, stage) -> None:
         if self._out is not None:

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from arastory.train.distributed import global_step_loss, reduce_sums
 from arastory.train.formatting import IGNORE_INDEX
 from arastory.train.resume import IDENTITY_KEY, CheckpointMismatch, shapes_mismatch
 
@@ -56,12 +57,13 @@ class StoryLM(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.model(**{key: batch[key] for key in MODEL_INPUTS}).loss
-        self.tokens_seen += int(batch["attention_mask"].sum())
-        examples = batch["input_ids"].size(0)
-        self.log("train/loss", loss, prog_bar=True, logger=False, batch_size=examples)  # the progress bar only
+        loss, step = global_step_loss(self.trainer, loss, batch)  # several processes: over the global batch
+        self.tokens_seen += step.input_tokens
+        examples = step.examples
+        self.log("train/loss", step.loss, prog_bar=True, logger=False, batch_size=examples)  # the progress bar only
         # Written to the loggers by history.StepMetrics before the step's checkpoint, not by Lightning after it.
-        self.step_metrics = {"train/loss_step": float(loss), "train/lr": float(self.optimizers().param_groups[0]["lr"])}
-        self._epoch_loss = [self._epoch_loss[0] + float(loss) * examples, self._epoch_loss[1] + examples]
+        self.step_metrics = {"train/loss_step": step.loss, "train/lr": float(self.optimizers().param_groups[0]["lr"])}
+        self._epoch_loss = [self._epoch_loss[0] + step.loss * examples, self._epoch_loss[1] + examples]
         return loss
 
     def on_train_epoch_end(self):
@@ -86,6 +88,7 @@ class StoryLM(pl.LightningModule):
              int(batch["story_words"].sum())], dtype=torch.float64)
 
     def on_validation_epoch_end(self):
+        self._val_sums = reduce_sums(self.trainer, self._val_sums)  # several processes: whole-set totals
         for name, sums in self._val_sums.items():
             self._log_val(f"val/{name}/", sums)
         self._log_val("val/", sum(self._val_sums.values(), torch.zeros(4, dtype=torch.float64)), prog_bar=True)

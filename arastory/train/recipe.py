@@ -23,7 +23,8 @@ from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from arastory.train.checks import check_config
 from arastory.train.data import build_training_data, val_fingerprint
 from arastory.train.datamodule import StoryDataModule
-from arastory.train.devices import single_training_device, training_strategy
+from arastory.train import distributed, ranks
+from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
 from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
@@ -62,19 +63,36 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    run_dir = Path(run_dir)
+    """The whole run on this process; with several processes (trainer=ddp), rank 0 starts the others, which run
+    this too, and only rank 0 writes into the run dir."""
+    try:
+        return _train(cfg, Path(run_dir))
+    finally:
+        if ranks.is_rank_zero():
+            distributed.finish_launches()
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
     check_config(cfg)
+    ranks.check_batch_split(cfg.batch_size, ranks.world_size(cfg.trainer))
+    zero = ranks.is_rank_zero()
+    if not zero:
+        ranks.wait_for_rank_zero(run_dir)
+    distributed.bind_cuda_device(cfg.trainer)
     stages = list(cfg.strategy.stages)
-    data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
-                               out_dir=run_dir)
-    save_run_config(cfg, run_dir)
+    with distributed.scratch_dir(zero, run_dir) as data_out:
+        data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
+                                   out_dir=data_out)
+    if zero:
+        save_run_config(cfg, run_dir)
 
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     formatter = build_formatter(cfg, tokenizer, model_path, data)
     datamodules = [StoryDataModule(data.train[s.data], data.val, formatter, cfg.batch_size,
                                    seed=derive_seed(cfg.seed, "data", k)) for k, s in enumerate(stages)]
-    warn_truncation(stages, datamodules, formatter.max_length)
+    if zero:
+        warn_truncation(stages, datamodules, formatter.max_length)
     planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
 
     base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
@@ -88,7 +106,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     metrics = read_metrics(run_dir)
     metrics.update(run_facts(formatter, data, datamodules, stages))
-    loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] if cfg.logger.get("wandb") else []
+    loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] \
+        if cfg.logger.get("wandb") and zero else []
     log_filter_report(run_dir, loggers)
     log_run_facts(loggers, metrics)
     throughput = Throughput()
@@ -111,16 +130,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                                      planned[k], step_offset=sum(planned[:k]))
         device = trainer.strategy.root_device
         metrics["stages"].append(summary)
-        atomic_write_json(run_dir / METRICS_FILE, metrics)
+        if zero:
+            atomic_write_json(run_dir / METRICS_FILE, metrics)
     if finished == len(stages):  # killed after its last stage: continue from that stage's adapter
         load_adapter_strict(model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", identity)
+    if not zero:
+        return metrics  # samples, the final adapter and metrics.json are rank 0's
 
     model.save_pretrained(run_dir / "adapter")
     tokenizer.save_pretrained(run_dir / "adapter")
     samples = generate_samples(model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
     metrics.update(final=metrics["stages"][-1]["val"], data=data.counts, base_model=str(cfg.model.name_or_path or model_path),
-                   throughput_tokens_per_s=round(throughput.tokens_per_s, 1), global_step=metrics["stages"][-1]["global_step"])
+                   throughput_tokens_per_s=round(throughput.tokens_per_s, 1), global_step=metrics["stages"][-1]["global_step"],
+                   **distributed.run_shape(cfg))
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in metrics["final"].items()})
@@ -135,17 +158,21 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     resumed_from = verify_checkpoint(ckpt, module)
     pl.seed_everything(derive_seed(cfg.seed, "stage", k) % 2**32, workers=True, verbose=False)
     set_step_offset(loggers, step_offset)
-    csv_logger = StageCSVLogger(stage_dir, resumed_from or 0)
-    replay_into(loggers, csv_logger.kept_rows)
+    zero = ranks.is_rank_zero()  # the stage's metrics.csv and batches.jsonl are rank 0's
+    csv_logger = StageCSVLogger(stage_dir, resumed_from or 0) if zero else None
+    if zero:
+        replay_into(loggers, csv_logger.kept_rows)
     trainer = instantiate(
-        cfg.trainer, strategy=training_strategy(cfg.trainer), plugins=[AtomicCheckpointIO()],
+        cfg.trainer, strategy=distributed.training_strategy(cfg.trainer, stage_dir.parent.parent),
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         max_epochs=stage.max_epochs if stage.max_steps in (None, -1) else None,
         max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
-        logger=[csv_logger] + loggers,
-        callbacks=[throughput, RngStreams(), BatchLog(stage_dir, resumed_from or 0), StepMetrics(),
+        logger=[csv_logger] + loggers if zero else False,
+        callbacks=[throughput, RngStreams(), *([BatchLog(stage_dir, resumed_from or 0)] if zero else []), StepMetrics(),
                    StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps)])
-    print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}', "
-          f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
+    if zero:
+        print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}', "
+              f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
     except CheckpointMismatch as error:  # raised while Lightning restores: name the checkpoint
@@ -153,7 +180,9 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
     val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()} \
         if datamodule.val_names else {}
-    save_stage(module.model, trainer, stage_dir)
+    if zero:
+        save_stage(module.model, trainer, stage_dir)
+    trainer.strategy.barrier("arastory.save_stage")  # the next stage loads this stage's adapter on every rank
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {"resumed_from_step": resumed_from}, trainer
 
 

@@ -52,12 +52,22 @@ class RngStreams(Callback):
 
     def __init__(self):
         self._pending: dict | None = None
+        self._trainer = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self._trainer = trainer
 
     def state_dict(self) -> dict:
-        return {"rng": rng_states()}
+        from arastory.train.distributed import gather_rng
+
+        mine = rng_states()
+        by_rank = gather_rng(self._trainer, mine)  # several processes: every rank's streams (all ranks call this)
+        return {"rng": mine, **({"rng_by_rank": by_rank} if by_rank else {})}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._pending = state_dict["rng"]
+        from arastory.train.distributed import own_rng
+
+        self._pending = own_rng(self._trainer, state_dict)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self._pending is not None:
