@@ -4,6 +4,7 @@
     python train.py strategy=sequential dialect=egy model=acegpt_7b trainer=gpu
     python train.py -m strategy=direct,sequential dialect=msa,egy,mor
     python train.py resume=outputs/train/2026-11-27/12-00-00
+    python train.py trainer=ddp model=acegpt_7b batch_size=8              # every GPU of this machine (docs/scaling.md)
 """
 
 import sys
@@ -12,14 +13,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_run_dir, one_line_errors, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @one_line_errors
-@guard_out_dir
+@guard_run_dir   # the run dir's lock and record are rank 0's when SLURM or torchrun start several processes
 def main(cfg: DictConfig) -> dict:
     from arastory.train.checks import check_config
 
@@ -32,10 +33,14 @@ def main(cfg: DictConfig) -> dict:
     from arastory.train.report import print_summary
 
     metrics = train(cfg, run_dir)
-    print_summary(run_dir, metrics)
+    from arastory.train.ranks import is_rank_zero
+    if is_rank_zero():
+        print_summary(run_dir, metrics)
     return metrics
 
 
 if __name__ == "__main__":
     check_overrides(sys.argv[1:], "train")
+    from arastory.train.ranks import check_launch
+    check_launch(sys.argv[1:])
     main()

@@ -17,6 +17,10 @@ from arastory.paths import CONF_DIR
 
 def register_resolvers() -> None:
     """Resolvers used by conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
+    import warnings
+
+    # conf/hydra/launcher/submitit_*.yaml are meant to be checked against the plugin's schema of the same name.
+    warnings.filterwarnings("ignore", message=r"(?s).*hydra/launcher/\w+' is validated against ConfigStore schema")
     resolvers = {
         "run_dir": lambda resume, default: resume if resume else fresh_dir(default),
         "fresh_dir": fresh_dir,
@@ -25,7 +29,9 @@ def register_resolvers() -> None:
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            # Cached in the config: a launcher that runs jobs in other processes (submitit, joblib) pickles the
+            # config with its cache, so every job finds the sweep dir the launching process created.
+            OmegaConf.register_new_resolver(name, fn, use_cache=name in ("run_dir", "fresh_dir"))
 
 
 _FRESH_DIRS: dict[str, str] = {}
@@ -167,6 +173,19 @@ def guard_out_dir(fn):
             subdir = ".hydra/resumed" if cfg.get("resume") else ".hydra"
             write_hydra_record(out / subdir, cfg, hydra_cfg)
             return fn(cfg, *args, **kwargs)
+    return wrapper
+
+
+def guard_run_dir(fn):
+    """`guard_out_dir` for an entry point whose processes train together when SLURM or torchrun start them all:
+    rank 0 takes the run dir's lock and writes the record; the other ranks work in the dir rank 0 holds."""
+    guarded = guard_out_dir(fn)
+
+    @functools.wraps(fn)
+    def wrapper(cfg, *args, **kwargs):
+        from arastory.train.ranks import env_rank
+
+        return (fn if env_rank() > 0 else guarded)(cfg, *args, **kwargs)
     return wrapper
 
 

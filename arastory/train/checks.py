@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from arastory.errors import ConfigError
 from arastory.train.data import DIALECTS
+from arastory.train.ranks import check_batch_split, world_size
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -23,6 +24,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.optim.schedule not in SCHEDULES:
         raise ConfigError("optim.schedule", f"'{cfg.optim.schedule}' is not one of: {', '.join(SCHEDULES)}")
     _check_positive("batch_size", cfg.batch_size)
+    check_batch_split(cfg.batch_size, world_size(cfg.trainer))   # the global batch, split over the processes
     split_seed = cfg.data.get("split_seed")
     if split_seed is not None and not isinstance(split_seed, int):
         raise ConfigError("data.split_seed", f"must be an integer, got {split_seed}")

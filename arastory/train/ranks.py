@@ -86,3 +86,15 @@ def wait_for_rank_zero(run_dir: Path, lock_file: str = ".arastory.lock", timeout
             return
         time.sleep(poll_s)
     raise ConfigError("trainer", f"rank {env_rank()} waited {timeout_s:.0f}s for rank 0 to write {config}")
+
+
+def check_launch(argv: list[str]) -> None:
+    """Processes started together by SLURM or torchrun must share one run dir: a fresh dir per process (the
+    default `hydra.run.dir`) would split the run. One line before Hydra starts."""
+    if not externally_launched() or any(a in ("-m", "--multirun") for a in argv):
+        return
+    if not any(a.startswith(("hydra.run.dir=", "resume=")) for a in argv):
+        from arastory.cli import fail
+        fail(f"config error: hydra.run.dir: {max(slurm_tasks(), int(os.environ.get('WORLD_SIZE', 1)))} processes "
+             "were started together and each would create a run dir of its own; pass the same hydra.run.dir=<dir> "
+             "to all of them, or sweep with -m hydra/launcher=submitit_slurm (docs/scaling.md)")
