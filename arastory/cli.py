@@ -26,12 +26,21 @@ def register_resolvers() -> None:
         "fresh_dir": fresh_dir,
         "hydra_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
         "suffix": lambda name: f"_{name}" if name else "",
+        "shard_dir": _shard_resolver("shard_dir"),        # <out>/shards/<i>-of-<n> for shard=i/n (data stages)
+        "shard_subdir": _shard_resolver("shard_subdir"),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             # Cached in the config: a launcher that runs jobs in other processes (submitit, joblib) pickles the
             # config with its cache, so every job finds the sweep dir the launching process created.
             OmegaConf.register_new_resolver(name, fn, use_cache=name in ("run_dir", "fresh_dir"))
+
+
+def _shard_resolver(name: str):
+    def resolve(*args):
+        from arastory.data import shards
+        return getattr(shards, name)(*args)
+    return resolve
 
 
 _FRESH_DIRS: dict[str, str] = {}
@@ -87,6 +96,13 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
                 fail(f"config error: resume: '{value}' is not a run dir (no config.yaml in it)")
             if len([a for a in argv if not a.startswith("-")]) > 1:
                 fail("config error: resume: takes no other overrides (the run continues with its saved config.yaml)")
+        if key == "shard":  # resolved into run dirs before any task starts: checked here, one line
+            from arastory.data.shards import Shard
+            for option in _sweep_values(value):
+                try:
+                    Shard.parse(option)
+                except ArastoryError as error:
+                    fail(str(error))
         if key not in groups:
             continue
         for option in _sweep_values(value):

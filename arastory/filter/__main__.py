@@ -3,6 +3,7 @@
     python -m arastory.filter input=bundled out=outputs/filter/bundled encoder=lexicon
     python -m arastory.filter input=parallel.jsonl out=outputs/filter/t090 encoder=labse filter.threshold=0.9
     python -m arastory.filter -m input=parallel.jsonl filter.threshold=0.85,0.9,0.92,0.95   # encodes once
+    python -m arastory.filter -m input=parallel.jsonl out=outputs/filter/big shard=0/2,1/2   # then arastory.data merge
 """
 
 import sys
@@ -27,7 +28,9 @@ def main(cfg: DictConfig) -> dict:
     encoder = build_encoder(encoder_config(cfg.encoder))
     out = cfg.out or HydraConfig.get().runtime.output_dir
     name = HydraConfig.get().runtime.choices.get("encoder")
-    flt = Filter(input_path(cfg.input), out, encoder, settings, encoder_name=name)
+    shard = shard_of(cfg)
+    flt = Filter(input_path(cfg.input), shard.dir(out) if shard else out, encoder, settings, encoder_name=name,
+                 shard=shard)
     report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
     print_summary(report)
     if report["counts"]["kept"] == 0:
@@ -37,6 +40,18 @@ def main(cfg: DictConfig) -> dict:
                              f"{report['counts']['below_threshold']}; {reasons or 'no check failures'}): nothing to "
                              f"train on; see {report['out']}/report.json")
     return report
+
+
+def shard_of(cfg: DictConfig):
+    """`shard=i/n` (into <out>/shards/<i>-of-<n>; `out=` is required so the shards can be merged), or None."""
+    from arastory.data.shards import Shard
+    from arastory.errors import ConfigError
+
+    shard = Shard.parse(cfg.get("shard"))
+    if shard and not cfg.out:
+        raise ConfigError("out", "is required with shard=i/n: the shards go to <out>/shards/ and "
+                                 "`python -m arastory.data merge <out>` merges them")
+    return shard
 
 
 def print_summary(report: dict) -> None:

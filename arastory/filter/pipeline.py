@@ -21,6 +21,7 @@ from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
+from arastory.data.shards import Shard
 from arastory.data.validate import is_placeholder
 from arastory.io import batched, file_fingerprint, open_input, fingerprint, iter_jsonl, json_line
 from arastory.records import ParallelRecord, StoryRecord
@@ -57,11 +58,15 @@ class FilterSettings:
             raise ConfigError("filter.chunk_size", f"must be a positive integer, got {self.chunk_size}")
 
 
-def iter_pairs(path: Path, on_error: str, errors: list, max_chars: int = 200_000) -> Iterator[ParallelRecord]:
+def iter_pairs(path: Path, on_error: str, errors: list, max_chars: int = 200_000,
+               shard: Shard | None = None) -> Iterator[ParallelRecord]:
     """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field, a pair over `max_chars` or a
-    repeated id raises (file:line) or is skipped and counted. Deterministic: every pass skips the same lines."""
+    repeated id raises (file:line) or is skipped and counted. Deterministic: every pass skips the same lines.
+    With a shard, only its lines (every n-th line from line i + 1) are read as records."""
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, on_error=on_error, errors=errors):
+        if shard and not shard.owns(lineno - 1):
+            continue
         bad = [k for k in REQUIRED if not isinstance(obj.get(k), str)]
         if not bad and is_placeholder(obj["id"]):
             bad = ["id"]
@@ -90,8 +95,9 @@ class Filter:
 
     def __init__(self, input_path: str | Path, out_dir: str | Path, encoder, settings: FilterSettings,
                  eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None,
-                 settings_key: str = "filter"):
+                 settings_key: str = "filter", shard: Shard | None = None):
         self.path = Path(input_path)
+        self.shard = shard
         if not self.path.exists() and not self.path.is_symlink():
             raise ConfigError("input", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
         open_input(self.path).close()   # a directory, a FIFO, a symlink loop, no permission: one line, now
@@ -126,6 +132,7 @@ class Filter:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
         rows = (self.settings.on_error, self.settings.max_chars)   # which lines become rows: part of every key
+        rows += (str(self.shard),) if self.shard else ()
         keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
                 "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}"}
         if self.guard_leakage:
@@ -145,6 +152,7 @@ class Filter:
 
     def _fill(self, missing: list[str], keys: dict[str, str]) -> dict[str, ArrayStore]:
         capacity = count_lines(self.path)
+        capacity = self.shard.size(capacity) + 1 if self.shard else capacity
         dim = self.encoder.dim if set(missing) & {"scores", "prompts"} else 0
         columns = {"checks": {"code": ("uint8", ()), "failed": ("uint8", ()), "hash": ("uint64", (3,))},
                    "scores": {"score": ("float32", ()), "ar": ("float32", (dim,))},
@@ -158,7 +166,7 @@ class Filter:
         bar = tqdm(total=capacity - 1, unit="pair", desc=f"filter: checks+scores ({', '.join(missing)})",
                    disable=not self.settings.progress, dynamic_ncols=True)
         try:
-            pairs = iter_pairs(self.path, self.settings.on_error, self.errors, self.settings.max_chars)
+            pairs = iter_pairs(self.path, self.settings.on_error, self.errors, self.settings.max_chars, self.shard)
             for batch in batched(pairs, self.settings.chunk_size):
                 self._fill_chunk(stores, rows, batch, pool)
                 rows += len(batch)
@@ -167,6 +175,8 @@ class Filter:
             bar.close()
             if pool is not None:
                 pool.close()
+        if self.shard:  # bad lines of other shards are theirs to count
+            self.errors = [e for e in self.errors if e.line is None or self.shard.owns(e.line - 1)]
         examples = [str(e) for e in self.errors[:5]]
         for store in stores.values():
             store.finish(rows, input_errors=len(self.errors), error_examples=examples)
@@ -247,7 +257,7 @@ class Filter:
         tmp = {name: self.out / f".{name}.tmp" for name in (KEPT, REJECTED)}
         handles = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
         try:
-            pairs = iter_pairs(self.path, "skip", [], self.settings.max_chars)  # errors: raised/counted in pass 1
+            pairs = iter_pairs(self.path, "skip", [], self.settings.max_chars, self.shard)  # errors: counted in pass 1
             for i, pair in enumerate(tqdm(pairs, total=len(codes), unit="pair", desc="filter: write",
                                           disable=not self.settings.progress, dynamic_ncols=True)):
                 row = self._row(pair, int(codes[i]), float(scores[i]), int(failed[i]))
@@ -289,10 +299,36 @@ class Filter:
         from arastory.io import atomic_write_json
 
         atomic_write_json(self.out / REPORT, report)
+        if self.shard:
+            self.write_shard(stores, codes, report)
         if wandb_cfg and wandb_cfg.get("mode", "disabled") != "disabled":
             log_to_wandb(self.out, report, wandb_cfg)
         self.check_input_budget(report["counts"])
         return report
+
+    def write_shard(self, stores: dict, codes: np.ndarray, report: dict) -> None:
+        """The kept pairs' vectors and hashes (what `python -m arastory.data merge` dedups across shards with) and
+        the shard's manifest."""
+        from arastory.data.merge import KEPT_HASHES, KEPT_VECTORS
+        from arastory.data.shards import write_manifest
+
+        kept = np.flatnonzero(codes == 0)
+        embeddings = stores["scores"].read("ar")
+        vectors = np.lib.format.open_memmap(self.out / f".{KEPT_VECTORS}.tmp", mode="w+", dtype=np.float32,
+                                            shape=(len(kept), embeddings.shape[1]))
+        for begin in range(0, len(kept), 65536):
+            vectors[begin:begin + 65536] = embeddings[kept[begin:begin + 65536]]
+        vectors.flush()
+        del vectors
+        os.replace(self.out / f".{KEPT_VECTORS}.tmp", self.out / KEPT_VECTORS)
+        np.save(self.out / f".{KEPT_HASHES}.tmp.npy", np.asarray(stores["checks"].read("hash"))[kept])
+        os.replace(self.out / f".{KEPT_HASHES}.tmp.npy", self.out / KEPT_HASHES)
+        settings = self.settings
+        identity = {"input": self.data_fingerprint, "encoder": report["encoder"], "threshold": settings.threshold,
+                    "checks": settings.checks.as_key(), "dedup": dict(vars(settings.dedup)),
+                    "leakage": {"enabled": settings.leakage.enabled, "similarity": settings.leakage.similarity,
+                                "eval_items": len(self.eval_records)}, "max_chars": settings.max_chars}
+        write_manifest(self.out, "filter", self.shard, True, identity, report["counts"])
 
     def check_input_budget(self, counts: dict) -> None:
         """Stop (exit 2, after the outputs are written) when the input was empty or too many lines were skipped."""

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from arastory.data.shards import Shard, write_manifest
 from arastory.errors import ConfigError
 from arastory.io import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from arastory.llm import estimate_cost
@@ -121,6 +122,9 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     prompts = sample_prompts(cfg)
+    shard = Shard.parse(cfg.get("shard"))
+    if shard:  # every n-th prompt of the n sampled, so the shards' union is the unsharded job's prompts
+        prompts = list(shard.select(prompts))
     generator = build(cfg.generator)
     check_same_prompts(out_dir, prompts)
     atomic_write_jsonl(out_dir / "prompts.jsonl", prompts)
@@ -151,6 +155,11 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
         "files": {"stories": "stories.jsonl", "rejected": "rejected.jsonl", "ledger": LEDGER},
     }
     atomic_write_json(out_dir / "report.json", report)
+    if shard:
+        identity = {"variety": variety_name(cfg), "seed": cfg.seed, "n": cfg.n, "generator": generator.name,
+                    "model": generator.model, "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
+                    "gates": OmegaConf.to_container(cfg.gates, resolve=True)}
+        write_manifest(out_dir, "synthesize", shard, report["failed"] == 0, identity, report)
     return report
 
 

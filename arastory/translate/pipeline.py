@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from itertools import islice
 from typing import Iterator
 
 from hydra.errors import InstantiationException
@@ -17,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from arastory.data.shards import Shard, write_manifest
 from arastory.errors import ArastoryError, ConfigError, DataError
 from arastory.io import JsonlAppender, atomic_write_json, batched, fingerprint, iter_jsonl, read_jsonl
 from arastory.records import ParallelRecord
@@ -72,8 +74,12 @@ def build_translator(cfg: DictConfig) -> Translator:
 
 
 def translate(cfg: DictConfig) -> dict:
-    """Run the whole job described by conf/translate.yaml; returns the report (also written to <out>/report.json)."""
+    """Run the whole job described by conf/translate.yaml; returns the report (also written to <out>/report.json).
+    With `shard=i/n`, the job is every n-th source item from item i, in <out>/shards/<i>-of-<n>."""
     check_config(cfg)
+    shard = Shard.parse(cfg.get("shard"))
+    if shard:
+        cfg = OmegaConf.merge(cfg, {"out": str(shard.dir(cfg.out))})
     out = Path(cfg.out)
     translator = build_translator(cfg.translator)
     _check_manifest(out, cfg, translator)
@@ -89,7 +95,15 @@ def translate(cfg: DictConfig) -> dict:
     finally:
         report = _report(cfg, translator, counts, len(done), time.time() - started, status)
         atomic_write_json(out / "report.json", report)
+        if shard:
+            write_manifest(out, "translate", shard, status == "complete", _job_identity(cfg, translator), report)
     return report
+
+
+def _job_identity(cfg: DictConfig, translator: Translator) -> dict:
+    """What every shard of one translation must share."""
+    return {"source": str(cfg.source), "split": cfg.split, "translator": translator.identity(), "limit": cfg.limit,
+            "fields": OmegaConf.to_container(cfg.fields, resolve=True), "id_prefix": cfg.id_prefix}
 
 
 def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: Counts) -> str:
@@ -97,6 +111,9 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
     items = iter_source(source, fields_from_config(cfg.fields), split=cfg.split, id_prefix=cfg.id_prefix)
     total = source_size(source, cfg.split)
     total = min(total, cfg.limit) if total and cfg.limit else (total or cfg.limit)
+    if shard := Shard.parse(cfg.get("shard")):  # `limit` counts items of the whole source, before sharding
+        items = shard.select(islice(items, cfg.limit) if cfg.limit else items)
+        total = shard.size(total) if total else None
     failed_in_a_row, last_error = 0, ""
     logs = _RunLogs(out)
     partial = PartialAnswers(out / PARTIAL)
@@ -256,6 +273,8 @@ def _check_manifest(out: Path, cfg: DictConfig, translator: Translator) -> None:
     """An output dir holds one source translated by one translator; a rerun must match it to resume."""
     manifest_path = out / "manifest.json"
     current = {"source": str(cfg.source), "split": cfg.split, "translator": translator.identity()}
+    if cfg.get("shard"):
+        current["shard"] = str(Shard.parse(cfg.shard))
     if manifest_path.exists():
         saved = read_manifest(manifest_path)
         if saved != current:
