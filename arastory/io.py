@@ -273,6 +273,14 @@ class JsonlAppender:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
+    def write_many(self, rows: list[dict]) -> None:
+        """Rows written together and fsynced once (a batch): a kill loses at most this batch, and a million rows
+        cost a thousand fsyncs, not a million."""
+        if rows:
+            self._handle.write("".join(json_line(row) for row in rows))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
     def close(self) -> None:
         self._handle.close()
 

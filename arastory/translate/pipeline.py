@@ -122,9 +122,8 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
         counts.trimmed_bytes = writer.trimmed_bytes
         for batch in batched(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
             rows, failures = _translate_batch(batch, translator, cfg, partial, counts)
-            for row in rows:
-                writer.write(row)
-                done.add(row["id"])
+            writer.write_many(rows)   # the batch is on disk before the next is sent
+            done.update(row["id"] for row in rows)
             for item, error in failures:
                 logs.failed.write({"id": item.id, "where": item.where, "error": scrub(str(error))[:500]})
                 last_error = str(error)

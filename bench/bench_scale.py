@@ -1,0 +1,153 @@
+"""Benchmark: a million items through translate (translator=identity, the benchmark/testing translator), the filter
+(lexicon scorer) and the training data path, each stage in its own process: peak RSS and wall time at --n items
+against a --base run of the same stage in the same command (time should grow ~n/base, memory should not).
+
+    python bench/bench_scale.py                       # 1,000,000 vs 100,000 items, every stage (~30 min on 2 cores)
+    python bench/bench_scale.py --n 200000 --base 20000 --stages translate filter
+
+The inputs are generated (streamed to disk): English/Arabic sentences drawn from the filter's bundled lexicon, so
+the lexicon scorer keeps most pairs and the near-duplicate index holds most of them.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+STAGES = ("translate", "filter", "train_data")
+
+
+# -------------------------------------------------------------------------------------------------------- inputs
+def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
+    """`english.jsonl` (id, prompt, story) and `pairs.jsonl` (parallel records), n rows each, streamed."""
+    import numpy as np
+
+    from arastory.filter.lexicon import BUNDLED_LEXICON
+
+    entries = [line.split("\t") for line in BUNDLED_LEXICON.read_text(encoding="utf-8").splitlines()
+               if line and not line.startswith("#") and "\t" in line]
+    english = [e for e, _ in entries]
+    arabic = [a.split("|")[0] for _, a in entries]
+    rng = np.random.default_rng(0)
+    english_path, pairs_path = work / f"english-{n}.jsonl", work / f"pairs-{n}.jsonl"
+    with open(english_path, "w", encoding="utf-8") as en_out, open(pairs_path, "w", encoding="utf-8") as pair_out:
+        for start in range(0, n, 10_000):
+            words = rng.integers(0, len(entries), size=(min(10_000, n - start), 60))
+            for offset, row in enumerate(words):
+                i = start + offset
+                en = " ".join(english[w] for w in row[:12]) + ". " + " ".join(english[w] for w in row[12:]) + "."
+                ar = " ".join(arabic[w] for w in row[:12]) + ". " + " ".join(arabic[w] for w in row[12:]) + "."
+                prompt_en = f"Write a story about {english[row[0]]} and {english[row[1]]}."
+                prompt_ar = f"اكتب قصة عن {arabic[row[0]]} و{arabic[row[1]]}."
+                en_out.write(json.dumps({"id": f"b{i}", "prompt": prompt_en, "story": en}) + "\n")
+                pair_out.write(json.dumps({"id": f"b{i}", "en_prompt": prompt_en, "en_story": en, "ar_prompt": prompt_ar,
+                                           "ar_story": ar, "translator": "bench"}, ensure_ascii=False) + "\n")
+    return english_path, pairs_path
+
+
+# --------------------------------------------------------------------------------------------------------- stages
+def run_translate(english: Path, pairs: Path, out: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from arastory.cli import register_resolvers
+    from arastory.paths import CONF_DIR
+    from arastory.translate.pipeline import translate
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("translate", overrides=[f"source={english}", "translator=identity", f"out={out}", "batch_size=512"])
+    report = translate(cfg)
+    return {"items": report["translated"]}
+
+
+def run_filter(english: Path, pairs: Path, out: Path) -> dict:
+    from omegaconf import OmegaConf
+
+    from arastory.filter.build import build_encoder, encoder_config, settings_from_config
+    from arastory.filter.pipeline import Filter
+    from arastory.paths import CONF_DIR
+
+    section = OmegaConf.merge(OmegaConf.load(CONF_DIR / "filter_settings" / "default.yaml"),
+                              {"progress": False, "plots": False, "workers": 1})
+    report = Filter(pairs, out, build_encoder(encoder_config("lexicon")), settings_from_config(section)).run()
+    return {"items": report["counts"]["read"], "kept": report["counts"]["kept"], "index": report["dedup_index"]}
+
+
+def run_train_data(english: Path, pairs: Path, out: Path) -> dict:
+    """What `python train.py strategy=sequential data.translated.path=<pairs>` does before the first step: read and
+    split the pairs, tokenize every example, then one pass over the training loader's batches."""
+    from omegaconf import OmegaConf
+
+    from arastory.paths import CONF_DIR
+    from arastory.train.data import build_training_data
+    from arastory.train.datamodule import StoryDataModule
+    from arastory.train.formatting import ExampleFormatter
+    from arastory.train.model import load_tokenizer
+    from arastory.train.tiny import build_tiny_model
+
+    data_cfg = OmegaConf.load(CONF_DIR / "data" / "bundled.yaml")
+    data_cfg = OmegaConf.merge({k: v for k, v in data_cfg.items() if k != "defaults"},
+                               {"translated": {"path": str(pairs)}, "filter": {"enabled": False}, "max_length": 256})
+    data = build_training_data(data_cfg, "egy", needed=["translated"], seed=0)
+    spec = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
+    formatter = ExampleFormatter(load_tokenizer(build_tiny_model(**spec)), 256, "truncate")
+    module = StoryDataModule(data.train["translated"], data.val, formatter, batch_size=8)
+    batches = sum(1 for _ in module.train_dataloader())
+    return {"items": len(module.train_set), "batches": batches}
+
+
+def child(stage: str, english: Path, pairs: Path, out: Path) -> None:
+    start = time.perf_counter()
+    result = {"translate": run_translate, "filter": run_filter, "train_data": run_train_data}[stage](english, pairs, out)
+    result.update(seconds=round(time.perf_counter() - start, 2),
+                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    print("RESULT " + json.dumps(result))
+
+
+def measure(stage: str, n: int, work: Path) -> dict:
+    english, pairs = work / f"english-{n}.jsonl", work / f"pairs-{n}.jsonl"
+    env = {**os.environ, "ARASTORY_CACHE": str(work / f"cache-{stage}-{n}"), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, __file__, "--child", stage, str(english), str(pairs), str(work / f"{stage}-{n}")],
+                          capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{stage} at {n} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--base", type=int, default=100_000)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--work", type=Path, default=None, help="a dir for the inputs and outputs (default: a temp dir)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    for n in (args.base, args.n):
+        if not (work / f"pairs-{n}.jsonl").exists():
+            start = time.perf_counter()
+            write_inputs(n, work)
+            print(f"[bench_scale] wrote {n} English items and {n} pairs in {time.perf_counter() - start:.0f}s ({work})")
+    print(f"[bench_scale] {os.cpu_count()} CPU cores; each stage in its own process; ratios are {args.n:,} items vs "
+          f"{args.base:,} (linear time: {args.n / args.base:.1f}x)")
+    for stage in args.stages:
+        base, big = measure(stage, args.base, work), measure(stage, args.n, work)
+        print(f"  {stage:<10} {args.base:>9,}: {base['seconds']:>8.1f}s {base['peak_rss_mb']:>8.0f} MB | "
+              f"{args.n:>9,}: {big['seconds']:>8.1f}s {big['peak_rss_mb']:>8.0f} MB | time x{big['seconds'] / base['seconds']:.2f}, "
+              f"peak RSS x{big['peak_rss_mb'] / base['peak_rss_mb']:.2f}  {json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'peak_rss_mb')})}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
