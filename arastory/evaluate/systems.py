@@ -58,6 +58,7 @@ class RunSystem:
     backend: str = "hf"
     merge: bool = False          # vLLM only: merge the adapter into a bf16 copy of the base (never into 4-bit weights)
     batch_size: int = 8
+    tensor_parallel_size: int = 1   # vLLM only: GPUs one model is split over
     device: str | None = None
     kind: str = "local"
 
@@ -67,7 +68,7 @@ class RunSystem:
         cfg = load_run_config(self.run_dir)
         if not (Path(self.run_dir) / "adapter" / "adapter_config.json").exists():
             raise ConfigError("run", f"'{self.run_dir}' has no adapter/ (did the training run finish?)")
-        _check_backend(self.backend)
+        _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or run_system_name(cfg)
 
     def open(self) -> "LocalGenerator":
@@ -82,7 +83,8 @@ class RunSystem:
         tokenizer = load_tokenizer(adapter_dir, cfg.model.trust_remote_code)
         if self.backend == "vllm":
             return VLLMGenerator(self.name, base_path, tokenizer, cfg.data.max_length, adapter_dir=adapter_dir,
-                                 merge=self.merge, lora_rank=int(cfg.peft.r), trust_remote_code=cfg.model.trust_remote_code)
+                                 merge=self.merge, lora_rank=int(cfg.peft.r), trust_remote_code=cfg.model.trust_remote_code,
+                                 tensor_parallel_size=self.tensor_parallel_size)
         base = load_model(base_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
                           cfg.model.trust_remote_code, for_training=False)
         model = PeftModel.from_pretrained(base, adapter_dir)
@@ -115,6 +117,7 @@ class HFSystem:
     batch_size: int = 8
     max_length: int = 2048       # prompt + story tokens for perplexity
     revision: str | None = None  # a hub branch, tag or commit (null: main); part of the system's identity
+    tensor_parallel_size: int = 1   # vLLM only: GPUs one model is split over
     kind: str = "local"
 
     def check(self) -> None:
@@ -127,7 +130,7 @@ class HFSystem:
             raise ConfigError("system.model", str(error).split(": ", 2)[-1]) from None
         if self.quant not in (None, "nf4"):
             raise ConfigError("system.quant", f"'{self.quant}' is not one of: null, nf4")
-        _check_backend(self.backend)
+        _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or str(self.model)
 
     def open(self) -> "LocalGenerator":
@@ -139,7 +142,8 @@ class HFSystem:
             path = snapshot_download(repo_id=str(self.model), revision=self.revision)
         tokenizer = load_tokenizer(path, self.trust_remote_code)
         if self.backend == "vllm":
-            return VLLMGenerator(self.name, path, tokenizer, self.max_length, trust_remote_code=self.trust_remote_code)
+            return VLLMGenerator(self.name, path, tokenizer, self.max_length, trust_remote_code=self.trust_remote_code,
+                                 tensor_parallel_size=self.tensor_parallel_size)
         quant = None
         if self.quant == "nf4":
             from transformers import BitsAndBytesConfig
@@ -204,11 +208,19 @@ def model_revision(model: str, revision: str | None = None) -> str:
     return revision or "main"
 
 
-def _check_backend(backend: str) -> None:
+def _check_backend(backend: str, tensor_parallel_size: int = 1) -> None:
     if backend not in BACKENDS:
         raise ConfigError("system.backend", f"'{backend}' is not one of: {', '.join(BACKENDS)}")
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        raise ConfigError("system.tensor_parallel_size", f"must be a positive integer, got {tensor_parallel_size}")
     if backend == "vllm":
         import importlib.util
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not gpus:
+            raise ConfigError("system.backend", "vllm needs a CUDA GPU and this machine has none; use system.backend=hf")
+        if tensor_parallel_size > gpus:
+            raise ConfigError("system.tensor_parallel_size", f"{tensor_parallel_size} GPUs asked, {gpus} visible "
+                                                             "(CUDA_VISIBLE_DEVICES)")
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError("system.backend", "vllm is not installed (`pip install vllm`, GPU only); use system.backend=hf")
 
@@ -308,23 +320,24 @@ class VLLMGenerator:
     kind = "local"
 
     def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
-                 merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False):
+                 merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False, tensor_parallel_size: int = 1):
         from vllm import LLM
 
         from arastory.train.formatting import ExampleFormatter
 
         self.name, self.tokenizer = name, tokenizer
         self.formatter = ExampleFormatter(tokenizer, max_length=max_length)
-        self.meta = {"backend": "vllm", "base": base_path, "adapter": adapter_dir, "merged": bool(adapter_dir and merge)}
+        self.meta = {"backend": "vllm", "base": base_path, "adapter": adapter_dir, "merged": bool(adapter_dir and merge),
+                     "tensor_parallel_size": tensor_parallel_size}
         self.lora_request = None
         if adapter_dir and merge:
             base_path = merged_bf16_copy(base_path, adapter_dir, trust_remote_code)
         elif adapter_dir:
             from vllm.lora.request import LoRARequest
-            self.lora_request = LoRARequest("adapter", 1, adapter_dir)
+            self.lora_request = LoRARequest("adapter", 1, adapter_dir)   # the run's adapter, applied per request
         self.llm = LLM(model=base_path, tokenizer=adapter_dir or base_path, dtype="bfloat16",
-                       enable_lora=self.lora_request is not None, max_lora_rank=max(lora_rank, 8),
-                       trust_remote_code=trust_remote_code)
+                       enable_lora=self.lora_request is not None, max_lora_rank=max(lora_rank, 8), max_loras=1,
+                       tensor_parallel_size=tensor_parallel_size, trust_remote_code=trust_remote_code)
 
     def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
         from vllm import SamplingParams

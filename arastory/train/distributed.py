@@ -104,9 +104,11 @@ def parallel_strategy(trainer_cfg, run_dir: str | Path):
     named = trainer_cfg.get("strategy", "auto")
     if named == "ddp" or (named == "auto" and world_size(trainer_cfg) > 1):
         return ResidentDDP(run_dir)
-    if named == "fsdp":
-        from arastory.train.fsdp import fsdp_strategy
-        return fsdp_strategy(trainer_cfg)
+    if str(named).startswith("fsdp"):
+        from arastory.errors import ConfigError
+        raise ConfigError("trainer.strategy", "fsdp is not supported by arastory's training (its checkpoints and "
+                                              "adapter saves read unsharded LoRA tensors); use trainer=ddp: each GPU "
+                                              "holds the 4-bit base (about 5 GB for a 7B model)")
     return None
 
 
