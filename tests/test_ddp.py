@@ -137,3 +137,19 @@ def test_batch_size_must_split_over_the_processes(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == ("config error: batch_size: 3 does not split over 2 processes "
                                                     "(trainer.devices x trainer.num_nodes): batch_size is the global "
                                                     "batch; use a multiple of 2")
+
+
+def test_each_rank_gets_its_part_of_every_global_batch():
+    from arastory.train.distributed import ShardedBatches, split_batch
+    from arastory.train.sampler import ResumableSampler
+
+    sampler = ResumableSampler(11, seed=3)
+    order = sampler.epoch_order()
+    parts = [ShardedBatches(sampler, 4, rank, 2).plan() for rank in range(2)]
+    assert [g for g, _ in parts[0]] == [order[0:4], order[4:8], order[8:11]]   # one process's batches
+    assert [p for _, p in parts[0]] == [order[0:2], order[4:6], order[8:10]]
+    assert [p for _, p in parts[1]] == [order[2:4], order[6:8], order[10:11]]   # the last batch split 2 + 1
+    assert split_batch(order[10:11], 2, order) == [[order[10]], [order[0]]], "a batch smaller than the world is padded"
+    sampler.consumed = 8                                                        # resumed after two steps
+    assert [p for _, p in ShardedBatches(sampler, 4, 1, 2).plan()] == [order[10:11]]
+    assert len(ShardedBatches(sampler, 4, 1, 2)) == 3, "Lightning counts the whole epoch's steps"

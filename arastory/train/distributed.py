@@ -10,6 +10,7 @@ the optimizer steps one process would (up to float summation order and dropout m
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -72,10 +73,18 @@ class WorkerLauncher(_SubprocessScriptLauncher):
 ACTIVE_LAUNCHES: list[WorkerLauncher] = []
 
 
-def finish_launches() -> None:
-    """Called by rank 0 at the end of a run (see WorkerLauncher.finish)."""
+def finish_launches(failed: bool = False) -> None:
+    """Called by rank 0 at the end of a run (see WorkerLauncher.finish); when rank 0 failed, its workers (which
+    would wait for it in a collective forever) are killed first."""
     while ACTIVE_LAUNCHES:
-        ACTIVE_LAUNCHES.pop().finish()
+        launcher = ACTIVE_LAUNCHES.pop()
+        if failed:
+            launcher.kill(signal.SIGKILL)
+        try:
+            launcher.finish()
+        except Exception:  # noqa: BLE001 - rank 0's own error is the one to report
+            if not failed:
+                raise
 
 
 class ResidentDDP(DDPStrategy):

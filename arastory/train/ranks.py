@@ -33,8 +33,11 @@ def env_rank() -> int:
 
 
 def slurm_tasks() -> int:
-    """Tasks SLURM started for this job step (1 outside SLURM or in a one-task job)."""
-    return int(os.environ.get("SLURM_NTASKS", "1") or 1) if "SLURM_PROCID" in os.environ else 1
+    """Tasks SLURM started for this job step (1 outside SLURM, in a one-task job, or in an interactive shell, where
+    Lightning does not take SLURM's ranks either)."""
+    if "SLURM_PROCID" not in os.environ or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return 1
+    return int(os.environ.get("SLURM_NTASKS", "1") or 1)
 
 
 def externally_launched() -> bool:

@@ -65,11 +65,14 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """The whole run on this process; with several processes (trainer=ddp), rank 0 starts the others, which run
     this too, and only rank 0 writes into the run dir."""
+    failed = True
     try:
-        return _train(cfg, Path(run_dir))
+        metrics = _train(cfg, Path(run_dir))
+        failed = False
+        return metrics
     finally:
         if ranks.is_rank_zero():
-            distributed.finish_launches()
+            distributed.finish_launches(failed)
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
