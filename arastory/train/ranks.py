@@ -22,14 +22,19 @@ WORKER_ENV = "ARASTORY_WORKER_OF"   # the run dir of the rank-0 process that sta
 
 
 def env_rank() -> int:
-    """This process's global rank as its launcher told it (0 for a process nobody else started)."""
+    """This process's global rank as its launcher told it (0 for a process nobody else started; for the first
+    process of a node started by hand with NODE_RANK=k, k: only whether it is 0 matters there)."""
     if RANK_ENV in os.environ:
         return int(os.environ[RANK_ENV])
     if "TORCHELASTIC_RUN_ID" in os.environ and "RANK" in os.environ:
         return int(os.environ["RANK"])
     if slurm_tasks() > 1:
         return int(os.environ.get("SLURM_PROCID", 0))
-    return 0
+    return node_rank()   # a node started by hand with NODE_RANK=k > 0: its first process is not rank 0
+
+
+def node_rank() -> int:
+    return int(os.environ.get("NODE_RANK", "0") or 0)
 
 
 def slurm_tasks() -> int:
@@ -42,7 +47,8 @@ def slurm_tasks() -> int:
 
 def externally_launched() -> bool:
     """Whether SLURM or torchrun started several processes of this run (so each runs the entry point itself)."""
-    return slurm_tasks() > 1 or ("TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    return slurm_tasks() > 1 or node_rank() > 0 or \
+        ("TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1)
 
 
 def is_rank_zero() -> bool:
