@@ -153,3 +153,11 @@ def test_each_rank_gets_its_part_of_every_global_batch():
     sampler.consumed = 8                                                        # resumed after two steps
     assert [p for _, p in ShardedBatches(sampler, 4, 1, 2).plan()] == [order[10:11]]
     assert len(ShardedBatches(sampler, 4, 1, 2)) == 3, "Lightning counts the whole epoch's steps"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_trainers_on_a_cpu_machine_stop_with_one_line(tmp_path):
+    proc = run_cli(["train.py", "trainer=ddp", "logger=csv", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("config error: trainer.accelerator: 'gpu' but this machine has no "
+                                                    "CUDA GPU; use trainer=cpu (trainer=ddp_cpu for two CPU processes)")

@@ -77,6 +77,16 @@ def world_size(trainer_cfg) -> int:
     return devices * int(trainer_cfg.get("num_nodes", 1) or 1)
 
 
+def check_accelerator(trainer_cfg) -> None:
+    """A GPU trainer on a machine without one stops with one line, not Lightning's traceback."""
+    if str(trainer_cfg.get("accelerator", "auto")) in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.accelerator", f"'{trainer_cfg.accelerator}' but this machine has no CUDA GPU; "
+                                                     "use trainer=cpu (trainer=ddp_cpu for two CPU processes)")
+
+
 def check_batch_split(batch_size: int, world: int) -> None:
     """`batch_size` is the global batch of one optimizer step (before gradient accumulation): it must split evenly."""
     if world > 1 and batch_size % world:

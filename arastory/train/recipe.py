@@ -77,6 +77,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
     check_config(cfg)
+    ranks.check_accelerator(cfg.trainer)
     zero = ranks.is_rank_zero()
     if not zero:
         ranks.wait_for_rank_zero(run_dir)
