@@ -60,6 +60,18 @@ def test_translate_shards_merge_into_the_unsharded_output(tmp_path):
     assert merged["s3"]["translator"] == "identity"
 
 
+def test_a_shard_resumes_on_its_own(tmp_path):
+    from arastory.translate.pipeline import translate
+
+    source = english_source(tmp_path / "en.jsonl", n=20, repeat_first_id=False)
+    args = [f"source={source}", "translator=identity", f"out={tmp_path / 't'}", "shard=1/2"]
+    first = translate(composed("translate", [*args, "limit=10"]))    # the first 10 source items: 5 of them are shard 1's
+    again = translate(composed("translate", args))
+    assert (first["translated"], again["already_done"], again["translated"]) == (5, 5, 5)
+    rows = read_jsonl(tmp_path / "t" / "shards" / "1-of-2" / "parallel.jsonl")
+    assert [r["id"] for r in rows] == [f"s{i}" for i in range(1, 20, 2)]
+
+
 def test_merge_refuses_missing_or_unfinished_shards(tmp_path):
     from arastory.translate.pipeline import translate
 
