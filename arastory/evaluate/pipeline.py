@@ -298,12 +298,13 @@ def run_summary(run_cfg: DictConfig | None) -> dict | None:
 
 
 def val_fingerprint(run_dir) -> str | None:
-    """The training run's held-out set fingerprint (metrics.json, when training wrote one)."""
+    """The training run's held-out set fingerprint over all varieties (metrics.json's `val_fingerprint["all"]`)."""
     path = Path(run_dir) / "metrics.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("val_fingerprint")
+        fingerprint = json.loads(path.read_text(encoding="utf-8")).get("val_fingerprint")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
+    return fingerprint.get("all") if isinstance(fingerprint, dict) else fingerprint
 
 
 def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
