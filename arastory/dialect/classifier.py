@@ -80,18 +80,19 @@ class DialectClassifier:
         self.training: dict = {}
 
     # ------------------------------------------------------------------------------------------------ training
-    def _new_sentence_model(self) -> Pipeline:
+    def _features(self) -> FeatureUnion:
         p = self.params
-        features = FeatureUnion([
+        return FeatureUnion([
             ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(p["ngram_range"]), min_df=2, sublinear_tf=True,
                                       max_features=p["max_features"], preprocessor=normalize_arabic)),
             ("words", TfidfVectorizer(analyzer="word", ngram_range=tuple(p["word_ngram_range"]), sublinear_tf=True,
                                       max_features=p["word_max_features"], preprocessor=normalize_arabic,
                                       token_pattern=r"(?u)\b\w+\b")),
         ])
-        model = SGDClassifier(loss="log_loss", alpha=p["alpha"], class_weight="balanced", max_iter=50, tol=None,
-                              random_state=p["seed"])
-        return Pipeline([("features", features), ("clf", model)])
+
+    def _sentence_learner(self) -> SGDClassifier:
+        return SGDClassifier(loss="log_loss", alpha=self.params["alpha"], class_weight="balanced", max_iter=50, tol=None,
+                             random_state=self.params["seed"])
 
     @property
     def classes(self) -> list[str]:
@@ -99,31 +100,35 @@ class DialectClassifier:
 
     def fit(self, records: list[StoryRecord]) -> "DialectClassifier":
         table, document_labels = _unit_table(records)
-        if len(set(table.labels)) < 2:
-            raise ValueError("the dialect classifier needs labelled text of at least two varieties")
         if set(table.labels) != {"egy", "mor", "msa"}:
-            raise ValueError("the dialect classifier needs labelled text of all three varieties (msa, egy, mor), "
-                             f"got {', '.join(sorted(set(table.labels)))}")
-        table.probs = self._out_of_fold(table)
-        features, labels = meta_training_set(table, document_labels, self.params["seed"],
+            from arastory.errors import ConfigError
+            raise ConfigError("dialect_id.source", "the dialect classifier needs labelled text of all three varieties "
+                                                   f"(msa, egy, mor), got {', '.join(sorted(set(table.labels))) or 'none'}")
+        # TF-IDF is fitted once on all sentences (unsupervised); the folds refit only the sentence learner.
+        features = self._features()
+        matrix = features.fit_transform(table.texts)
+        table.probs = self._out_of_fold(table, matrix)
+        examples, labels = meta_training_set(table, document_labels, self.params["seed"],
                                              self.params["drift_fractions"], self.params["pan_dialect_fractions"])
         self.story_model = make_pipeline(StandardScaler(), LogisticRegression(
             C=self.params["story_C"], max_iter=2000, class_weight="balanced"))
-        self.story_model.fit(features, labels)
-        self.sentence_model = self._new_sentence_model().fit(table.texts, table.labels)
+        self.story_model.fit(examples, labels)
+        self.sentence_model = Pipeline([("features", features),
+                                        ("clf", self._sentence_learner().fit(matrix, table.labels))])
         self.training = {"documents": len(document_labels), "sentences": len(table.texts),
                          "story_examples": len(labels),
                          "per_variety": {v: sum(1 for d in document_labels.values() if d == v) for v in self.classes}}
         return self
 
-    def _out_of_fold(self, table: UnitTable) -> np.ndarray:
-        """Each sentence's class probabilities from a model that never saw its document."""
-        probs = np.zeros((len(table.texts), 3))
+    def _out_of_fold(self, table: UnitTable, matrix) -> np.ndarray:
+        """Each sentence's class probabilities from a learner that never saw its document."""
+        probs = np.zeros((len(table.texts), len(table.classes)))
         folds = min(self.params["folds"], len(set(table.documents)))
+        labels = np.array(table.labels)
         for train, held in GroupKFold(n_splits=folds).split(table.texts, table.labels, table.documents):
-            model = self._new_sentence_model().fit([table.texts[i] for i in train], [table.labels[i] for i in train])
-            order = [list(model.classes_).index(c) for c in table.classes]
-            probs[held] = model.predict_proba([table.texts[i] for i in held])[:, order]
+            learner = self._sentence_learner().fit(matrix[train], labels[train])
+            order = [list(learner.classes_).index(c) for c in table.classes]
+            probs[held] = learner.predict_proba(matrix[held])[:, order]
         return probs
 
     # ----------------------------------------------------------------------------------------------- inference
@@ -216,7 +221,7 @@ def _unit_table(records: list[StoryRecord]) -> tuple[UnitTable, dict[int, str]]:
 def load_or_train(records: list[StoryRecord], use_cache: bool = True, thresholds: dict | None = None,
                   **params) -> DialectClassifier:
     """Train on `records`, or load the cached model trained on exactly the same data and parameters."""
-    key = fingerprint(sorted((r.variety, r.story) for r in records), params, FORMAT_VERSION)
+    key = fingerprint(sorted((r.variety, r.story) for r in records), params, FORMAT_VERSION, recipe_fingerprint())
     path = cache_dir() / "dialect" / f"dialect-v{FORMAT_VERSION}-{key}.joblib"
     if use_cache and path.exists():
         model = DialectClassifier.load(path)
@@ -227,6 +232,15 @@ def load_or_train(records: list[StoryRecord], use_cache: bool = True, thresholds
     if thresholds:
         model.thresholds = {str(k): float(v) for k, v in thresholds.items()}
     return model
+
+
+def recipe_fingerprint() -> str:
+    """What else decides a trained model: the lexicon and the evidence/augmentation constants (cache key part)."""
+    from arastory.dialect import augment, evidence, lexicon
+
+    return fingerprint(lexicon.LEXICON, lexicon.VERB_STEMS, lexicon.VERB_SUFFIXES, lexicon.VERB_PREFIXES,
+                       sorted(lexicon._MSA_LOOKALIKES), evidence.MIXTURE_PIS, evidence.FULL_WEIGHT_WORDS,
+                       augment.DRIFT_FRACTIONS, augment.PAN_DIALECT_FRACTIONS, PASSAGES_PER_DOCUMENT)
 
 
 def training_records(source: str | list | dict = "bundled") -> list[StoryRecord]:

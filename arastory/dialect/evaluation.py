@@ -13,21 +13,13 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from arastory.dialect.lexicon import lexicon_features
+from arastory.dialect.thresholds import gate_threshold
 from arastory.dialect.markers import markers_in
 from arastory.io import atomic_write_json, atomic_write_jsonl
 from arastory.records import VARIETIES, StoryRecord
 
 DIALECTS = ("egy", "mor")
 HISTOGRAM_BINS = 10
-
-
-def gate_threshold(identifier, variety: str, override: dict | float | None = None) -> float:
-    """The P(variety) a story needs to pass the gate: an override, else the identifier's own, else 0.5."""
-    if isinstance(override, (int, float)):
-        return float(override)
-    if override and variety in override:
-        return float(override[variety])
-    return float(getattr(identifier, "thresholds", {}).get(variety, 0.5))
 
 
 def evaluate_records(records: list[StoryRecord], identifier, out_dir: str | Path, thresholds=None,

@@ -40,6 +40,23 @@ LEXICON: dict[str, tuple[str, ...]] = {
 NORMALIZED_LEXICON = {group: frozenset(normalize_arabic(w) for w in vocab) for group, vocab in LEXICON.items()}
 GROUPS = tuple(LEXICON)
 
+# Present/future verbs by prefix (ours): Moroccan ك + person prefix (كيلعب, كتشوفها, كنمشيو), Egyptian بـ + person
+# prefix (بيلعب, بتحب, بنعمل) and هـ future (هيروح, هنشوف). Only these stems and suffixes count, so that MSA words
+# that start alike (كيف, كتاب, كنت, بيت, بين, بنت, هيا, هناك) never match.
+VERB_STEMS = tuple("""
+    لعب شوف قول دير مشي عرف بغي خدم حب عيش ضحك جري بكي هضر شرب نعس قرا كتب سكن رجع خرج دخل طيب عاون حس فكر
+    تعلم سمع جيب عطي خلي ركب طلع نزل هبط تكلم ساعد حاول تسنا فهم نسا لقا لبس غسل رسم غني جمع حط سول نام قعد
+    وقف بص عمل روح ضرب طير عوم صلي درس زور حكي
+""".split())
+VERB_SUFFIXES = ("", "و", "وا", "ي", "ه", "ها", "هم", "ني", "نا", "ك", "كم", "وه", "وها", "وهم", "ليه", "ليها", "ليهم",
+                 "لي", "لك", "ش", "هاش", "وش")
+VERB_PREFIXES = {"mor": ("كي", "كت", "كن"), "egy": ("بي", "بت", "بن", "هي", "هت", "هن")}
+# Where ب + a noun reads as MSA (بتعاون "with cooperation", بتفهم "with understanding", بنعومة), those forms are out.
+_MSA_LOOKALIKES = {("بت", "عاون"), ("بت", "فهم"), ("بن", "عوم")}
+_VERB_FORMS = {group: frozenset(normalize_arabic(prefix + stem + suffix) for prefix in prefixes for stem in VERB_STEMS
+                                for suffix in VERB_SUFFIXES if (prefix, stem) not in _MSA_LOOKALIKES)
+               for group, prefixes in VERB_PREFIXES.items()}
+
 
 def lexicon_features(text: str) -> list[float]:
     """Per group (egy, mor, dialect): log(1 + distinct words seen) and hits per 100 words."""
@@ -48,6 +65,6 @@ def lexicon_features(text: str) -> list[float]:
     total = max(len(tokens), 1)
     out = []
     for group in GROUPS:
-        vocab = NORMALIZED_LEXICON[group]
+        vocab = NORMALIZED_LEXICON[group] | _VERB_FORMS.get(group, frozenset())
         out += [math.log1p(len(seen & vocab)), 100.0 * sum(t in vocab for t in tokens) / total]
     return out

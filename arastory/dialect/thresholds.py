@@ -95,3 +95,12 @@ def cross_validated_summary(held_out: list[HeldOut], thresholds: dict[str, float
         gate["false_accept"][target] = round(float(np.mean([h.probabilities.get(target, 0) >= threshold for h in others])), 4)
     return {"accuracy": accuracy, "gate": gate, "documents": len(originals),
             "drift_variants": len(held_out) - len(originals)}
+
+
+def gate_threshold(identifier, variety: str, override: dict | float | None = None) -> float:
+    """The P(variety) a story needs to pass the gate: an override, else the identifier's own, else 0.5."""
+    if isinstance(override, (int, float)):
+        return float(override)
+    if override and variety in override:
+        return float(override[variety])
+    return float(getattr(identifier, "thresholds", {}).get(variety, 0.5))
