@@ -31,6 +31,18 @@ def ngram_identifier(source="bundled", ngram_range=(1, 5), max_features: int = 2
                          alpha=float(alpha), story_C=float(story_C), folds=int(folds))
 
 
+def metrics_identifier(metrics_cfg):
+    """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    path = OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
+    if path:
+        return DialectClassifier.load(path)
+    source = metrics_cfg.classifier_data
+    source = OmegaConf.to_container(source) if isinstance(source, DictConfig) else source
+    return load_or_train(training_records(source))
+
+
 class CamelIdentifier:
     """CAMeL Tools' DIDModel6 (MADAR 6-way: MSA, Cairo, Rabat, Beirut, Doha, Tunis), when installed with its data."""
 

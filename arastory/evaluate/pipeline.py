@@ -177,12 +177,10 @@ def held_out_perplexity(generator, run_data, prompts: list[dict]) -> dict | None
 
 
 def story_metric_rows(generations: list[dict], metrics_cfg) -> list[dict]:
-    from arastory.dialect.classifier import load_or_train, training_records
+    from arastory.dialect.identify import metrics_identifier
     from arastory.evaluate.metrics import story_metrics
 
-    source = OmegaConf.to_container(metrics_cfg.classifier_data) if isinstance(metrics_cfg.classifier_data, DictConfig) \
-        else metrics_cfg.classifier_data
-    classifier = load_or_train(training_records(source))
+    classifier = metrics_identifier(metrics_cfg)
     return [{**{k: g[k] for k in ROW_KEYS}, **story_metrics(g["story"], g["variety"], g.get("features") or {}, classifier)}
             for g in generations]
 
@@ -223,7 +221,7 @@ def run_summary(run_cfg: DictConfig | None) -> dict | None:
 
 
 def build_scores(cfg, run_cfg, system_name: str, prompts, generations, judgments, metric_rows, perplexity, extra) -> dict:
-    from arastory.evaluate.metrics import corpus_metrics
+    from arastory.evaluate.metrics import corpus_metrics, dialect_drift
     from arastory.evaluate.stats import summarize
 
     # Grouped on "group", since "variety" is also a criterion's name.
@@ -236,6 +234,7 @@ def build_scores(cfg, run_cfg, system_name: str, prompts, generations, judgments
         "n_prompts": len(prompts),
         "judge": summarize(judge_rows, "group", list(CRITERIA)) if judge_rows else {},
         "metrics": summarize(metric_rows, "variety", metric_names(metric_rows)) if metric_rows else {},
+        "dialect_drift": dialect_drift(metric_rows),
         "corpus_metrics": {v: corpus_metrics([g["story"] for g in generations if g["variety"] == v])
                            for v in varieties if any(g["variety"] == v for g in generations)},
         "perplexity": perplexity,
