@@ -129,11 +129,13 @@ class RememberingIdentifier:
         return self.memory[key]
 
 
-def split_by_gates(prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator) -> tuple[list, list]:
+def split_by_gates(prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator,
+                   progress: bool = True) -> tuple[list, list]:
     """(kept records, rejected rows) in prompt order, so duplicates are decided the same way on every run."""
     kept, rejected = [], []
     answered = [p for p in prompts if p["id"] in ledger]
-    for prompt in tqdm(answered, desc="quality gates", unit="story", dynamic_ncols=True, disable=len(answered) < 50):
+    for prompt in tqdm(answered, desc="quality gates", unit="story", dynamic_ncols=True,
+                       disable=not progress or len(answered) < 50):
         answer = ledger[prompt["id"]]
         result = gates.check(prompt["id"], answer.get("text") or "", prompt["variety"])
         meta = {"generator": answer.get("generator", generator.name), "model": answer.get("model"),
@@ -210,7 +212,7 @@ def generate_until_kept(prompts: list[dict], n: int, generator, new_gates, ledge
     rounds = 0
     while True:
         ledger = load_ledger(ledger_path)
-        kept, _ = split_by_gates(prompts, ledger, new_gates(), generator)
+        kept, _ = split_by_gates(prompts, ledger, new_gates(), generator, progress=False)
         need = n - len(kept)
         fresh = [p for p in prompts if p["id"] not in ledger and p["id"] not in failed_ids]
         if need <= 0 or not fresh:
