@@ -68,8 +68,9 @@ def _as_list(value) -> list:
 
 
 def train(cfg: DictConfig, out_dir: str) -> dict:
-    from arastory.dialect.training import train_and_save
+    from arastory.dialect.training import recipe_params, train_and_save
 
+    recipe_params(cfg.dialect_id)   # dialect_id=camel has no recipe (nor a `source`): say so first
     source = OmegaConf.to_container(cfg.source) if not isinstance(cfg.source, str) else cfg.source
     report = train_and_save(source, cfg.dialect_id, out_dir, folds=int(cfg.cv_folds), seed=int(cfg.seed),
                             progress=bool(cfg.progress))
