@@ -13,6 +13,7 @@ from arastory.dialect import DialectClassifier
 from arastory.dialect.thresholds import HeldOut, choose_thresholds
 from arastory.io import atomic_write_jsonl as write_jsonl
 from arastory.io import read_jsonl
+from arastory.paths import CONF_DIR
 from tests.conftest import run_cli
 from tests.test_synthesize_openai import compose_synth
 
@@ -34,7 +35,7 @@ def test_the_default_classifier_and_gate_hold_up_on_released_stories(released_re
     gate = report["gate"]
     assert gate["false_reject"]["egy"] <= 0.08 and gate["false_reject"]["mor"] <= 0.08, gate
     assert gate["false_accept"]["egy"] <= 0.05 and gate["false_accept"]["mor"] <= 0.05, gate   # MSA offered as dialect
-    assert gate["thresholds"] == OmegaConf.load("conf/dialect_id/ngram.yaml")["thresholds"]
+    assert gate["thresholds"] == OmegaConf.load(CONF_DIR / "dialect_id" / "ngram.yaml")["thresholds"]
     assert report["calibration"]["ece"] < 0.05 and 0 <= report["calibration"]["brier"] < 0.2
     assert np.array(report["confusion"]["matrix"]).sum() == 2546
     assert report["precision"]["mor"] > 0.95 and set(report["f1"]) == {"msa", "egy", "mor"}
@@ -105,7 +106,7 @@ def test_a_saved_classifier_serves_evaluate_the_gate_and_evaluation_metrics(trai
 
     from arastory.dialect.identify import metrics_identifier
     from arastory.evaluate.metrics import dialect_drift, story_metrics
-    metrics_cfg = OmegaConf.load("conf/evaluate.yaml").metrics
+    metrics_cfg = OmegaConf.load(CONF_DIR / "evaluate.yaml").metrics
     metrics_cfg.dialect_id.path = str(path)
     classifier = metrics_identifier(metrics_cfg)
     rows = [{"variety": r.variety, **story_metrics(r.story, r.variety, {}, classifier)} for r in held]

@@ -29,7 +29,7 @@ from arastory.dialect.markers import markers_in
 from arastory.io import fingerprint
 from arastory.paths import BUNDLED_DIR, cache_dir
 from arastory.records import StoryRecord
-from arastory.text import normalize_arabic, sentences
+from arastory.text import normalize_arabic
 
 FORMAT_VERSION = 2          # saved models of another format are refused with a clear error
 TEXT_FILE = BUNDLED_DIR / "dialect_text.jsonl"
@@ -46,19 +46,6 @@ class DialectAnalysis:
     markers: dict[str, list[str]]  # marker words seen, per variety
     msa_share: float = 0.0         # (weighted) share of sentences classified as MSA: dialect drift
     sentences: int = 0
-
-
-def training_units(text: str, min_words: int = 6) -> list[str]:
-    """Split a story into sentence chunks of at least `min_words`, so a model can also learn short spans."""
-    units, current = [], []
-    for sentence in sentences(text):
-        current.append(sentence)
-        if sum(len(s.split()) for s in current) >= min_words:
-            units.append(" ".join(current))
-            current = []
-    if current:
-        units.append(" ".join(current))
-    return units
 
 
 class DialectClassifier:

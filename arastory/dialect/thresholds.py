@@ -5,7 +5,9 @@ the recipe on the others and score the held-out documents, plus MSA-drift varian
 documents (a share of their sentences swapped for sentences of held-out MSA documents: genuine dialect stories
 as LLMs write them). For each target variety, the gate's threshold on P(target) is the one that minimises the
 balanced error, (false rejects of genuine target stories + false accepts of stories in another variety) / 2,
-taking the middle of the thresholds that reach the minimum. No story the gate is later evaluated on is involved.
+smoothed: each story counts by a logistic of its distance to the threshold (width SMOOTHING), so among thresholds
+with the same error the one farthest from the held-out stories of both kinds wins. No story the gate is later
+evaluated on is involved.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from arastory.records import StoryRecord
 
 HELD_OUT_DRIFT = (0.5, 0.7)   # ours: MSA shares of the drift variants counted as genuine dialect stories
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
+SMOOTHING = 0.05              # ours: width of the logistic that smooths the error count
 
 
 @dataclass
@@ -60,15 +63,16 @@ def cross_validate(records: list[StoryRecord], params: dict, folds: int = 5, see
     return out
 
 
-def balanced_errors(positives: np.ndarray, negatives: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
-    """(false-reject rate + false-accept rate) / 2 at each threshold (accept when P >= threshold)."""
-    false_reject = (positives[None, :] < grid[:, None]).mean(axis=1) if len(positives) else np.zeros(len(grid))
-    false_accept = (negatives[None, :] >= grid[:, None]).mean(axis=1) if len(negatives) else np.zeros(len(grid))
-    return (false_reject + false_accept) / 2
+def balanced_errors(positives: np.ndarray, negatives: np.ndarray, grid: np.ndarray = GRID,
+                    width: float = SMOOTHING) -> np.ndarray:
+    """Smoothed (false-reject rate + false-accept rate) / 2 at each threshold (accept when P >= threshold)."""
+    def rate(margins: np.ndarray) -> np.ndarray:   # margins: thresholds x stories, > 0 where the story is an error
+        return (1.0 / (1.0 + np.exp(-margins / width))).mean(axis=1) if margins.shape[1] else np.zeros(len(grid))
+    return (rate(grid[:, None] - positives[None, :]) + rate(negatives[None, :] - grid[:, None])) / 2
 
 
 def choose_thresholds(held_out: list[HeldOut], varieties: list[str]) -> dict[str, float]:
-    """Per target variety: the middle of the thresholds with the least balanced error on the held-out stories."""
+    """Per target variety: the threshold with the least smoothed balanced error on the held-out stories."""
     thresholds = {}
     for target in varieties:
         positives = np.array([h.probabilities.get(target, 0.0) for h in held_out if h.variety == target])
