@@ -135,12 +135,22 @@ def no_dialect_words(records: list[StoryRecord], present: list[str]) -> dict:
 
 
 def write_plots(out_dir: Path, report: dict, truth, probs, classes, analyses, thresholds) -> dict:
+    """The report's PNGs; returns {plot: file name}."""
     import matplotlib
     matplotlib.use("Agg")
+
+    files = {"confusion": _confusion_plot(out_dir, report["confusion"]),
+             "calibration": _calibration_plot(out_dir, report["calibration"]),
+             "gate": _gate_plot(out_dir, report["gate"], np.array(truth), probs, classes, thresholds)}
+    dialects = [v for v in report["drift"] if report["drift"][v].get("n")]
+    if dialects:
+        files["drift"] = _drift_plot(out_dir, {v: [a.msa_share for a, t in zip(analyses, truth) if t == v] for v in dialects})
+    return files
+
+
+def _confusion_plot(out_dir: Path, confusion: dict) -> str:
     import matplotlib.pyplot as plt
 
-    files = {}
-    confusion = report["confusion"]
     fig, ax = plt.subplots(figsize=(4.6, 4))
     matrix = np.array(confusion["matrix"])
     ax.imshow(matrix, cmap="Blues")
@@ -148,49 +158,51 @@ def write_plots(out_dir: Path, report: dict, truth, probs, classes, analyses, th
     ax.set_yticks(range(len(matrix)), confusion["labels"][:len(matrix)])
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true variety")
-    ax.set_title("story-level confusion")
-    files["confusion"] = _save(fig, out_dir / "confusion_matrix.png")
+    ax.set(xlabel="predicted", ylabel="true variety", title="story-level confusion")
+    return _save(fig, out_dir / "confusion_matrix.png")
+
+
+def _calibration_plot(out_dir: Path, calibration_report: dict) -> str:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.6, 4))
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    for c, curve in report["calibration"]["per_class"].items():
+    for c, curve in calibration_report["per_class"].items():
         ax.plot(curve["mean_predicted"], curve["fraction_positive"], marker="o", label=c)
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed frequency")
-    ax.set_title(f"calibration (ECE {report['calibration']['ece']:.3f})")
+    ax.set(xlabel="predicted probability", ylabel="observed frequency",
+           title=f"calibration (ECE {calibration_report['ece']:.3f})")
     ax.legend()
-    files["calibration"] = _save(fig, out_dir / "calibration.png")
+    return _save(fig, out_dir / "calibration.png")
+
+
+def _gate_plot(out_dir: Path, gate: dict, truth: np.ndarray, probs, classes, thresholds) -> str:
+    """False rejects and false accepts against the threshold, one panel per target variety."""
+    import matplotlib.pyplot as plt
 
     grid = np.linspace(0, 1, 101)
-    targets = [v for v in classes if v in report["gate"]["false_reject"]]
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4 * max(1, len(targets)), 3.4), squeeze=False)
-    truth_arr = np.array(truth)
+    targets = [v for v in classes if v in gate["false_reject"]] or classes[:1]
+    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), squeeze=False)
     for ax, target in zip(axes[0], targets):
         p = probs[:, classes.index(target)]
-        impostors = (truth_arr == "msa") if target != "msa" else (truth_arr != "msa")
-        ax.plot(grid, [(p[truth_arr == target] < t).mean() for t in grid], label="false reject")
+        impostors = (truth == "msa") if target != "msa" else (truth != "msa")
+        ax.plot(grid, [(p[truth == target] < t).mean() if (truth == target).any() else 0 for t in grid], label="false reject")
         if impostors.any():
             ax.plot(grid, [(p[impostors] >= t).mean() for t in grid], label="false accept")
         ax.axvline(thresholds[target], color="grey", ls="--", label=f"threshold {thresholds[target]:.2f}")
-        ax.set_title(f"offered as {target}")
-        ax.set_xlabel(f"threshold on P({target})")
+        ax.set(title=f"offered as {target}", xlabel=f"threshold on P({target})")
         ax.legend(fontsize=7)
-    files["gate"] = _save(fig, out_dir / "gate_tradeoff.png")
+    return _save(fig, out_dir / "gate_tradeoff.png")
 
-    dialects = [v for v in report["drift"] if report["drift"][v].get("n")]
-    if dialects:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for v in dialects:
-            ax.hist([a.msa_share for a, t in zip(analyses, truth) if t == v], bins=HISTOGRAM_BINS, range=(0, 1),
-                    alpha=0.6, label=v)
-        ax.set_xlabel("share of MSA sentences in the story")
-        ax.set_ylabel("stories")
-        ax.set_title("dialect drift")
-        ax.legend()
-        files["drift"] = _save(fig, out_dir / "drift.png")
-    return files
+
+def _drift_plot(out_dir: Path, shares: dict[str, list[float]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for variety, values in shares.items():
+        ax.hist(values, bins=HISTOGRAM_BINS, range=(0, 1), alpha=0.6, label=variety)
+    ax.set(xlabel="share of MSA sentences in the story", ylabel="stories", title="dialect drift")
+    ax.legend()
+    return _save(fig, out_dir / "drift.png")
 
 
 def _save(fig, path: Path) -> str:
