@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from arastory.cli import register_resolvers
 from arastory.data.bundled import PARALLEL_FILE, load_bundled_stories
+from arastory.data.__main__ import merge_main
 from arastory.data.merge import merge
 from arastory.io import read_jsonl
 from arastory.paths import CONF_DIR
@@ -135,7 +136,7 @@ def api_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-shards")
 
 
-def test_synthesize_shards_gate_duplicates_across_shards(tmp_path, api_key):
+def test_synthesize_shards_gate_duplicates_across_shards(tmp_path, api_key, capsys):
     from arastory.synthesize.run import sample_prompts, synthesize
 
     stories = [r.story for r in load_bundled_stories() if r.variety == "egy"]
@@ -157,9 +158,17 @@ def test_synthesize_shards_gate_duplicates_across_shards(tmp_path, api_key):
         whole = run(tmp_path / "whole")
         for i in range(2):
             run(tmp_path / "sharded", f"{i}/2")
-    report = merge(tmp_path / "sharded")
+    shard_reports = [json.loads((tmp_path / "sharded" / "shards" / f"{i}-of-2" / "report.json").read_text())
+                     for i in range(2)]
+    assert [r["requested"] for r in shard_reports] == [3, 3] and [r["kept"] for r in shard_reports] == [3, 3]
+    report = merge_main([str(tmp_path / "sharded")])
+    printed = capsys.readouterr().out
+    assert "1 story short of n=6" in printed and "rerun the shards with a larger n" in printed
     kept = [r["id"] for r in read_jsonl(tmp_path / "sharded" / "stories.jsonl")]
-    assert kept == [r["id"] for r in read_jsonl(tmp_path / "whole" / "stories.jsonl")]
+    # The union's gates decide as one job's: prompt 1 repeats prompt 0 and is rejected; the shards asked for n in all,
+    # so the merge is one story short (reported, never padded).
+    whole_kept = [r["id"] for r in read_jsonl(tmp_path / "whole" / "stories.jsonl")]
+    assert kept == whole_kept[:5] and report["short_by"] == 1 == 6 - len(kept)
     assert whole["rejected"]["duplicate"] == 1 and report["counts"]["cross_shard"]["duplicate"] == 1
     assert kept == sorted(kept) and "egy-s0-000001" not in kept
     rejected = {r["id"]: r["reason"] for r in read_jsonl(tmp_path / "sharded" / "rejected.jsonl")}

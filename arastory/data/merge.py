@@ -3,7 +3,7 @@ shards' rows in order, and duplicates across shards removed (the copy in the low
 
     python -m arastory.data merge outputs/translate/tinystories        # parallel.jsonl
     python -m arastory.data merge outputs/filter/tinystories           # kept.jsonl (exact + near duplicates, faiss)
-    python -m arastory.data merge outputs/synth/egy                    # stories.jsonl (the duplicate gates)
+    python -m arastory.data merge outputs/synth/egy                    # stories.jsonl (the duplicate gates, first n)
 
 Rows stream from the shards' files to a temporary file renamed into place; only ids, hashes and the filter's
 kept-pair vectors (memory-mapped) are indexed, so memory does not grow with the stories' text.
@@ -144,25 +144,29 @@ def _concatenated_vectors(out: Path, shards: list, total: int):
 
 # ------------------------------------------------------------------------------------------------------ synthesize
 def merge_synthesize(out: Path, shards: list) -> dict:
-    """stories.jsonl: the shards' kept stories in prompt order, passed again through the duplicate gates (exact and
-    MinHash near-duplicates) so a story that repeats one from another shard is rejected as it would be in one job."""
+    """stories.jsonl: the first n of the shards' kept stories (their surplus included) in prompt order, passed again
+    through the duplicate gates (exact and MinHash near-duplicates) so a story that repeats one from another shard is
+    rejected as it would be in one job; the rest go to surplus.jsonl. Fewer than n left: `short_by` in the report."""
     from arastory.synthesize.gates import QualityGates
 
-    gates = QualityGates(**shards[0][1]["identity"]["gates"], identifier=None)
-    stories = sorted((row for shard_dir, _ in shards for row in rows_of(shard_dir / "stories.jsonl")),
-                     key=lambda row: row["id"])
+    identity = shards[0][1]["identity"]
+    gates = QualityGates(**identity["gates"], identifier=None)
+    stories = sorted((row for shard_dir, _ in shards for name in ("stories.jsonl", "surplus.jsonl")
+                      for row in rows_of(shard_dir / name)), key=lambda row: row["id"])
     by_gate = {"duplicate": 0, "near_duplicate": 0}
-    with StreamWriter(out / "stories.jsonl") as kept, StreamWriter(out / "rejected.jsonl") as rejected:
+    with (StreamWriter(out / "stories.jsonl") as kept, StreamWriter(out / "surplus.jsonl") as surplus,
+          StreamWriter(out / "rejected.jsonl") as rejected):
         for shard_dir, _ in shards:
             for row in rows_of(shard_dir / "rejected.jsonl"):
                 rejected.write(row)
         for row in stories:
             result = gates._duplicates(row["id"], row["story"], {})
-            if result.kept:
-                kept.write(row)
-            else:
+            if not result.kept:
                 by_gate[result.reason] += 1
                 rejected.write({**row, "reason": result.reason, "detail": result.detail, "cross_shard": True})
-    counts = summed(shards, ("requested", "generated", "failed", "rejected_total"))
-    counts.update(kept=kept.rows, cross_shard=by_gate)
-    return {"counts": counts, "files": {"stories": "stories.jsonl", "rejected": "rejected.jsonl"}}
+            else:
+                (kept if kept.rows < identity["n"] else surplus).write(row)
+    counts = summed(shards, ("generated", "failed", "rejected_total"))
+    counts.update(requested=identity["n"], kept=kept.rows, surplus=surplus.rows, cross_shard=by_gate)
+    return {"counts": counts, "short_by": identity["n"] - kept.rows,
+            "files": {"stories": "stories.jsonl", "surplus": "surplus.jsonl", "rejected": "rejected.jsonl"}}
