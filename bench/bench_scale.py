@@ -1,6 +1,7 @@
 """Benchmark: a million items through translate (translator=identity, the benchmark/testing translator), the filter
 (lexicon scorer) and the training data path, each stage in its own process: peak RSS and wall time at --n items
-against a --base run of the same stage in the same command (time should grow ~n/base, memory should not).
+against a --base run of the same stage in the same command (time should grow ~n/base, memory should not). CPU time
+(user + system) is printed next to wall time: on a shared machine it is the number that shows linear growth.
 
     python bench/bench_scale.py                       # 1,000,000 vs 100,000 items, every stage (~30 min on 2 cores)
     python bench/bench_scale.py --n 200000 --base 20000 --stages translate filter
@@ -133,7 +134,8 @@ class AnonymousPeak:
 def child(stage: str, english: Path, pairs: Path, out: Path) -> None:
     start, anonymous = time.perf_counter(), AnonymousPeak()
     result = {"translate": run_translate, "filter": run_filter, "train_data": run_train_data}[stage](english, pairs, out)
-    result.update(seconds=round(time.perf_counter() - start, 2),
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(seconds=round(time.perf_counter() - start, 2), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   peak_anon_mb=anonymous.stop())
     print("RESULT " + json.dumps(result))
@@ -170,15 +172,20 @@ def main() -> None:
     print(f"[bench_scale] {os.cpu_count()} CPU cores; each stage in its own process; ratios are {args.n:,} items vs "
           f"{args.base:,} (linear time: {args.n / args.base:.1f}x)")
     for stage in args.stages:
-        base, big = measure(stage, args.base, work), measure(stage, args.n, work)
+        base = measure(stage, args.base, work)
+        print(f"  {stage:<10} {args.base:>9,}: {summary(base)}", flush=True)
+        big = measure(stage, args.n, work)
         per_item = (big["peak_anon_mb"] - base["peak_anon_mb"]) * 2**20 / (args.n - args.base)
-        print(f"  {stage:<10} {args.base:>9,}: {base['seconds']:>7.1f}s, peak RSS {base['peak_rss_mb']:>6.0f} MB "
-              f"(heap {base['peak_anon_mb']:>5.0f}) | {args.n:>9,}: {big['seconds']:>7.1f}s, peak RSS "
-              f"{big['peak_rss_mb']:>6.0f} MB (heap {big['peak_anon_mb']:>5.0f}) | time x{big['seconds'] / base['seconds']:.2f}, "
-              f"heap x{big['peak_anon_mb'] / base['peak_anon_mb']:.2f} ({per_item:.0f} bytes/item)  "
-              f"{json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'peak_rss_mb', 'peak_anon_mb')})}",
+        print(f"  {stage:<10} {args.n:>9,}: {summary(big)} | CPU time x{big['cpu_seconds'] / base['cpu_seconds']:.2f}, "
+              f"wall x{big['seconds'] / base['seconds']:.2f}, heap x{big['peak_anon_mb'] / base['peak_anon_mb']:.2f} "
+              f"({per_item:.0f} bytes/item)  "
+              f"{json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'cpu_seconds', 'peak_rss_mb', 'peak_anon_mb')})}",
               flush=True)
 
+
+def summary(result: dict) -> str:
+    return (f"{result['cpu_seconds']:>7.1f}s CPU ({result['seconds']:>7.1f}s wall), peak RSS {result['peak_rss_mb']:>6.0f} MB "
+            f"(heap {result['peak_anon_mb']:>5.0f} MB)")
 
 if __name__ == "__main__":
     main()
