@@ -116,8 +116,8 @@ def parallel_strategy(trainer_cfg, run_dir: str | Path):
     if str(named).startswith("fsdp"):
         from arastory.errors import ConfigError
         raise ConfigError("trainer.strategy", "fsdp is not supported by arastory's training (its checkpoints and "
-                                              "adapter saves read unsharded LoRA tensors); use trainer=ddp: each GPU "
-                                              "holds the 4-bit base (about 5 GB for a 7B model)")
+                                              "adapter saves read unsharded LoRA tensors; docs/scaling.md); use "
+                                              "trainer=ddp: each GPU holds the 4-bit base (about 5 GB for a 7B model)")
     return None
 
 
