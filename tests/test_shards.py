@@ -36,7 +36,7 @@ def english_source(path: Path, n: int = 30, repeat_first_id: bool = True) -> Pat
 
 
 # ------------------------------------------------------------------------------------------------------- translate
-def test_translate_shards_merge_into_the_unsharded_output(tmp_path):
+def test_translate_shards_merge_into_the_unsharded_output(tmp_path, capsys):
     from arastory.translate.pipeline import translate
 
     source = english_source(tmp_path / "en.jsonl")
@@ -49,8 +49,8 @@ def test_translate_shards_merge_into_the_unsharded_output(tmp_path):
     manifests = [json.loads((sharded / "shards" / f"{i}-of-3" / "shard.json").read_text()) for i in range(3)]
     assert [m["complete"] for m in manifests] == [True] * 3 and [m["counts"]["read"] for m in manifests] == [11, 10, 10]
 
-    proc = run_cli(["-m", "arastory.data", "merge", str(sharded)], check=True)
-    assert f"{sharded}/parallel.jsonl" in proc.stdout
+    merge_main([str(sharded)])
+    assert f"{sharded}/parallel.jsonl" in capsys.readouterr().out
     merged = {r["id"]: r for r in read_jsonl(sharded / "parallel.jsonl")}
     unsharded = {r["id"]: r for r in read_jsonl(tmp_path / "whole" / "parallel.jsonl")}
     assert merged == unsharded and len(merged) == 30 == whole["rows_in_output"]
@@ -73,7 +73,16 @@ def test_a_shard_resumes_on_its_own(tmp_path):
     assert [r["id"] for r in rows] == [f"s{i}" for i in range(1, 20, 2)]
 
 
-def test_merge_refuses_missing_or_unfinished_shards(tmp_path):
+def merge_error(out: str, capsys) -> str:
+    """`python -m arastory.data merge <out>` in this process: its exit code must be 2; its stderr."""
+    capsys.readouterr()   # what ran before
+    with pytest.raises(SystemExit) as stopped:
+        merge_main([out])
+    assert stopped.value.code == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_merge_refuses_missing_or_unfinished_shards(tmp_path, capsys):
     from arastory.translate.pipeline import translate
 
     source = english_source(tmp_path / "en.jsonl", n=8, repeat_first_id=False)
@@ -82,13 +91,11 @@ def test_merge_refuses_missing_or_unfinished_shards(tmp_path):
     manifest = tmp_path / "t" / "shards" / "1-of-2" / "shard.json"
     saved = manifest.read_text()
     manifest.write_text(saved.replace('"complete": true', '"complete": false'))
-    proc = run_cli(["-m", "arastory.data", "merge", f"{tmp_path}/t"])
-    assert proc.returncode == 2 and proc.stderr.strip() == (
+    assert merge_error(f"{tmp_path}/t", capsys) == (
         f"data error: {tmp_path}/t/shards: shards not finished: 1/2; rerun them with the same command (each "
         "resumes), or merge anyway with --allow-incomplete")
     manifest.unlink()
-    proc = run_cli(["-m", "arastory.data", "merge", f"{tmp_path}/t"])
-    assert proc.returncode == 2 and "1 of 2 shards missing: 1/2; run them with shard=<i>/2" in proc.stderr
+    assert "1 of 2 shards missing: 1/2; run them with shard=<i>/2" in merge_error(f"{tmp_path}/t", capsys)
     assert not (tmp_path / "t" / "parallel.jsonl").exists()
     bad = run_cli(["-m", "arastory.translate", f"source={source}", "translator=identity", f"out={tmp_path}/u", "shard=2/2"])
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("config error: shard: '2/2' is not i/n")
