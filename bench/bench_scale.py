@@ -3,8 +3,11 @@
 against a --base run of the same stage in the same command (time should grow ~n/base, memory should not). CPU time
 (user + system) is printed next to wall time: on a shared machine it is the number that shows linear growth.
 
-    python bench/bench_scale.py                       # 1,000,000 vs 100,000 items, every stage (~30 min on 2 cores)
-    python bench/bench_scale.py --n 200000 --base 20000 --stages translate filter
+    python bench/bench_scale.py                       # 1,000,000 vs 100,000 items, every stage (hours on 2 cores)
+    python bench/bench_scale.py --n 100000 --base 20000 --stages train_data translate
+
+The training data path holds its tokenized examples in memory (about 8 KB each): at 1,000,000 it needs about 8 GB.
+Measured numbers and what they say: docs/scaling.md ("A million items with bounded memory").
 
 The inputs are generated (streamed to disk): English/Arabic sentences drawn from the filter's bundled lexicon, so
 the lexicon scorer keeps most pairs and the near-duplicate index holds most of them.
