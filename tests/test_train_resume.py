@@ -28,7 +28,7 @@ CHAIN = [*SMALL, "strategy=sequential", "strategy.restart_optimizer=false", "dia
 KILLS = ["validation:0:1",   # validating epoch 1 of stage 0 (last checkpoint: step 4, mid-epoch): replays 5, 6
          "step:0:7",         # after step 7 (last checkpoint: step 6, the end of epoch 1, after its validation)
          "boundary:1",       # stage 0 finished, stage 1 about to start from stage 0's adapter and AdamW state
-         "sampling:2"]       # writing the second sample story after training
+         "sampling:1"]       # writing the sample stories after training (one batch)
 ADAPTERS = ["adapter", "stages/0_translated/adapter", "stages/1_synthetic/adapter"]
 
 
