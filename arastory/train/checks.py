@@ -80,6 +80,13 @@ def _check_speed(cfg: DictConfig) -> None:
                                           "set data.packing=false")
     if model.get("gradient_checkpointing") not in (True, False, "auto"):
         raise ConfigError("model.gradient_checkpointing", f"must be true, false or auto, got {model.gradient_checkpointing}")
+    if model.get("liger"):
+        import importlib.util
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("model.liger", "liger-kernel is not installed (`pip install liger-kernel`, GPU only); "
+                                             "set model.liger=false")
+        if cfg.trainer.get("accelerator") == "cpu":
+            raise ConfigError("model.liger", "Liger kernels run on a GPU only; set model.liger=false with trainer=cpu")
     if cfg.optim.get("fused", "auto") not in (True, False, "auto"):
         raise ConfigError("optim.fused", f"must be true, false or auto, got {cfg.optim.fused}")
 
