@@ -1,19 +1,22 @@
-"""An OpenAI-compatible chat client (the official `openai` package) with bounded retries (arastory.llm.retry: backoff
-that honours Retry-After, timeouts that grow) and counters, for OpenAI itself, vLLM, TGI or any server via `base_url`."""
+"""An OpenAI-compatible chat client (the official `openai` package, the [openai] extra) with bounded retries
+(arastory.llm.retry: backoff that honours Retry-After, timeouts that grow) and counters, for OpenAI itself, vLLM,
+TGI or any compatible server via `base_url`."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-
-import openai
+from types import ModuleType
 
 from arastory.errors import ArastoryError, ConfigError
+from arastory.extras import require_extra
 from arastory.llm.retry import RETRY_AFTER_MAX, RetriesExhausted, RetryPolicy, RetryStats
 
-# What is worth another attempt, and the RetryStats counter each one counts under (subclasses first).
-RETRYABLE = {openai.RateLimitError: "rate_limited", openai.APITimeoutError: "timeouts",
-             openai.APIConnectionError: "connection_errors", openai.InternalServerError: "server_errors"}
+
+def retryable(openai: ModuleType) -> dict:
+    """What is worth another attempt, and the RetryStats counter each one counts under (subclasses first)."""
+    return {openai.RateLimitError: "rate_limited", openai.APITimeoutError: "timeouts",
+            openai.APIConnectionError: "connection_errors", openai.InternalServerError: "server_errors"}
 
 
 class LLMError(ArastoryError):
@@ -21,7 +24,8 @@ class LLMError(ArastoryError):
 
 
 class LLMAuthError(LLMError):
-    """The server refused the API key (401) or the access (403): every other request would fail too, so batch jobs stop."""
+    """The server refused the API key (401) or the access (403): every other request would fail too, so batch jobs
+    stop."""
 
 
 @dataclass
@@ -42,11 +46,14 @@ def require_api_key(env_var: str, hint: str = "") -> str:
 
 
 class ChatClient:
-    """Chat completions with our own retry loop (the SDK's is turned off so every retry is counted)."""
+    """Chat completions with our own retry loop (the SDK's is turned off so every retry is counted). `config_key`
+    names the config that asked for the client in the one-line error when the [openai] extra is not installed."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
-                 key_hint: str = "", retry_after_max: float = RETRY_AFTER_MAX, **default_params):
+                 key_hint: str = "", retry_after_max: float = RETRY_AFTER_MAX, config_key: str = "llm",
+                 **default_params):
+        self._openai = openai = require_extra("openai", config_key)
         api_key = require_api_key(api_key_env, key_hint)
         self.model, self.base_url, self.timeout = model, base_url, float(timeout)
         self.max_retries = max_retries
@@ -59,18 +66,20 @@ class ChatClient:
         """One answer, retrying 429/5xx/timeouts/dropped connections through `self.retry` (this is the only retry
         layer: the SDK's own is off); a retry after a timeout allows longer (see RetryPolicy.timeout_for)."""
         params = {**self.default_params, **{k: v for k, v in params.items() if v is not None}}
+        openai = self._openai
 
         def send(timeout):
             return self._client.chat.completions.create(model=self.model, messages=messages, timeout=timeout, **params)
 
         try:
-            done = self.retry.call(send, RETRYABLE, self.stats)
+            done = self.retry.call(send, retryable(openai), self.stats)
         except RetriesExhausted as error:
             self.stats.add(failed=1)
             raise LLMError(f"{self._where()}: gave up after {error.attempts} attempts (rate limits, server errors or "
                            "timeouts)") from None
         except openai.AuthenticationError as error:
-            raise LLMAuthError(f"{self._where()}: authentication failed ({error.status_code}); check the API key") from None
+            raise LLMAuthError(f"{self._where()}: authentication failed ({error.status_code}); "
+                               "check the API key") from None
         except openai.PermissionDeniedError as error:
             raise LLMAuthError(f"{self._where()}: access denied ({error.status_code}); check the API key's "
                                "permissions for this model") from None

@@ -89,7 +89,8 @@ class OpenAIGenerator:
 
         return ChatClient(self.model, base_url=self.base_url, api_key_env=self.api_key_env, timeout=self.timeout,
                           max_retries=self.max_retries, backoff_base=self.backoff_base, backoff_max=self.backoff_max,
-                          key_hint=KEY_HINT, retry_after_max=self.retry_after_max, **self.params)
+                          key_hint=KEY_HINT, retry_after_max=self.retry_after_max, config_key="generator",
+                          **self.params)
 
     def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun:
         from arastory.llm import run_resumable

@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from arastory.errors import ConfigError
+from arastory.extras import require_extra
 from arastory.llm.retry import RETRY_AFTER_MAX, RetriesExhausted, RetryPolicy
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
 from arastory.translate.segments import join_translations, split_for_requests
@@ -22,8 +23,7 @@ class GoogleTranslator(Translator):
                  max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
                  price_per_million_chars: float | None = 20.0, retry_after_max: float = RETRY_AFTER_MAX):
         super().__init__()
-        from google.cloud import translate_v2
-
+        translate_v2 = require_extra("google.cloud.translate_v2", "translator")
         self.source_language, self.target_language, self.model = source_language, target_language, model
         self.endpoint = endpoint
         self.max_segments, self.max_chars = max_segments_per_request, max_chars_per_request

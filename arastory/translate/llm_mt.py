@@ -36,7 +36,7 @@ class LLMTranslator(Translator):
         self.concurrency, self.max_chars = max(1, concurrency), int(max_chars_per_request)
         self.client = ChatClient(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout,
                                  max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
-                                 key_hint="use translator=hf", retry_after_max=retry_after_max,
+                                 key_hint="use translator=hf", retry_after_max=retry_after_max, config_key="translator",
                                  temperature=temperature, max_tokens=max_tokens)
         self.label = f"openai:{model}"
 
