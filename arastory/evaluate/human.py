@@ -7,7 +7,7 @@ their ids match."""
 from __future__ import annotations
 
 import csv
-import html
+import functools
 import io
 import itertools
 import json
@@ -25,7 +25,8 @@ from arastory.evaluate.criteria import CRITERION_INFO
 from arastory.evaluate.prompts import prompt_key
 from arastory.evaluate.stats import (bootstrap_ci, cohen_kappa, holm_adjust, krippendorff_alpha, paired_comparison,
                                      percentile_ci, spearman)
-from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_jsonl
+from arastory.io import (atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_csv_records,
+                         iter_jsonl)
 
 # The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
 CRITERIA: dict[str, dict] = CRITERION_INFO
@@ -149,193 +150,32 @@ def sheet_csv(rows: list[dict]) -> str:
 
 
 def sheet_html(rows: list[dict], sheet_id: str) -> str:
-    """A self-contained right-to-left page: one card per story, 1-5 radio buttons per criterion, CSV download."""
+    """A self-contained right-to-left page (templates/rating_page.html.j2, its CSS and JS inlined): one card per story,
+    1-5 radio buttons per criterion, CSV download."""
+    from markupsafe import Markup
+
     data = {"sheet": sheet_id, "columns": SHEET_COLUMNS, "criteria": list(CRITERIA),
             "items": [{k: r[k] for k in ("item_id", "required_variety", "prompt", "story")} for r in rows]}
     # "</" would close the <script> element early; JSON allows the escaped form.
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    cards = "\n".join(_card(r, i, len(rows)) for i, r in enumerate(rows, start=1))
-    legend = "".join(f"<li><b>{html.escape(c['ar'])}</b> ({html.escape(c['en'])}): {html.escape(c['ar_q'])} "
-                     f"<span class=\"en\" dir=\"ltr\">{html.escape(c['en_q'])}</span></li>" for c in CRITERIA.values())
-    return _PAGE.format(n=len(rows), cards=cards, legend=legend, payload=payload, script=_SCRIPT, style=_STYLE)
+    page = _templates()
+    return page.get_template("rating_page.html.j2").render(
+        items=rows, criteria=CRITERIA, varieties=VARIETY_NAMES, payload=Markup(payload),
+        style=Markup(_asset(page, "rating_page.css")), script=Markup(_asset(page, "rating_page.js")))
 
 
-def _card(row: dict, number: int, total: int) -> str:
-    item = html.escape(row["item_id"])
-    ar_name, en_name = VARIETY_NAMES.get(row["required_variety"], (row["required_variety"], row["required_variety"]))
-    fields = []
-    for criterion, names in CRITERIA.items():
-        radios = "".join(
-            f'<label class="score"><input type="radio" name="{item}__{criterion}" value="{v}"><span>{v}</span></label>'
-            for v in range(1, 6))
-        fields.append(f'<fieldset data-criterion="{criterion}"><legend>{html.escape(names["ar"])} '
-                      f'<span class="en" dir="ltr">{html.escape(names["en"])}</span></legend>{radios}</fieldset>')
-    return f"""<section class="card" id="{item}" data-item="{item}">
-  <header><span class="num" dir="ltr">{number} / {total}</span> <span class="item">{item}</span>
-    <span class="variety">اللهجة المطلوبة: <b>{html.escape(ar_name)}</b> <span class="en" dir="ltr">({html.escape(en_name)})</span></span></header>
-  <div class="prompt"><h3>التعليمات <span class="en" dir="ltr">Instructions</span></h3><p>{html.escape(row["prompt"])}</p></div>
-  <div class="story"><h3>القصة <span class="en" dir="ltr">Story</span></h3><p>{html.escape(row["story"])}</p></div>
-  <div class="scores">{"".join(fields)}</div>
-  <label class="comment">ملاحظات (اختياري) <span class="en" dir="ltr">Comment (optional)</span>
-    <textarea name="{item}__comment" rows="2"></textarea></label>
-</section>"""
+@functools.cache
+def _templates():
+    """The Jinja2 environment over arastory/evaluate/templates (package data); HTML-escapes every value."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("arastory.evaluate", "templates"), autoescape=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-_STYLE = """
-body { font-family: "Noto Naskh Arabic", "Amiri", "Scheherazade New", "Geeza Pro", "Traditional Arabic",
-       "Arabic Typesetting", "Segoe UI", Tahoma, "Noto Sans Arabic", "DejaVu Sans", sans-serif;
-       font-size: 19px; line-height: 1.9; background: #f4f1ea; color: #222; margin: 0; padding: 0 0 5em; }
-main { max-width: 52em; margin: auto; padding: 1em; }
-.en { font-family: "Segoe UI", Roboto, Arial, sans-serif; font-size: 0.72em; color: #666; }
-.intro, .card { background: #fff; border-radius: 10px; box-shadow: 0 1px 4px rgba(0,0,0,.12); padding: 1em 1.4em; margin: 1em 0; }
-.card header { display: flex; gap: 1em; flex-wrap: wrap; align-items: baseline; border-bottom: 1px solid #ddd; }
-.card .num { font-weight: bold; } .card .item { color: #888; font-size: .8em; }
-.card h3 { margin: .6em 0 .2em; font-size: 1em; color: #6b4f2a; }
-.prompt p { background: #faf6ee; padding: .5em .8em; border-radius: 6px; margin: 0; }
-.story p { white-space: pre-line; margin: 0; }
-fieldset { border: 1px solid #ddd; border-radius: 6px; margin: .5em 0; display: flex; gap: .3em; flex-wrap: wrap; align-items: center; }
-legend { padding: 0 .4em; }
-label.score { display: inline-flex; align-items: center; gap: .2em; padding: .1em .6em; border: 1px solid #ccc;
-              border-radius: 16px; cursor: pointer; }
-label.score:has(input:checked) { background: #6b4f2a; color: #fff; border-color: #6b4f2a; }
-.card.done { border-inline-start: 6px solid #3a7d44; }
-textarea { width: 100%; font: inherit; font-size: .9em; }
-footer { position: fixed; bottom: 0; inset-inline: 0; background: #fff; border-top: 1px solid #ccc; padding: .5em 1em;
-         display: flex; gap: 1em; align-items: center; justify-content: center; flex-wrap: wrap; }
-button { font: inherit; padding: .3em 1.2em; border-radius: 6px; border: 0; background: #3a7d44; color: #fff; cursor: pointer; }
-"""
-
-_SCRIPT = r"""
-"use strict";
-// Pure functions first (no page access): the test suite runs them under Node to check the CSV format.
-function csvField(value) {
-  const text = value === undefined || value === null ? "" : String(value);
-  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
-}
-function toCsv(columns, rows) {
-  const lines = [columns.map(csvField).join(",")];
-  for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(","));
-  return "\ufeff" + lines.join("\r\n") + "\r\n";
-}
-function sheetRows(data, answers, rater) {
-  return data.items.map((item) => {
-    const given = answers[item.item_id] || {};
-    const row = {item_id: item.item_id, required_variety: item.required_variety, prompt: item.prompt,
-                 story: item.story, comment: given.comment || "", rater: rater || ""};
-    for (const c of data.criteria) row[c] = given[c] || "";
-    return row;
-  });
-}
-function missingScores(data, answers) {
-  let missing = 0;
-  for (const item of data.items) for (const c of data.criteria) if (!(answers[item.item_id] || {})[c]) missing++;
-  return missing;
-}
-
-if (typeof document !== "undefined") {
-  const data = JSON.parse(document.getElementById("sheet-data").textContent);
-  const storageKey = "arastory-sheet-" + data.sheet;
-  const form = document.getElementById("sheet");
-  const raterInput = document.getElementById("rater");
-
-  function collect() {
-    const answers = {};
-    for (const item of data.items) {
-      const given = {};
-      for (const c of data.criteria) {
-        const checked = form.querySelector('input[name="' + item.item_id + "__" + c + '"]:checked');
-        if (checked) given[c] = checked.value;
-      }
-      const comment = form.querySelector('textarea[name="' + item.item_id + '__comment"]').value.trim();
-      if (comment) given.comment = comment;
-      answers[item.item_id] = given;
-    }
-    return answers;
-  }
-  function refresh() {
-    const answers = collect();
-    let done = 0;
-    for (const item of data.items) {
-      const complete = data.criteria.every((c) => (answers[item.item_id] || {})[c]);
-      document.getElementById(item.item_id).classList.toggle("done", complete);
-      if (complete) done++;
-    }
-    document.getElementById("progress").textContent = done + " / " + data.items.length;
-    // Saved in the browser as the rater goes, so closing the tab loses nothing (where the browser allows storage).
-    try { localStorage.setItem(storageKey, JSON.stringify({rater: raterInput.value, answers: answers})); } catch (e) { }
-  }
-  function restore() {
-    let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(storageKey) || "null"); } catch (e) { saved = null; }
-    if (!saved) return;
-    raterInput.value = saved.rater || "";
-    for (const [itemId, given] of Object.entries(saved.answers || {})) {
-      for (const [key, value] of Object.entries(given)) {
-        if (key === "comment") {
-          const box = form.querySelector('textarea[name="' + itemId + '__comment"]');
-          if (box) box.value = value;
-        } else {
-          const input = form.querySelector('input[name="' + itemId + "__" + key + '"][value="' + value + '"]');
-          if (input) input.checked = true;
-        }
-      }
-    }
-  }
-  function download() {
-    const answers = collect();
-    const missing = missingScores(data, answers);
-    if (!raterInput.value.trim()) { alert("اكتب اسمك أولًا / Please enter your name first."); raterInput.focus(); return; }
-    if (missing && !confirm("لم تُقيَّم " + missing + " خانة بعد. هل تريد التنزيل؟ / " + missing + " scores are still empty. Download anyway?")) return;
-    const csvText = toCsv(data.columns, sheetRows(data, answers, raterInput.value.trim()));
-    const blob = new Blob([csvText], {type: "text/csv;charset=utf-8"});
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(blob);
-    link.download = "sheet-" + raterInput.value.trim().replace(/[^\w\u0600-\u06FF-]+/g, "_") + ".csv";
-    document.body.appendChild(link);
-    link.click();
-    link.remove();
-    URL.revokeObjectURL(link.href);
-  }
-  restore();
-  form.addEventListener("change", refresh);
-  form.addEventListener("input", refresh);
-  document.getElementById("download").addEventListener("click", download);
-  refresh();
-}
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="ar" dir="rtl">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>تقييم القصص — Story rating sheet</title>
-<style>{style}</style>
-</head>
-<body>
-<main>
-<section class="intro">
-  <h1>تقييم قصص الأطفال <span class="en" dir="ltr">Children's story rating</span></h1>
-  <p>اقرأ التعليمات ثم القصة، وأعطِ كل معيار درجة من 1 (ضعيف جدًا) إلى 5 (ممتاز). في القائمة {n} قصة.
-     تُحفظ إجاباتك في المتصفح تلقائيًا. عند الانتهاء اضغط «تنزيل CSV» وأرسل الملف.
-     <span class="en" dir="ltr">Read the instructions, then the story, and score each criterion from 1 (very poor) to 5
-     (excellent). {n} stories. Answers are saved in this browser as you go; when done, press "Download CSV" and send the file.</span></p>
-  <ul>{legend}</ul>
-  <label>الاسم <span class="en" dir="ltr">Your name</span> <input id="rater" autocomplete="name"></label>
-</section>
-<form id="sheet" onsubmit="return false">
-{cards}
-</form>
-</main>
-<footer>
-  <span>التقدّم <span class="en" dir="ltr">Progress</span>: <b id="progress" dir="ltr">0 / {n}</b></span>
-  <button type="button" id="download">تنزيل CSV <span dir="ltr">Download CSV</span></button>
-</footer>
-<script type="application/json" id="sheet-data">{payload}</script>
-<script id="sheet-logic">{script}</script>
-</body>
-</html>
-"""
+def _asset(environment, name: str) -> str:
+    """A template dir file inlined as-is (not rendered: CSS and JS braces are not template syntax)."""
+    return environment.loader.get_source(environment, name)[0]
 
 
 # ---- import ------------------------------------------------------------------------------------------------------
@@ -356,33 +196,19 @@ def read_key(key_file) -> dict:
 def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]]:
     """(rater name from the sheet or None, {item id: {criterion: score}}) from one filled sheet.csv."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(path, "sheet not found") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not UTF-8 text (save the sheet as CSV UTF-8)") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DataError(path, "empty file") from None
+    records = iter_csv_records(path)
+    _, header = next(records, (1, None))
+    if header is None:
+        raise DataError(path, "empty file")
+    header = [h.strip() for h in _sheet_values(header)]
     missing = [c for c in ("item_id", *CRITERIA) if c not in header]
     if missing:
         raise DataError(path, f"missing column(s): {', '.join(missing)} (expected the header of sheet.csv)", 1)
     column = {name: header.index(name) for name in header}
     scores: dict[str, dict[str, int]] = {}
     raters = set()
-    end = reader.line_num
-    while True:
-        start = end + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(path, f"malformed CSV ({exc})", start) from None
-        end = reader.line_num
+    for start, values in records:
+        fields = _sheet_values(values)
         if not any(f.strip() for f in fields):
             continue
         if len(fields) > len(header):
@@ -393,14 +219,7 @@ def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]
             raise DataError(path, f"item_id '{item_id}' is not in the key (a sheet from another export?)", start)
         if item_id in scores:
             raise DataError(path, f"item_id '{item_id}' appears twice", start)
-        scores[item_id] = {}
-        for criterion in CRITERIA:
-            value = fields[column[criterion]].strip()
-            if value == "":
-                continue
-            if not SCORE.match(value):
-                raise DataError(path, f"{criterion}: '{value}' is not a score from 1 to 5", start)
-            scores[item_id][criterion] = int(value)
+        scores[item_id] = _row_scores(path, fields, column, start)
         if "rater" in column and fields[column["rater"]].strip():
             raters.add(fields[column["rater"]].strip())
     if not any(scores.values()):
@@ -408,6 +227,26 @@ def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]
     if len(raters) > 1:
         raise DataError(path, f"several rater names in one sheet: {', '.join(sorted(raters))} (one sheet per rater)")
     return (raters.pop() if raters else None), scores
+
+
+def _sheet_values(values: list[str] | DataError) -> list[str]:
+    """A record's values; a line that is not UTF-8 (or too long) stops the import, naming its line: a rater's scores
+    are not guessed at."""
+    if isinstance(values, DataError):
+        raise values
+    return values
+
+
+def _row_scores(path: Path, fields: list[str], column: dict[str, int], line: int) -> dict[str, int]:
+    scores = {}
+    for criterion in CRITERIA:
+        value = fields[column[criterion]].strip()
+        if value == "":
+            continue
+        if not SCORE.match(value):
+            raise DataError(path, f"{criterion}: '{value}' is not a score from 1 to 5", line)
+        scores[criterion] = int(value)
+    return scores
 
 
 def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
