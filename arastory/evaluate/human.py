@@ -27,6 +27,7 @@ from arastory.evaluate.stats import (bootstrap_ci, cohen_kappa, holm_adjust, kri
                                      percentile_ci, spearman)
 from arastory.io import (atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_csv_records,
                          iter_jsonl)
+from arastory.tables import markdown_table
 
 # The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
 CRITERIA: dict[str, dict] = CRITERION_INFO
@@ -419,45 +420,50 @@ def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
 
 
 def agreement_markdown(result: dict) -> str:
-    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    ci = lambda v, c: fmt(v) + (f" [{c[0]:.2f}, {c[1]:.2f}]" if c else "")  # noqa: E731
     lines = ["# Judge-human agreement", "",
              f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
              "kappa compares it rounded half up to 1-5 with the judge's score. Brackets: 95% bootstrap CIs over items "
              "(none below 10 items).", "",
-             "| criterion | n | Spearman rho | p | kappa | kappa (quadratic) | judge mean | human mean |",
-             "|---|---|---|---|---|---|---|---|"]
-    for criterion, s in result["criteria"].items():
-        lines.append(f"| {criterion} | {s['n']} | {ci(s['spearman'], s.get('spearman_ci'))} | {fmt(s['spearman_p'])} | "
-                     f"{ci(s['kappa'], s.get('kappa_ci'))} | {ci(s['kappa_quadratic'], s.get('kappa_quadratic_ci'))} | "
-                     f"{fmt(s['judge_mean'])} | {fmt(s['human_mean'])} |")
+             markdown_table(["criterion", "n", "Spearman rho", "p", "kappa", "kappa (quadratic)", "judge mean",
+                             "human mean"],
+                            [[criterion, s["n"], _ci(s["spearman"], s.get("spearman_ci")), _fmt(s["spearman_p"]),
+                              _ci(s["kappa"], s.get("kappa_ci")), _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")),
+                              _fmt(s["judge_mean"]), _fmt(s["human_mean"])] for criterion, s in result["criteria"].items()])]
     if result.get("rater_alpha"):
-        lines += ["", "## All raters: Krippendorff's alpha", "",
-                  "| criterion | raters | items | alpha (ordinal) | alpha (interval) |", "|---|---|---|---|---|"]
-        for criterion, a in result["rater_alpha"].items():
-            lines.append(f"| {criterion} | {a['raters']} | {a['n_items']} | {ci(a['alpha_ordinal'], a['alpha_ordinal_ci'])} | "
-                         f"{ci(a['alpha_interval'], a['alpha_interval_ci'])} |")
+        lines += ["", "## All raters: Krippendorff's alpha", "", markdown_table(
+            ["criterion", "raters", "items", "alpha (ordinal)", "alpha (interval)"],
+            [[criterion, a["raters"], a["n_items"], _ci(a["alpha_ordinal"], a["alpha_ordinal_ci"]),
+              _ci(a["alpha_interval"], a["alpha_interval_ci"])] for criterion, a in result["rater_alpha"].items()])]
     if result["rater_agreement"]:
-        lines += ["", "## Rater against rater", "", "| criterion | raters | n | Spearman rho | kappa | kappa (quadratic) |",
-                  "|---|---|---|---|---|---|"]
-        for criterion, pairs in result["rater_agreement"].items():
-            for p in pairs:
-                lines.append(f"| {criterion} | {' / '.join(p['raters'])} | {p['n']} | {ci(p['spearman'], p.get('spearman_ci'))} | "
-                             f"{ci(p['kappa'], p.get('kappa_ci'))} | {ci(p['kappa_quadratic'], p.get('kappa_quadratic_ci'))} |")
-    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "",
-              "| system | criterion | human | judge |", "|---|---|---|---|"]
-    for system, per_criterion in result["systems"].items():
-        for criterion, s in per_criterion.items():
-            lines.append(f"| {system} | {criterion} | {_score_cell(s['human'])} | {_score_cell(s['judge'])} |")
+        lines += ["", "## Rater against rater", "", markdown_table(
+            ["criterion", "raters", "n", "Spearman rho", "kappa", "kappa (quadratic)"],
+            [[criterion, " / ".join(p["raters"]), p["n"], _ci(p["spearman"], p.get("spearman_ci")),
+              _ci(p["kappa"], p.get("kappa_ci")), _ci(p["kappa_quadratic"], p.get("kappa_quadratic_ci"))]
+             for criterion, pairs in result["rater_agreement"].items() for p in pairs])]
+    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "", markdown_table(
+        ["system", "criterion", "human", "judge"],
+        [[system, criterion, _score_cell(s["human"]), _score_cell(s["judge"])]
+         for system, per_criterion in result["systems"].items() for criterion, s in per_criterion.items()])]
     if result.get("paired"):
-        lines += ["", "## Human scores, system against system (identical prompts)", "",
-                  "| A | B | criterion | n pairs | A - B [95% CI] | win/tie/loss | p | p (Holm) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for p in result["paired"]:
-            diff = f"{p['mean_diff']:+.2f}" + (f" [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]" if p["ci_low"] is not None else " (no CI)")
-            lines.append(f"| {p['a']} | {p['b']} | {p['criterion']} | {p['n_pairs']} | {diff} | {p['win_rate']:.2f}/"
-                         f"{p['tie_rate']:.2f}/{p['loss_rate']:.2f} | {p['p_value']:.3f} | {p['p_holm']:.3f} |")
+        lines += ["", "## Human scores, system against system (identical prompts)", "", markdown_table(
+            ["A", "B", "criterion", "n pairs", "A - B [95% CI]", "win/tie/loss", "p", "p (Holm)"],
+            [[p["a"], p["b"], p["criterion"], p["n_pairs"], _diff(p),
+              f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", f"{p['p_value']:.3f}",
+              f"{p['p_holm']:.3f}"] for p in result["paired"]])]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def _ci(value, interval) -> str:
+    return _fmt(value) + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def _diff(p: dict) -> str:
+    no_ci = p["ci_low"] is None
+    return f"{p['mean_diff']:+.2f}" + (" (no CI)" if no_ci else f" [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]")
 
 
 def _score_cell(s: dict) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from arastory.evaluate.criteria import CRITERIA
 from arastory.io import atomic_write_text
+from arastory.tables import markdown_table
 
 EXAMPLES_PER_VARIETY = 2
 
@@ -24,28 +25,21 @@ def _num(value, digits: int = 3) -> str:
 
 
 def judge_table(scores: dict) -> list[str]:
-    varieties = sorted(scores["judge"])
-    lines = ["| variety | " + " | ".join(CRITERIA) + " |", "|---" * (len(CRITERIA) + 1) + "|"]
-    for variety in varieties:
-        lines.append(f"| {variety} | " + " | ".join(_cell(scores["judge"][variety].get(c)) for c in CRITERIA) + " |")
-    return lines
+    rows = [[variety, *[_cell(scores["judge"][variety].get(c)) for c in CRITERIA]] for variety in sorted(scores["judge"])]
+    return markdown_table(["variety", *CRITERIA], rows).splitlines()
 
 
 def metrics_table(scores: dict) -> list[str]:
     varieties = sorted(scores["metrics"])
     names = list(dict.fromkeys(n for v in varieties for n in scores["metrics"][v]))
-    lines = ["| metric | " + " | ".join(varieties) + " |", "|---" * (len(varieties) + 1) + "|"]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(_cell(scores["metrics"][v].get(name), 3) for v in varieties) + " |")
+    rows = [[name, *[_cell(scores["metrics"][v].get(name), 3) for v in varieties]] for name in names]
     k = (scores.get("diversity") or {}).get("subsample")
-    for name in ("distinct_1", "distinct_2", "self_bleu"):
-        lines.append(f"| {name} (sets of {k} stories) | " + " | ".join(
-            _diversity_cell(scores["corpus_metrics"].get(v, {}).get(name)) for v in varieties) + " |")
-    for key, label in (("perplexity", "held-out perplexity"), ("bits_per_char", "held-out bits/char"),
-                       ("bits_per_word", "held-out bits/word")):
-        if scores.get(key):
-            lines.append(f"| {label} | " + " | ".join(_num(scores[key].get(v), 3) for v in varieties) + " |")
-    return lines
+    rows += [[f"{name} (sets of {k} stories)", *[_diversity_cell(scores["corpus_metrics"].get(v, {}).get(name))
+                                                  for v in varieties]] for name in ("distinct_1", "distinct_2", "self_bleu")]
+    rows += [[label, *[_num(scores[key].get(v), 3) for v in varieties]]
+             for key, label in (("perplexity", "held-out perplexity"), ("bits_per_char", "held-out bits/char"),
+                                ("bits_per_word", "held-out bits/word")) if scores.get(key)]
+    return markdown_table(["metric", *varieties], rows).splitlines()
 
 
 def _diversity_cell(stat) -> str:
