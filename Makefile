@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 # The CPU build of torch 2.13 (what this project is tested with); set TORCH_SPEC="torch" for your platform's default build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup train test clean
+# What `make lint` checks (narrow it while working: `make lint LINT_PATHS=arastory/llm`).
+LINT_PATHS ?= arastory tests bench train.py evaluate.py
+
+.PHONY: setup train test lint clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +23,13 @@ train: setup
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+# ruff (lint rules and formatting as configured in pyproject.toml) and mypy on the package; pre-commit runs the same
+# ruff hooks on each commit once `$(VENV)/bin/pre-commit install` has been run.
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf outputs multirun .pytest_cache

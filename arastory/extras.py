@@ -1,4 +1,5 @@
-"""Optional dependencies (pip extras): import a provider's package, or stop with one line naming the extra to install."""
+"""Optional dependencies (pip extras): import a provider's package, or stop with one line naming the extra to
+install."""
 
 from __future__ import annotations
 

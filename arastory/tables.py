@@ -10,8 +10,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     """A pipe table; cells are written as given (str() of each, no re-formatting of numbers: format them first)."""
     from tabulate import tabulate
 
-    return tabulate([[_cell(c) for c in row] for row in rows], headers=[_cell(h) for h in header], tablefmt="github",
-                    disable_numparse=True)
+    return tabulate(
+        [[_cell(c) for c in row] for row in rows],
+        headers=[_cell(h) for h in header],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def _cell(value: object) -> str:

@@ -3,5 +3,8 @@
 
 def table_rows(markdown: str) -> list[list[str]]:
     """Every table row (header rows included, separator rows not) as its stripped cells."""
-    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in markdown.splitlines()
-            if line.startswith("|") and not set(line.strip()) <= set("|-: ")]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        for line in markdown.splitlines()
+        if line.startswith("|") and not set(line.strip()) <= set("|-: ")
+    ]

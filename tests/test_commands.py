@@ -20,12 +20,23 @@ def test_help_lists_every_command_with_one_line(capsys):
 
 
 def test_each_command_help_is_its_hydra_help(tmp_path):
-    script = Path(sys.executable).parent / "arastory"   # installed by `pip install -e .` ([project.scripts])
-    groups = {"translate": "translator:", "filter": "encoder:", "synthesize": "generator:", "train": "strategy:",
-              "evaluate": "judge:"}
+    script = Path(sys.executable).parent / "arastory"  # installed by `pip install -e .` ([project.scripts])
+    groups = {
+        "translate": "translator:",
+        "filter": "encoder:",
+        "synthesize": "generator:",
+        "train": "strategy:",
+        "evaluate": "judge:",
+    }
     for name in COMMANDS:
-        proc = subprocess.run([str(script), name, "--help"], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        proc = subprocess.run(
+            [str(script), name, "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "powered by Hydra" in proc.stdout and "== Configuration groups ==" in proc.stdout, name
         assert groups.get(name, "") in proc.stdout, name
@@ -35,7 +46,9 @@ def test_each_command_help_is_its_hydra_help(tmp_path):
 def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     assert main(["trian"]) == 2
     err = capsys.readouterr().err
-    assert err == "arastory: 'trian' is not one of: translate, filter, synthesize, train, evaluate (see `arastory --help`)\n"
+    assert err == (
+        "arastory: 'trian' is not one of: translate, filter, synthesize, train, evaluate (see `arastory --help`)\n"
+    )
     assert main([]) == 2
 
 

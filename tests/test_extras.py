@@ -9,18 +9,30 @@ from arastory.errors import ConfigError
 from arastory.extras import require_extra
 from tests.conftest import run_cli
 
-BLOCK_AND_RUN = ("import runpy, sys; sys.modules[sys.argv[1]] = None; module = sys.argv[2]; "
-                 "sys.argv = [module, *sys.argv[3:]]; runpy.run_module(module, run_name='__main__', alter_sys=True)")
+BLOCK_AND_RUN = (
+    "import runpy, sys; sys.modules[sys.argv[1]] = None; module = sys.argv[2]; "
+    "sys.argv = [module, *sys.argv[3:]]; runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
 
 
 def test_translator_google_without_its_package_is_one_line_naming_the_extra(tmp_path):
     source = tmp_path / "en.jsonl"
     source.write_text('{"id": "a", "prompt": "P.", "story": "S."}\n', encoding="utf-8")
-    proc = run_cli(["-c", BLOCK_AND_RUN, "google.cloud.translate_v2", "arastory.translate", "translator=google",
-                    f"source={source}", f"out={tmp_path / 'out'}"])
+    proc = run_cli(
+        [
+            "-c",
+            BLOCK_AND_RUN,
+            "google.cloud.translate_v2",
+            "arastory.translate",
+            "translator=google",
+            f"source={source}",
+            f"out={tmp_path / 'out'}",
+        ]
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == ("config error: translator: google-cloud-translate is not "
-                                                    "installed; pip install 'arastory[google]'")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "config error: translator: google-cloud-translate is not installed; pip install 'arastory[google]'"
+    )
 
 
 def test_every_openai_backed_config_names_itself_and_the_openai_extra(monkeypatch):
@@ -31,8 +43,12 @@ def test_every_openai_backed_config_names_itself_and_the_openai_extra(monkeypatc
 
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-extras")
     monkeypatch.setitem(sys.modules, "openai", None)
-    builds = {"judge": openai_judge, "translator": lambda: LLMTranslator("gpt-4o-mini"),
-              "generator": lambda: OpenAIGenerator().client(), "system": lambda: OpenAISystem().check()}
+    builds = {
+        "judge": openai_judge,
+        "translator": lambda: LLMTranslator("gpt-4o-mini"),
+        "generator": lambda: OpenAIGenerator().client(),
+        "system": lambda: OpenAISystem().check(),
+    }
     for key, build in builds.items():
         with pytest.raises(ConfigError) as caught:
             build()
@@ -40,8 +56,13 @@ def test_every_openai_backed_config_names_itself_and_the_openai_extra(monkeypatc
 
 
 def test_importing_the_package_does_not_import_any_provider():
-    proc = run_cli(["-c", "import sys; sys.modules['openai'] = None; import arastory.llm, arastory.translate.pipeline, "
-                    "arastory.synthesize.run, arastory.evaluate.pipeline; print('ok')"])
+    proc = run_cli(
+        [
+            "-c",
+            "import sys; sys.modules['openai'] = None; import arastory.llm, arastory.translate.pipeline, "
+            "arastory.synthesize.run, arastory.evaluate.pipeline; print('ok')",
+        ]
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from arastory.errors import ConfigError
-from arastory.llm import ChatClient, LLMError, estimate_cost, run_resumable
 from arastory.io import read_jsonl
+from arastory.llm import ChatClient, LLMError, estimate_cost, run_resumable
 from tests.openai_server import OpenAIServer, Reply
 
 

@@ -42,13 +42,18 @@ def scripted(*outcomes):
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
     return send, timeouts
 
 
 def test_retry_after_is_honoured_beyond_backoff_max_up_to_its_own_ceiling():
     retry, waits = policy()
-    send, _ = scripted(RateLimited({"Retry-After": "10"}), RateLimited({"retry-after": "100"}),
-                       RateLimited({"retry-after-ms": "2500"}), "answer")
+    send, _ = scripted(
+        RateLimited({"Retry-After": "10"}),
+        RateLimited({"retry-after": "100"}),
+        RateLimited({"retry-after-ms": "2500"}),
+        "answer",
+    )
     stats = RetryStats()
     done = retry.call(send, RETRYABLE, stats)
     assert done.value == "answer" and done.retries == 3
@@ -95,7 +100,7 @@ def test_retry_after_header_forms():
     now = 1_000_000.0
     assert retry_after(RateLimited({"Retry-After": "0.2"})) == 0.2
     assert retry_after(RateLimited({"RETRY-AFTER-MS": "150"})) == 0.15
-    date = "Mon, 12 Jan 1970 13:46:50 GMT"   # 1,000,010 s after the epoch: 10 s from `now`
+    date = "Mon, 12 Jan 1970 13:46:50 GMT"  # 1,000,010 s after the epoch: 10 s from `now`
     assert retry_after(RateLimited({"Retry-After": date}), clock=lambda: now) == pytest.approx(10.0)
     assert retry_after(RateLimited({"Retry-After": "soon"})) is None
     assert retry_after(RateLimited()) is None and retry_after(ValueError("no response")) is None

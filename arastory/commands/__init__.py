@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Command:
-    module: str    # run as `python -m <module>`
-    summary: str   # the line `arastory --help` shows
+    module: str  # run as `python -m <module>`
+    summary: str  # the line `arastory --help` shows
 
 
 # Adding a command is one entry here (its module needs a `__main__` that reads sys.argv like `python -m` does).
@@ -27,11 +27,16 @@ COMMANDS: dict[str, Command] = {
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
-    return "\n".join([
-        "usage: arastory <command> [overrides ...]   (Hydra overrides, e.g. `arastory train dialect=egy`)",
-        "", "commands:", *lines, "",
-        "`arastory <command> --help` shows that command's config groups and options.",
-    ])
+    return "\n".join(
+        [
+            "usage: arastory <command> [overrides ...]   (Hydra overrides, e.g. `arastory train dialect=egy`)",
+            "",
+            "commands:",
+            *lines,
+            "",
+            "`arastory <command> --help` shows that command's config groups and options.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] == "--version":
         from importlib.metadata import version
+
         print(f"arastory {version('arastory')}")
         return 0
     name, rest = args[0], args[1:]

@@ -3,11 +3,11 @@
 human-rating sheets.
 
     arastory evaluate run=outputs/train/2026-11-27/12-00-00 out=outputs/eval/direct-egy
-    arastory evaluate run=<run dir> system=openai system.model=gpt-3.5-turbo prompts=outputs/eval/direct-egy/prompts.jsonl
+    arastory evaluate run=<run dir> system=openai system.model=gpt-3.5-turbo prompts=<eval dir>/prompts.jsonl
     arastory evaluate system=file system.path=../shared/data/arastories out=outputs/eval/released-gpt4 judge=none
     arastory evaluate compare=multirun-eval/2026-11-27/12-00-00 out=outputs/compare
     arastory evaluate human.export=[outputs/eval/a,outputs/eval/b] out=outputs/human
-    arastory evaluate human.import=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[outputs/eval/a,outputs/eval/b] out=outputs/agreement
+    arastory evaluate human.import=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[<a>,<b>] out=<dir>
 
 Hydra names the job after this module (`evaluate`), so out dirs keep their `evaluate.log` whichever way it is started.
 """
@@ -26,9 +26,11 @@ register_resolvers()
 
 
 def _paths(value) -> list[str]:
+    """A path or a list of paths from the config, as strings."""
     if value is None:
         return []
-    return [str(v) for v in (OmegaConf.to_container(value) if OmegaConf.is_config(value) else [value])]
+    values = OmegaConf.to_container(value) if OmegaConf.is_config(value) else [value]
+    return [str(v) for v in values] if isinstance(values, list) else [str(values)]
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
@@ -38,27 +40,37 @@ def main(cfg: DictConfig):
     out_dir = HydraConfig.get().runtime.output_dir
     if cfg.compare:
         from arastory.evaluate.compare import compare_evaluations
-        result = compare_evaluations(_paths(cfg.compare), out_dir, n_boot=int(cfg.comparison.n_boot),
-                                     strict=bool(cfg.comparison.strict),
-                                     diversity_subsample=int(cfg.comparison.diversity_subsample))
+
+        result = compare_evaluations(
+            _paths(cfg.compare),
+            out_dir,
+            n_boot=int(cfg.comparison.n_boot),
+            strict=bool(cfg.comparison.strict),
+            diversity_subsample=int(cfg.comparison.diversity_subsample),
+        )
         print(f"[arastory] comparison written to {out_dir}")
         return result
     if cfg.human.export:
         from arastory.evaluate.human import export_sheet
+
         result = export_sheet(_paths(cfg.human.export), out_dir, cfg.human.per_system, cfg.human.seed, cfg.human.raters)
-        print(f"[arastory] blind sheets written to {out_dir} ({', '.join(Path(p).name for p in result['sheets_html'])}; "
-              "keep key.json from raters)")
+        sheets = ", ".join(Path(p).name for p in result["sheets_html"])
+        print(f"[arastory] blind sheets written to {out_dir} ({sheets}; keep key.json from raters)")
         return result
     if cfg.human["import"]:
         from arastory.errors import ConfigError
         from arastory.evaluate.human import import_sheets
+
         if not cfg.human.key:
             raise ConfigError("human.key", "is required with human.import (the key.json written by human.export)")
-        result = import_sheets(_paths(cfg.human["import"]), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir)
+        result = import_sheets(
+            _paths(cfg.human["import"]), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir
+        )
         print(f"[arastory] judge-human agreement written to {out_dir} (agreement.json, agreement.md)")
         return result
     from arastory.evaluate.pipeline import evaluate
     from arastory.evaluate.report import judge_table
+
     scores = evaluate(cfg, out_dir)
     print(f"\n[arastory] eval dir: {out_dir}")
     if scores["judge"]:

@@ -9,6 +9,7 @@ Hydra names the job after this module (`train`), so run dirs keep their `train.l
 """
 
 import sys
+from typing import cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,7 +29,7 @@ def main(cfg: DictConfig) -> dict:
 
     run_dir = HydraConfig.get().runtime.output_dir
     if cfg.resume:  # hydra.run.dir already points at the resumed run dir
-        cfg = OmegaConf.load(f"{cfg.resume}/config.yaml")
+        cfg = cast(DictConfig, OmegaConf.load(f"{cfg.resume}/config.yaml"))  # written by us: a mapping
     check_config(cfg)  # bad values stop here, before torch and Lightning are even imported
 
     from arastory.train.recipe import train

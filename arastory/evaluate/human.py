@@ -17,16 +17,30 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from arastory.errors import ConfigError, DataError
 from arastory.evaluate.criteria import CRITERION_INFO
 from arastory.evaluate.prompts import prompt_key
-from arastory.evaluate.stats import (bootstrap_ci, cohen_kappa, holm_adjust, krippendorff_alpha, paired_comparison,
-                                     percentile_ci, spearman)
-from arastory.io import (atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_csv_records,
-                         iter_jsonl)
+from arastory.evaluate.stats import (
+    bootstrap_ci,
+    cohen_kappa,
+    holm_adjust,
+    krippendorff_alpha,
+    paired_comparison,
+    percentile_ci,
+    spearman,
+)
+from arastory.io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    fingerprint,
+    iter_csv_records,
+    iter_jsonl,
+)
 from arastory.tables import markdown_table
 
 # The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
@@ -84,10 +98,10 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         raise ConfigError("human.per_system", f"must be a positive number of stories, got {per_system}")
     if int(raters) < 1:
         raise ConfigError("human.raters", f"must be a positive number of raters, got {raters}")
-    systems = []
+    systems: list[dict[str, Any]] = []
     for index, raw in enumerate(eval_dirs):
         name, rows = _read_generations(Path(raw))
-        by_key = {}
+        by_key: dict[str, dict] = {}
         for row in rows.values():
             by_key.setdefault(row["prompt_key"], row)   # one story per prompt text
         systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": by_key})
@@ -108,7 +122,7 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
     for number, (system, row) in enumerate(items, start=1):
         item_id = f"item-{number:0{width}d}"
         sheet.append({"item_id": item_id, "required_variety": row["variety"], "prompt": row["prompt"],
-                      "story": row["story"], **{c: "" for c in CRITERIA}, "comment": "", "rater": ""})
+                      "story": row["story"], **dict.fromkeys(CRITERIA, ""), "comment": "", "rater": ""})
         key[item_id] = {"system": system["system"], "prompt_id": row["id"], "prompt_key": row["prompt_key"],
                         "variety": row["variety"], "eval_index": system["eval_index"]}
     out = Path(out_dir)
@@ -121,8 +135,8 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         atomic_write_text(out / f"{name}.html", sheet_html(order, sheet_id))
         orders[name] = {"sheet_id": sheet_id, "order": [r["item_id"] for r in order]}
         written.append(out / f"{name}.html")
-    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed, "criteria": list(CRITERIA),
-                                         "eval_dirs": [s["eval_dir"] for s in systems],
+    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed,
+                                         "criteria": list(CRITERIA), "eval_dirs": [s["eval_dir"] for s in systems],
                                          "systems": [s["system"] for s in systems], "sheets": orders,
                                          "shared_prompts": chosen_shared is not None, "items": key})
     return {"items": len(sheet), "systems": [s["system"] for s in systems], "shared_prompts": chosen_shared is not None,
@@ -133,7 +147,7 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
 
 def _disambiguate(systems: list[dict]) -> None:
     """Two eval dirs of the same system name (e.g. two runs) get the dir name appended in the key."""
-    counts = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for system in systems:
         counts[system["system"]] += 1
     for system in systems:
@@ -269,7 +283,7 @@ def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
 
 def _half_up(value: float) -> int:
     """Round a mean score to the 1-5 scale, .5 upwards (numpy's round-half-even would send 2.5 down, 3.5 up)."""
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def agreement(x: list[float], y: list[float]) -> dict:
@@ -277,7 +291,7 @@ def agreement(x: list[float], y: list[float]) -> dict:
     from scipy.stats import spearmanr
     from sklearn.metrics import cohen_kappa_score
 
-    out = {"n": len(x), "spearman": None, "spearman_p": None, "kappa": None, "kappa_quadratic": None}
+    out: dict[str, Any] = {"n": len(x), "spearman": None, "spearman_p": None, "kappa": None, "kappa_quadratic": None}
     if len(x) < 2:
         return out
     with warnings.catch_warnings():
@@ -298,14 +312,17 @@ def agreement_cis(x: list[float], y: list[float], n_boot: int = 1000, seed: int 
     statistics = {"spearman_ci": lambda i: spearman(xs[i], ys[i]),
                   "kappa_ci": lambda i: cohen_kappa(a[i], b[i]),
                   "kappa_quadratic_ci": lambda i: cohen_kappa(a[i], b[i], weights="quadratic")}
-    out = {}
-    for name, statistic in statistics.items():
-        low, high = percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed)
-        out[name] = None if low is None else [round(low, 6), round(high, 6)]
-    return out
+    return {name: _interval(percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed))
+            for name, statistic in statistics.items()}
 
 
-def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000, seed: int = 0) -> dict:
+def _interval(bounds: tuple[float | None, float | None]) -> list[float] | None:
+    low, high = bounds
+    return None if low is None or high is None else [round(low, 6), round(high, 6)]
+
+
+def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000,
+                seed: int = 0) -> dict:
     """Krippendorff's alpha over all raters (ordinal and interval, 1-5) on one criterion, with a 95% percentile
     bootstrap CI over items; items rated by fewer than two raters do not count."""
     items = sorted({i for scores in raters.values() for i, s in scores.items() if criterion in s})
@@ -313,14 +330,17 @@ def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_
                       dtype=float)
     matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
     n = matrix.shape[1] if matrix.ndim == 2 else 0
-    out = {"raters": len(raters), "n_items": int(n)}
+    out: dict[str, Any] = {"raters": len(raters), "n_items": int(n)}
     for level in ("ordinal", "interval"):
-        value = krippendorff_alpha(matrix, level) if n else math.nan
-        low, high = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), n, n_boot=n_boot, seed=seed) \
-            if n else (None, None)
-        out[f"alpha_{level}"] = _finite(value)
-        out[f"alpha_{level}_ci"] = None if low is None else [round(low, 6), round(high, 6)]
+        out.update(_alpha(matrix, level, n_boot, seed) if n else {f"alpha_{level}": None, f"alpha_{level}_ci": None})
     return out
+
+
+def _alpha(matrix: np.ndarray, level: str, n_boot: int, seed: int) -> dict:
+    """Krippendorff's alpha at one level of measurement, with its bootstrap CI over the matrix's columns (items)."""
+    bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot,
+                           seed=seed)
+    return {f"alpha_{level}": _finite(krippendorff_alpha(matrix, level)), f"alpha_{level}_ci": _interval(bounds)}
 
 
 def _finite(value) -> float | None:
@@ -351,8 +371,9 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
             name = f"{name} ({Path(sheet).name})"
         raters[name] = scores
     rows = _item_rows(items, raters, judged)
-    result = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
-              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {}, "systems": {}}
+    result: dict[str, Any] = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
+                              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {},
+                              "systems": {}}
     for criterion in CRITERIA:
         pairs = [(r["judge"][criterion], r["human"][criterion]) for r in rows
                  if criterion in r["judge"] and criterion in r["human"]]
@@ -385,7 +406,8 @@ def _item_rows(items: dict, raters: dict, judged: list[dict]) -> list[dict]:
         human = {c: _mean([s[c] for s in per_rater.values() if c in s]) for c in CRITERIA}
         info = items[item_id]
         rows.append({"item_id": item_id, "system": info["system"], "prompt_id": info["prompt_id"],
-                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"), "human": {c: v for c, v in human.items() if v is not None},
+                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"),
+                     "human": {c: v for c, v in human.items() if v is not None},
                      "raters": per_rater, "judge": judged[info["eval_index"]].get(info["prompt_id"], {})})
     return rows
 
@@ -402,7 +424,7 @@ def _human_pairs(rows: list[dict], systems: list[str]) -> list[dict]:
                   if r["system"] == b and criterion in r["human"] and r.get("prompt_key")}
             if set(sa) & set(sb):
                 out.append({"a": a, "b": b, "criterion": criterion, **paired_comparison(sa, sb)})
-    for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out])):
+    for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out]), strict=True):
         row["p_holm"] = adjusted
     return out
 
@@ -415,7 +437,8 @@ def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
     out = []
     for (a, sa), (b, sb) in itertools.combinations(raters.items(), 2):
         shared = sorted(i for i in set(sa) & set(sb) if criterion in sa[i] and criterion in sb[i])
-        out.append({"raters": [a, b], **agreement([sa[i][criterion] for i in shared], [sb[i][criterion] for i in shared])})
+        scores_a, scores_b = [sa[i][criterion] for i in shared], [sb[i][criterion] for i in shared]
+        out.append({"raters": [a, b], **agreement(scores_a, scores_b)})
     return out
 
 
@@ -427,8 +450,9 @@ def agreement_markdown(result: dict) -> str:
              markdown_table(["criterion", "n", "Spearman rho", "p", "kappa", "kappa (quadratic)", "judge mean",
                              "human mean"],
                             [[criterion, s["n"], _ci(s["spearman"], s.get("spearman_ci")), _fmt(s["spearman_p"]),
-                              _ci(s["kappa"], s.get("kappa_ci")), _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")),
-                              _fmt(s["judge_mean"]), _fmt(s["human_mean"])] for criterion, s in result["criteria"].items()])]
+                              _ci(s["kappa"], s.get("kappa_ci")),
+                              _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")), _fmt(s["judge_mean"]),
+                              _fmt(s["human_mean"])] for criterion, s in result["criteria"].items()])]
     if result.get("rater_alpha"):
         lines += ["", "## All raters: Krippendorff's alpha", "", markdown_table(
             ["criterion", "raters", "items", "alpha (ordinal)", "alpha (interval)"],

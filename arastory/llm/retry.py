@@ -6,14 +6,15 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Callable, Generic, Mapping, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-TIMEOUT_GROWTH = 8        # ours: the longest a retry after timeouts may take, as a multiple of `timeout`
-RETRY_AFTER_MAX = 120.0   # ours: the longest wait a server's Retry-After can ask of us, in seconds
+TIMEOUT_GROWTH = 8  # ours: the longest a retry after timeouts may take, as a multiple of `timeout`
+RETRY_AFTER_MAX = 120.0  # ours: the longest wait a server's Retry-After can ask of us, in seconds
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RetriesExhausted(Exception):
 @dataclass
 class Succeeded(Generic[T]):
     value: T
-    retries: int   # attempts before the one that succeeded
+    retries: int  # attempts before the one that succeeded
 
 
 @dataclass
@@ -61,9 +62,9 @@ class RetryPolicy:
 
     max_retries: int = 6
     backoff_base: float = 1.0
-    backoff_max: float = 60.0                  # the cap of our own exponential backoff
-    retry_after_max: float = RETRY_AFTER_MAX   # the cap of a wait the server asks for (Retry-After, retry-after-ms)
-    timeout: float | None = None               # seconds per attempt; None leaves it to the client
+    backoff_max: float = 60.0  # the cap of our own exponential backoff
+    retry_after_max: float = RETRY_AFTER_MAX  # the cap of a wait the server asks for (Retry-After, retry-after-ms)
+    timeout: float | None = None  # seconds per attempt; None leaves it to the client
     timeout_growth: int = TIMEOUT_GROWTH
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
@@ -71,7 +72,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(backoff_max, base * 2^attempt)]."""
-        return self.rng.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+        return self.rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
     def wait(self, attempt: int, retry_after: float | None) -> float:
         """The server's Retry-After when it sent one (at most `retry_after_max`), else our backoff."""
@@ -84,10 +85,11 @@ class RetryPolicy:
         allows twice as long (up to `timeout_growth` x): a slow server is not asked, and paid, again and again."""
         if self.timeout is None:
             return None
-        return self.timeout * min(self.timeout_growth, 2 ** timeouts)
+        return self.timeout * min(self.timeout_growth, 2**timeouts)
 
-    def call(self, send: Callable[[float | None], T], retryable: Mapping[type[BaseException], str],
-             stats: RetryStats) -> Succeeded[T]:
+    def call(
+        self, send: Callable[[float | None], T], retryable: Mapping[type[BaseException], str], stats: RetryStats
+    ) -> Succeeded[T]:
         """`send(timeout)` until it returns, retrying the exception types in `retryable` (each counted under its
         stats name; "timeouts" also grows the next timeout). Other exceptions propagate at once; RetriesExhausted
         after `max_retries` retries."""

@@ -51,14 +51,16 @@ class GoogleTranslator(Translator):
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests) or 1)) as pool:
             answers = list(pool.map(lambda ids: self._send([chunks[i] for i in ids]), requests))
         translated: list[str | TranslationFailed] = [TranslationFailed("not sent")] * len(chunks)
-        for ids, answer in zip(requests, answers):
+        for ids, answer in zip(requests, answers, strict=True):
             for n, i in enumerate(ids):
                 translated[i] = answer if isinstance(answer, TranslationFailed) else answer[n]
         return join_translations(layouts, translated)
 
     def _requests(self, chunks: list[str]) -> list[list[int]]:
         """Group chunk indices into requests under the API's segment and character limits."""
-        groups, current, chars = [], [], 0
+        groups: list[list[int]] = []
+        current: list[int] = []
+        chars = 0
         for i, chunk in enumerate(chunks):
             if current and (len(current) >= self.max_segments or chars + len(chunk) > self.max_chars):
                 groups.append(current)
