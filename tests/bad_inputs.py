@@ -389,6 +389,16 @@ def run_case(command: str, case: Case, corpus: Path) -> dict:
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def warm_up(command: str, corpus: Path) -> None:
+    """Run the command once on good rows, outside any alarm: one-time costs (imports, building the dialect classifier
+    that checks labels) belong to no case, and on a loaded machine they could otherwise pass for a hang."""
+    where = corpus / "_warm_up" / command
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "good.jsonl"
+    path.write_bytes(lines(good_rows(COMMANDS[command][0])))
+    RUNNERS[command](path, where)
+
+
 def main(command: str, corpus: str, out: str) -> None:
     import logging
 
@@ -402,6 +412,7 @@ def main(command: str, corpus: str, out: str) -> None:
         from tests.openai_server import OpenAIServer, Reply
         SERVER = OpenAIServer(lambda n, body: Reply("ترجمة: " + body["messages"][-1]["content"][:20])).__enter__()
     try:
+        warm_up(command, corpus_dir)
         for case in applicable(command):
             results.append(run_case(command, case, corpus_dir))
     finally:

@@ -7,6 +7,7 @@ import pytest
 
 from arastory.data.readers import read_stories
 from arastory.dialect import DialectClassifier, load_or_train, ngram_identifier, training_records
+from arastory.dialect.classifier import bundled_text_documents
 from arastory.errors import ConfigError, DataError
 from arastory.paths import cache_dir
 
@@ -52,7 +53,7 @@ def test_training_text_is_configurable(tmp_path, released_dir):
                                                             ("egy", "عشان كده قعد في البيت")]
     assert len(records) == 4 and records[-1].variety == "mor"
     mixed = training_records(["bundled", str(released_dir / "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv")])
-    assert len(mixed) == 3 * 64 + 850 and {r.variety for r in mixed} == {"msa", "egy", "mor"}
+    assert len(mixed) == 3 * 64 + len(bundled_text_documents()) + 850 and {r.variety for r in mixed} == {"msa", "egy", "mor"}
     with pytest.raises(DataError, match=r"missing\.txt: file not found"):
         training_records({"egy": str(tmp_path / "missing.txt")})
 
@@ -81,7 +82,8 @@ def test_camel_backend_is_optional_with_a_one_line_error():
     try:
         import camel_tools  # noqa: F401
     except ImportError:
-        with pytest.raises(ConfigError, match=r"dialect_id: the camel backend needs camel_tools.*pip install camel-tools"):
+        missing = r"dialect_id: the camel backend needs camel_tools.*pip install 'arastory\[camel\]'"
+        with pytest.raises(ConfigError, match=missing):
             CamelIdentifier()
     else:
         pytest.skip("camel_tools is installed here; the missing-package error cannot be exercised")

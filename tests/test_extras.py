@@ -35,7 +35,7 @@ def test_translator_google_without_its_package_is_one_line_naming_the_extra(tmp_
     )
 
 
-def test_every_openai_backed_config_names_itself_and_the_openai_extra(monkeypatch):
+def test_every_openai_backed_config_and_vllm_name_themselves_and_their_extra(monkeypatch):
     from arastory.evaluate.judge import openai_judge
     from arastory.evaluate.systems import OpenAISystem
     from arastory.synthesize.generators import OpenAIGenerator
@@ -53,6 +53,13 @@ def test_every_openai_backed_config_names_itself_and_the_openai_extra(monkeypatc
         with pytest.raises(ConfigError) as caught:
             build()
         assert str(caught.value) == f"config error: {key}: openai is not installed; pip install 'arastory[openai]'"
+
+    from arastory.evaluate.systems import VLLMGenerator
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ConfigError) as caught:
+        VLLMGenerator("finetuned", "base", tokenizer=None, max_length=64)
+    assert str(caught.value) == "config error: system.backend: vllm is not installed; pip install 'arastory[vllm]'"
 
 
 def test_importing_the_package_does_not_import_any_provider():

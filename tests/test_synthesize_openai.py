@@ -114,7 +114,7 @@ def test_malformed_answers_timeouts_and_gates_then_a_rerun_asks_only_the_failed(
         9: [Reply(text=" ".join(near))],             # a near duplicate
     }
     responder = StoryServer("egy", special=special)
-    overrides = ["variety=egy", "n=10", "generator.concurrency=1", "generator.timeout=1.0"]
+    overrides = ["variety=egy", "n=10", "max_attempts=10", "generator.concurrency=1", "generator.timeout=1.0"]
     with OpenAIServer(responder) as server:
         report = run_synth(tmp_path, server, responder, overrides)
     assert report["generated"] == 8 and report["failed"] == 2 and report["kept"] == 2
@@ -236,12 +236,14 @@ def test_dry_run_writes_prompts_and_an_estimate_without_a_key_or_a_call(tmp_path
                               cwd=REPO, env=env_without_key, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert server.requests == [] and not (tmp_path / "stories.jsonl").exists()
-    prompts = read_jsonl(tmp_path / "prompts.jsonl")
-    assert len(prompts) == 30 and prompts[0]["id"] == "mor-s0-000000" and prompts[0]["variety"] == "mor"
+    prompts = read_jsonl(tmp_path / "prompts.jsonl")   # every prompt the run may send: max_attempts = 2 x n
+    assert len(prompts) == 60 and prompts[0]["id"] == "mor-s0-000000" and prompts[0]["variety"] == "mor"
     assert "بالدارجة المغربية" in prompts[0]["prompt"] and "country" in prompts[0]["features"]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["dry_run"] and report["requested"] == 30
-    assert report["estimated_tokens"]["completion_tokens"] == 30 * 700
+    assert report["dry_run"] and report["requested"] == 30 and report["max_attempts"] == 60
+    assert report["expected_attempts"] == 34   # 30 stories / expected_keep_rate 0.9
+    assert report["estimated_tokens"]["completion_tokens"] == 34 * 700
+    assert report["worst_case"]["estimated_tokens"]["completion_tokens"] == 60 * 700
     assert report["estimated_cost_usd"] > 0 and "estimated cost $" in proc.stdout
 
 

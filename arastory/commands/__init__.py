@@ -21,6 +21,8 @@ COMMANDS: dict[str, Command] = {
     "synthesize": Command("arastory.synthesize", "write synthetic stories per variety from feature prompts"),
     "train": Command("arastory.train", "QLoRA fine-tune a causal LM, direct or sequential (same as train.py)"),
     "evaluate": Command("arastory.evaluate", "judge, score, compare and human-rate systems (same as evaluate.py)"),
+    "dialect": Command("arastory.dialect", "measure or train the dialect identifier (`dialect evaluate|train ...`)"),
+    "data": Command("arastory.data", "download a pinned public release, resumable, checksummed (`data fetch ...`)"),
 }
 
 

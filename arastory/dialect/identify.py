@@ -1,7 +1,7 @@
-"""Dialect identification backends built from config: the char n-gram classifier (default) or CAMeL Tools' 6-way model.
+"""Dialect identification backends built from config: arastory's classifier (default, or a saved one) or CAMeL Tools.
 
-Both answer `analyze(story, target) -> DialectAnalysis` (variety probabilities, predicted variety, share of
-sentences in the target variety, marker words seen), which is what the synthesis gates and evaluation use.
+All answer `analyze(story, target) -> DialectAnalysis` (variety probabilities, predicted variety, share of
+sentences in the target variety and in MSA, marker words seen), which is what the synthesis gates and evaluation use.
 """
 
 from __future__ import annotations
@@ -17,12 +17,30 @@ from arastory.text import sentences
 CAMEL_LABELS = {"MSA": "msa", "CAI": "egy", "RAB": "mor"}
 
 
-def ngram_identifier(source="bundled", ngram_range=(1, 5), max_features: int = 200_000, C: float = 10.0,
-                     use_cache: bool = True) -> DialectClassifier:
-    """The character n-gram classifier trained on `source` (see `training_records`), cached by data and params."""
-    records = training_records(source)
-    return load_or_train(records, use_cache=use_cache, ngram_range=tuple(ngram_range),
-                         max_features=int(max_features), C=float(C))
+def ngram_identifier(source="bundled", ngram_range=(1, 5), max_features: int = 200_000, word_ngram_range=(1, 2),
+                     word_max_features: int = 100_000, alpha: float = 1e-4, story_C: float = 1.0, folds: int = 5,
+                     use_cache: bool = True, path: str | None = None, thresholds: dict | None = None) -> DialectClassifier:
+    """arastory's classifier: the one saved at `path` (with the gate thresholds its training chose), or one trained on
+    `source` (see `training_records`), cached by data and params, carrying `thresholds` ({variety: P(variety) needed}).
+    """
+    if path:
+        return DialectClassifier.load(path)
+    return load_or_train(training_records(source), use_cache=use_cache, thresholds=thresholds,
+                         ngram_range=tuple(ngram_range), max_features=int(max_features),
+                         word_ngram_range=tuple(word_ngram_range), word_max_features=int(word_max_features),
+                         alpha=float(alpha), story_C=float(story_C), folds=int(folds))
+
+
+def metrics_identifier(metrics_cfg):
+    """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    path = OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
+    if path:
+        return DialectClassifier.load(path)
+    source = metrics_cfg.classifier_data
+    source = OmegaConf.to_container(source) if isinstance(source, DictConfig) else source
+    return load_or_train(training_records(source))
 
 
 class CamelIdentifier:
@@ -51,8 +69,9 @@ class CamelIdentifier:
         predicted = max(probs, key=probs.get)
         target = target or predicted
         units = sentences(story) or [story]
-        share = float(np.mean([max(s, key=s.get) == target for s in self._scores(units)]))
-        return DialectAnalysis(probs, predicted, share, markers_in(story))
+        labels = [max(s, key=s.get) for s in self._scores(units)]
+        share, msa_share = (float(np.mean([label == v for label in labels])) for v in (target, "msa"))
+        return DialectAnalysis(probs, predicted, share, markers_in(story), msa_share, len(labels))
 
     def analyze_many(self, stories: list[str], targets: list[str | None]) -> list[DialectAnalysis]:
         return [self.analyze(story, target) for story, target in zip(stories, targets)]
@@ -60,7 +79,7 @@ class CamelIdentifier:
 
 def _load_camel_model():
     """Import camel_tools lazily; a one-line error says what to install when it or its data is missing."""
-    hint = "pip install camel-tools && camel_data -i dialectid-default (or use dialect_id=ngram)"
+    hint = "pip install 'arastory[camel]' && camel_data -i dialectid-default (or use dialect_id=ngram)"
     try:
         import camel_tools.dialectid as dialectid
     except ImportError:

@@ -160,12 +160,15 @@ def story_metrics(story: str, variety: str, features: dict | None, classifier) -
     `classifier` is an arastory.dialect.classifier.DialectClassifier (None leaves the dialect metrics None).
     """
     story, features = story or "", features or {}
-    out: dict[str, Any] = {"dialect_correct": None, "dialect_prob": None, "dialect_share": None}
+    out: dict[str, Any] = {"dialect_correct": None, "dialect_prob": None, "dialect_share": None,
+                           "dialect_msa_share": None}
     if classifier is not None and story.strip():
         analysis = classifier.analyze(story, target=variety)
         out.update(dialect_correct=int(analysis.predicted == variety),
                    dialect_prob=float(analysis.probabilities.get(variety, 0.0)),
                    dialect_share=float(analysis.dialect_share))
+        if variety != "msa":   # dialect drift: the share of MSA sentences in a dialect story
+            out["dialect_msa_share"] = round(float(getattr(analysis, "msa_share", 0.0)), 4)
     elif classifier is not None:
         out.update(dialect_correct=0, dialect_prob=0.0, dialect_share=0.0)
     markers = markers_in(story)
@@ -293,3 +296,12 @@ def _distinct_of(counters: list[Counter]) -> float | None:
         total.update(counter)
     n = sum(total.values())
     return len(total) / n if n else None
+
+
+def dialect_drift(rows: list[dict]) -> dict:
+    """Per dialect variety, the distribution of `dialect_msa_share` over its stories (story_metrics rows)."""
+    from arastory.dialect.evaluation import drift_distribution
+
+    varieties = sorted({r["variety"] for r in rows if r.get("dialect_msa_share") is not None})
+    return {v: drift_distribution([r["dialect_msa_share"] for r in rows
+                                   if r["variety"] == v and r.get("dialect_msa_share") is not None]) for v in varieties}

@@ -251,12 +251,10 @@ def held_out_perplexity(generator, run_data, prompts: list[dict]) -> dict | None
 
 
 def story_metric_rows(generations: list[dict], metrics_cfg) -> list[dict]:
-    from arastory.dialect.classifier import load_or_train, training_records
+    from arastory.dialect.identify import metrics_identifier
     from arastory.evaluate.metrics import story_metrics
 
-    source = OmegaConf.to_container(metrics_cfg.classifier_data) if isinstance(metrics_cfg.classifier_data, DictConfig) \
-        else metrics_cfg.classifier_data
-    classifier = load_or_train(training_records(source))
+    classifier = metrics_identifier(metrics_cfg)
     return [{**{k: g[k] for k in ROW_KEYS}, **story_metrics(g["story"], g["variety"], g.get("features") or {}, classifier)}
             for g in generations]
 
@@ -298,12 +296,13 @@ def run_summary(run_cfg: DictConfig | None) -> dict | None:
 
 
 def val_fingerprint(run_dir) -> str | None:
-    """The training run's held-out set fingerprint (metrics.json, when training wrote one)."""
+    """The training run's held-out set fingerprint over all varieties (metrics.json's `val_fingerprint["all"]`)."""
     path = Path(run_dir) / "metrics.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("val_fingerprint")
+        fingerprint = json.loads(path.read_text(encoding="utf-8")).get("val_fingerprint")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
+    return fingerprint.get("all") if isinstance(fingerprint, dict) else fingerprint
 
 
 def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
@@ -317,7 +316,7 @@ def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
 
 
 def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_rows, perplexity, extra) -> dict:
-    from arastory.evaluate.metrics import diversity_at
+    from arastory.evaluate.metrics import dialect_drift, diversity_at
     from arastory.evaluate.stats import summarize
 
     # Grouped on "group", since "variety" is also a criterion's name.
@@ -335,6 +334,7 @@ def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_r
         "n_prompts": len(prompts),
         "judge": summarize(judge_rows, "group", list(CRITERIA)) if judge_rows else {},
         "metrics": summarize(metric_rows, "variety", metric_names(metric_rows), rates=RATE_METRICS) if metric_rows else {},
+        "dialect_drift": dialect_drift(metric_rows),
         "corpus_metrics": {v: diversity_at([g["story"] for g in generations if g["variety"] == v], k, repeats)
                            for v in varieties if any(g["variety"] == v for g in generations)},
         "diversity": {"subsample": k, "repeats": repeats},

@@ -310,9 +310,10 @@ class VLLMGenerator:
 
     def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
                  merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False):
-        from vllm import LLM
-
+        from arastory.extras import require_extra
         from arastory.train.formatting import ExampleFormatter
+
+        LLM = require_extra("vllm", "system.backend").LLM
 
         self.name, self.tokenizer = name, tokenizer
         self.formatter = ExampleFormatter(tokenizer, max_length=max_length)

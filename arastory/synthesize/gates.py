@@ -96,16 +96,20 @@ class QualityGates:
 
     def __init__(self, min_words: int = 100, max_words: int = 600, refusal_patterns: list[str] | None = None,
                  scan_chars: int = 300, min_arabic_share: float = 0.9, check_variety: bool = True,
-                 min_target_share: float = 0.5, near_duplicate_jaccard: float = 0.8, shingle_size: int = 5,
-                 minhash_perm: int = 64, minhash_bands: int = 16, identifier=None):
+                 min_target_prob: float | dict | None = None, min_target_share: float | None = None,
+                 near_duplicate_jaccard: float = 0.8, shingle_size: int = 5, minhash_perm: int = 64,
+                 minhash_bands: int = 16, identifier=None):
         if min_words > max_words:
             raise ConfigError("gates.min_words", f"{min_words} is above gates.max_words ({max_words})")
+        probs = min_target_prob.items() if isinstance(min_target_prob, dict) else [("", min_target_prob)]
         for key, value in (("min_arabic_share", min_arabic_share), ("min_target_share", min_target_share),
-                           ("near_duplicate_jaccard", near_duplicate_jaccard)):
-            if not 0.0 <= value <= 1.0:
+                           ("near_duplicate_jaccard", near_duplicate_jaccard),
+                           *((f"min_target_prob{'.' + k if k else ''}", v) for k, v in probs)):
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"gates.{key}", f"must be in [0, 1], got {value}")
         self.min_words, self.max_words, self.scan_chars = min_words, max_words, scan_chars
         self.min_arabic_share, self.min_target_share = min_arabic_share, min_target_share
+        self.min_target_prob = min_target_prob
         self.check_variety, self.identifier = check_variety, identifier
         patterns = list(DEFAULT_REFUSALS) + list(refusal_patterns or [])
         self.refusals = sorted({normalize_for_hash(p) for p in patterns if normalize_for_hash(p)})
@@ -139,13 +143,23 @@ class QualityGates:
                 return failed
         return self._duplicates(story_id, story, checks)
 
+    def threshold(self, target: str) -> float:
+        """The P(target) a story needs: gates.min_target_prob (one value or per variety), else the identifier's own
+        cross-validated threshold (dialect_id.thresholds), else 0.5."""
+        from arastory.dialect.thresholds import gate_threshold
+        return gate_threshold(self.identifier, target, self.min_target_prob)
+
     def _variety(self, story: str, target: str, checks: dict) -> GateResult | None:
         analysis = self.identifier.analyze(story, target)
+        probability, threshold = float(analysis.probabilities.get(target, 0.0)), self.threshold(target)
         checks["dialect"] = {"predicted": analysis.predicted, "probabilities": analysis.probabilities,
-                             "target_share": round(analysis.dialect_share, 4), "markers": analysis.markers}
-        if analysis.predicted != target:
-            return GateResult("wrong_variety", f"classified as {analysis.predicted}, not {target}", checks)
-        if analysis.dialect_share < self.min_target_share:
+                             "target_prob": round(probability, 4), "threshold": threshold,
+                             "target_share": round(analysis.dialect_share, 4),
+                             "msa_share": round(getattr(analysis, "msa_share", 0.0), 4), "markers": analysis.markers}
+        if probability < threshold:
+            return GateResult("wrong_variety", f"P({target}) {probability:.2f} < {threshold:.2f} "
+                                               f"(classified as {analysis.predicted})", checks)
+        if self.min_target_share is not None and analysis.dialect_share < self.min_target_share:
             return GateResult("wrong_variety", f"only {analysis.dialect_share:.2f} of sentences in {target} "
                                                f"(< {self.min_target_share})", checks)
         return None

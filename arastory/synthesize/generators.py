@@ -148,6 +148,12 @@ class HFGenerator:
         """Nothing to check before loading: the model path was checked when the generator was built."""
 
     def load(self):
+        """(model, tokenizer, formatter), loaded once per generator (synthesis asks in several rounds)."""
+        if getattr(self, "_loaded", None) is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _load(self):
         """(model, tokenizer, formatter): the base (plus a peft adapter when given), tokenizer padding on the left."""
         import torch
 

@@ -1,15 +1,24 @@
-"""Synthetic stories end to end: sample prompts (seeded), ask a generator, gate every answer, write records and a report.
+"""Synthetic stories end to end: sample prompts (seeded), ask a generator until `n` answers pass the gates, write
+records and a report.
+
+`n` counts stories kept. Prompts are taken in their seeded order, a round at a time: each round asks for as many
+fresh prompts as the keep rate so far says are needed for the rest, until n stories pass or `max_attempts` prompts
+have been sent. Everything is recomputed from the ledger, so a rerun (after a kill, or with a larger n) continues
+exactly where the last one stopped and never asks a prompt that has an answer.
 
 Files in the output dir:
-  prompts.jsonl                 the sampled prompts (ids stable for a variety, seed and prompts config)
+  prompts.jsonl                 the prompts that may be sent (max_attempts of them; ids stable for a variety, seed
+                                and prompts config)
   generations.jsonl             the ledger: every answer, appended (fsynced) as it arrives; a rerun skips these ids
   generations.jsonl.errors.jsonl  prompts that failed after all retries (asked again by the next run)
-  stories.jsonl / rejected.jsonl  the gated split, rebuilt atomically from the ledger at the end of every run
-  report.json                   counts, gates, tokens, estimated cost, retries, elapsed
+  stories.jsonl / rejected.jsonl  the gated split (the first n kept stories), rebuilt atomically from the ledger
+  surplus.jsonl                 stories that passed the gates beyond n (paid for; a run with a larger n uses them)
+  report.json                   requested, answered, kept, rejected per gate, dialect drift, tokens, cost, retries
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -23,8 +32,10 @@ from arastory.llm import estimate_cost
 from arastory.prompts import PromptSampler
 from arastory.records import StoryRecord
 from arastory.synthesize.gates import GATES, QualityGates
+from arastory.synthesize.generators import GenerationRun
 
 LEDGER = "generations.jsonl"
+MIN_KEEP_RATE = 0.1   # ours: the keep rate a round plans with never drops below this (bounds one round's size)
 
 
 def build(node: DictConfig):
@@ -42,14 +53,25 @@ def build(node: DictConfig):
         raise
 
 
-def sample_prompts(cfg: DictConfig) -> list[dict]:
-    """`cfg.n` prompts for `cfg.variety`; the first k are the same for any n >= k (so a larger n extends a run)."""
-    if not isinstance(cfg.n, int) or cfg.n < 1:
+def max_attempts(cfg: DictConfig) -> int:
+    """The most prompts this n may send: `max_attempts`, or 2 x n (ours)."""
+    if not isinstance(cfg.n, int) or isinstance(cfg.n, bool) or cfg.n < 1:
         raise ConfigError("n", f"must be a positive integer, got {cfg.n!r}")
+    budget = cfg.get("max_attempts")
+    if budget is None:
+        return 2 * cfg.n
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < cfg.n:
+        raise ConfigError("max_attempts", f"must be an integer of at least n ({cfg.n}), got {budget!r}")
+    return budget
+
+
+def sample_prompts(cfg: DictConfig, count: int | None = None) -> list[dict]:
+    """The first `count` (default: max_attempts) prompts for `cfg.variety`; the first k are the same for any count."""
+    count = max_attempts(cfg) if count is None else count
     sampler = PromptSampler(variety_name(cfg), order=list(cfg.sampler.order), always=list(cfg.sampler.always),
                             p_optional=cfg.sampler.p_optional, seed=cfg.seed,
                             balance_block=cfg.sampler.get("balance_block"))
-    return [p.to_dict() for p in sampler.sample(cfg.n, id_prefix=f"{variety_name(cfg)}-s{cfg.seed}")]
+    return [p.to_dict() for p in sampler.sample(count, id_prefix=f"{variety_name(cfg)}-s{cfg.seed}")]
 
 
 def variety_name(cfg: DictConfig) -> str:
@@ -76,7 +98,8 @@ def load_ledger(path: Path) -> dict[str, dict]:
 
 
 def build_gates(cfg: DictConfig):
-    """The quality gates, with the dialect identifier built first so config errors come before any request."""
+    """A factory of fresh quality gates (empty duplicate indexes) sharing one dialect identifier, which is built
+    first so that config errors come before any request; its analyses are cached across rounds."""
     gates_cfg = OmegaConf.to_container(cfg.gates, resolve=True)
     identifier = None
     if gates_cfg.get("check_variety", True):
@@ -86,14 +109,33 @@ def build_gates(cfg: DictConfig):
             raise ConfigError("gates.check_variety", f"the dialect identifier knows {', '.join(known)}, not "
                                                      f"'{variety_name(cfg)}': train it on labelled {variety_name(cfg)} text "
                                                      "(dialect_id.source=...) or set gates.check_variety=false")
-    return QualityGates(**gates_cfg, identifier=identifier)
+        identifier = RememberingIdentifier(identifier)
+    QualityGates(**gates_cfg, identifier=identifier)   # settings errors now, before any request
+    return lambda: QualityGates(**gates_cfg, identifier=identifier)
 
 
-def split_by_gates(prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator) -> tuple[list, list]:
+class RememberingIdentifier:
+    """Answers each (story, target) once: every round re-gates all answers, the classifier runs once per story."""
+
+    def __init__(self, identifier):
+        self.identifier, self.memory = identifier, {}
+        self.classes = list(getattr(identifier, "classes", []))
+        self.thresholds = dict(getattr(identifier, "thresholds", {}) or {})
+
+    def analyze(self, story: str, target: str | None = None):
+        key = (story, target)
+        if key not in self.memory:
+            self.memory[key] = self.identifier.analyze(story, target)
+        return self.memory[key]
+
+
+def split_by_gates(prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator,
+                   progress: bool = True) -> tuple[list, list]:
     """(kept records, rejected rows) in prompt order, so duplicates are decided the same way on every run."""
     kept, rejected = [], []
     answered = [p for p in prompts if p["id"] in ledger]
-    for prompt in tqdm(answered, desc="quality gates", unit="story", dynamic_ncols=True, disable=len(answered) < 50):
+    for prompt in tqdm(answered, desc="quality gates", unit="story", dynamic_ncols=True,
+                       disable=not progress or len(answered) < 50):
         answer = ledger[prompt["id"]]
         result = gates.check(prompt["id"], answer.get("text") or "", prompt["variety"])
         meta = {"generator": answer.get("generator", generator.name), "model": answer.get("model"),
@@ -124,42 +166,106 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
     generator = build(cfg.generator)
     check_same_prompts(out_dir, prompts)
     atomic_write_jsonl(out_dir / "prompts.jsonl", prompts)
-    base = {"variety": variety_name(cfg), "requested": len(prompts), "generator": generator.name, "model": generator.model,
-            "seed": cfg.seed}
+    base = {"variety": variety_name(cfg), "requested": cfg.n, "max_attempts": len(prompts), "generator": generator.name,
+            "model": generator.model, "seed": cfg.seed}
     if cfg.dry_run:
-        return dry_run_report(base, generator, prompts, out_dir, started)
+        return dry_run_report(base, generator, prompts, out_dir, started, float(cfg.expected_keep_rate))
 
     generator.preflight()
-    gates = build_gates(cfg)
-    run = generator.run(prompts, out_dir / LEDGER, desc=f"synthesize {variety_name(cfg)}")
+    new_gates = build_gates(cfg)
+    rounds = generate_until_kept(prompts, cfg.n, generator, new_gates, out_dir / LEDGER, f"synthesize {variety_name(cfg)}")
     ledger = load_ledger(out_dir / LEDGER)
-    kept, rejected = split_by_gates(prompts, ledger, gates, generator)
-    atomic_write_jsonl(out_dir / "stories.jsonl", kept)
+    kept, rejected = split_by_gates(prompts, ledger, new_gates(), generator)
+    stories, surplus = kept[:cfg.n], kept[cfg.n:]
+    atomic_write_jsonl(out_dir / "stories.jsonl", stories)
     atomic_write_jsonl(out_dir / "rejected.jsonl", rejected)
+    atomic_write_jsonl(out_dir / "surplus.jsonl", surplus)
 
     answers = [ledger[p["id"]] for p in prompts if p["id"] in ledger]
     tokens = token_totals(answers)
-    by_gate = {gate: sum(r["reason"] == gate for r in rejected) for gate in GATES}
+    unanswered = len(rounds["failed_ids"] - set(ledger))
     report = {
-        **base, "dry_run": False, "generated": len(answers), "failed": len(prompts) - len(answers),
-        "rejected": by_gate, "rejected_total": len(rejected), "kept": len(kept),
+        **base, "dry_run": False, "answered": len(answers), "generated": len(answers),
+        "kept": len(stories), "surplus": len(surplus),
+        "failed": unanswered if len(stories) < cfg.n else 0,   # prompts to ask again (only while n is not reached)
+        "rejected": {gate: sum(r["reason"] == gate for r in rejected) for gate in GATES},
+        "rejected_total": len(rejected), "keep_rate": round(len(kept) / len(answers), 4) if answers else None,
+        "stopped": stop_reason(len(stories), cfg.n, len(answers) + unanswered, len(prompts)),
+        "dialect_drift": drift_report(variety_name(cfg), stories, rejected),
         "tokens": tokens, "estimated_cost_usd": estimate_cost(generator.model, **tokens),
         "retries": sum(int(a.get("retries", 0) or 0) for a in answers),
-        "this_run": {"answered": run.answered, "already_answered": run.already_done, "failed": run.failed,
-                     "requests": run.requests, "errors": run.errors[:20]},
+        "this_run": {"answered": rounds["run"].answered, "already_answered": rounds["already_answered"],
+                     "failed": rounds["run"].failed, "rounds": rounds["rounds"], "requests": rounds["run"].requests,
+                     "errors": rounds["run"].errors[:20]},
         "elapsed_s": round(time.perf_counter() - started, 2),
-        "files": {"stories": "stories.jsonl", "rejected": "rejected.jsonl", "ledger": LEDGER},
+        "files": {"stories": "stories.jsonl", "rejected": "rejected.jsonl", "surplus": "surplus.jsonl", "ledger": LEDGER},
     }
     atomic_write_json(out_dir / "report.json", report)
     return report
 
 
-def dry_run_report(base: dict, generator, prompts: list[dict], out_dir: Path, started: float) -> dict:
-    tokens = generator.estimate(prompts)
-    report = {**base, "dry_run": True, "estimated_tokens": tokens,
-              "estimated_cost_usd": estimate_cost(generator.model, **tokens),
-              "note": "estimate: prompt characters / generator.chars_per_token, "
-                      "completion = expected tokens per story x prompts (ours); nothing was called",
+def generate_until_kept(prompts: list[dict], n: int, generator, new_gates, ledger_path: Path, desc: str) -> dict:
+    """Ask fresh prompts, in order, a round at a time, until n answers pass the gates or no prompt is left."""
+    total = GenerationRun()
+    failed_ids: set[str] = set()
+    already = sum(1 for p in prompts if p["id"] in load_ledger(ledger_path))
+    rounds = 0
+    while True:
+        ledger = load_ledger(ledger_path)
+        kept, _ = split_by_gates(prompts, ledger, new_gates(), generator, progress=False)
+        need = n - len(kept)
+        fresh = [p for p in prompts if p["id"] not in ledger and p["id"] not in failed_ids]
+        if need <= 0 or not fresh:
+            break
+        answered = sum(1 for p in prompts if p["id"] in ledger)
+        rate = max(len(kept) / answered, MIN_KEEP_RATE) if answered else 1.0
+        batch = fresh[:math.ceil(need / rate)]
+        run = generator.run(batch, ledger_path, desc=desc)
+        rounds += 1
+        total.answered += run.answered
+        total.failed += run.failed
+        total.errors += run.errors
+        for key, value in (run.requests or {}).items():
+            total.requests[key] = total.requests.get(key, 0) + value if isinstance(value, (int, float)) else value
+        done = load_ledger(ledger_path)
+        failed_ids |= {p["id"] for p in batch if p["id"] not in done}
+    return {"run": total, "already_answered": already, "rounds": rounds, "failed_ids": failed_ids}
+
+
+def stop_reason(kept: int, n: int, attempts: int, budget: int) -> str:
+    if kept >= n:
+        return "kept n stories"
+    if attempts >= budget:
+        return f"max_attempts ({budget}) prompts sent"
+    return "prompts failed (rerun the same command to ask them again)"
+
+
+def drift_report(variety: str, stories: list[dict], rejected: list[dict]) -> dict | None:
+    """The share of MSA sentences inside the dialect stories, kept and all answered (None for MSA runs)."""
+    if variety == "msa":
+        return None
+    from arastory.dialect.evaluation import drift_distribution
+
+    def shares(rows):
+        return [r["meta"]["gates"]["dialect"]["msa_share"] for r in rows
+                if "dialect" in (r.get("meta") or {}).get("gates", {})]
+
+    return {"kept": drift_distribution(shares(stories)), "answered": drift_distribution(shares(stories + rejected))}
+
+
+def dry_run_report(base: dict, generator, prompts: list[dict], out_dir: Path, started: float,
+                   expected_keep_rate: float) -> dict:
+    """Cost of the prompts expected to be sent (n / expected_keep_rate) and of the worst case (max_attempts)."""
+    if not 0.0 < expected_keep_rate <= 1.0:
+        raise ConfigError("expected_keep_rate", f"must be in (0, 1], got {expected_keep_rate}")
+    expected = min(len(prompts), math.ceil(base["requested"] / expected_keep_rate))
+    tokens, worst = generator.estimate(prompts[:expected]), generator.estimate(prompts)
+    report = {**base, "dry_run": True, "expected_attempts": expected, "expected_keep_rate": expected_keep_rate,
+              "estimated_tokens": tokens, "estimated_cost_usd": estimate_cost(generator.model, **tokens),
+              "worst_case": {"attempts": len(prompts), "estimated_tokens": worst,
+                             "estimated_cost_usd": estimate_cost(generator.model, **worst)},
+              "note": "estimate: prompt characters / generator.chars_per_token, completion = expected tokens per "
+                      "story x prompts, for n / expected_keep_rate prompts (ours); nothing was called",
               "elapsed_s": round(time.perf_counter() - started, 2), "files": {"prompts": "prompts.jsonl"}}
     atomic_write_json(out_dir / "report.json", report)
     return report
