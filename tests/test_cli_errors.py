@@ -24,8 +24,8 @@ def test_a_single_variety_dialect_source_and_an_api_key_override_are_one_line(tm
     proc = cli(["-m", "arastory.synthesize", "variety=egy", "n=2", f"out={tmp_path / 'a'}",
                 f"dialect_id.source={source}", "dialect_id.use_cache=false"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == ("config error: dialect_id: the dialect classifier needs labelled "
-                                                    "text of at least two varieties")
+    assert proc.stderr.strip().splitlines()[-1] == ("config error: dialect_id.source: the dialect classifier needs "
+                                                    "labelled text of all three varieties (msa, egy, mor), got egy")
     proc = cli(["-m", "arastory.synthesize", "+generator.api_key=", f"out={tmp_path / 'b'}"])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("config error: generator.api_key: secrets are never taken from the command line")

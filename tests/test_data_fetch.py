@@ -67,10 +67,11 @@ def pinned(name: str, body: bytes) -> PinnedFile:
 @pytest.fixture
 def tiny_release(monkeypatch):
     """A two-file release in the released CSV format, pinned the same way as the real one."""
-    files = {"Formatted-Egyptian-prompts-stories-for-fine-tuning.csv": (",Prompt,Story\n0,اكتب قصة,"
-                                                                         + "كان فيه ولد صغير. " * 4000 + "\n").encode(),
-             "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv": (",Prompt,Story\n0,كتب قصة,"
-                                                                         + "كان واحد الدري. " * 3000 + "\n").encode()}
+    def csv(prompt: str, story: str, rows: int) -> bytes:   # many stories of ordinary length, as released
+        return (",Prompt,Story\n" + "".join(f"{i},{prompt} {i},{story * 20}{i}\n" for i in range(rows))).encode()
+
+    files = {"Formatted-Egyptian-prompts-stories-for-fine-tuning.csv": csv("اكتب قصة", "كان فيه ولد صغير. ", 200),
+             "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv": csv("كتب قصة", "كان واحد الدري. ", 150)}
     release = Release("arastories", "https://example.invalid/unused", tuple(pinned(n, b) for n, b in files.items()),
                       "MIT", "https://example.invalid")
     monkeypatch.setitem(fetch_module.RELEASES, "arastories", release)

@@ -192,14 +192,15 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
     from arastory.data.bundled import load_bundled_stories
 
     stories = [r.story for r in load_bundled_stories() if r.variety == "egy"]
-    asked, lock, release = Counter(), threading.Lock(), threading.Event()
+    asked, lock, release, assigned = Counter(), threading.Lock(), threading.Event(), {}
 
     def respond(n, body):
         prompt = body["messages"][-1]["content"]
         with lock:
             asked[prompt] += 1
+            story = stories[assigned.setdefault(prompt, len(assigned)) % len(stories)]   # one story per prompt: no duplicates
         release.wait(timeout=60)   # requests hang until the test lets them through
-        return Reply(stories[sum(asked.values()) % len(stories)], delay=0.2)
+        return Reply(story, delay=0.2)
 
     out = tmp_path / "egy"
     with OpenAIServer(respond) as server:
