@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-# OpenAI's list prices as of 2026-12-01 (developers.openai.com/api/docs/models/<model>, text tokens, standard tier).
+# OpenAI's list prices as of 2026-12-01 (text tokens, standard tier; source developers.openai.com/api/docs/pricing, read
+# through copies of it dated 2026-03..11 that agree on every entry checked: gpt-4o, gpt-4o-mini, gpt-4.1*,
+# gpt-4-0125-preview, gpt-3.5-turbo-0125, gpt-3.5-turbo-instruct). Check that page before relying on an estimate.
 # A dated snapshot (`gpt-4o-mini-2024-07-18`) is priced as its family unless it is listed itself; the
 # older 3.5 snapshots were priced apart and gpt-3.5-turbo was shut down on 2026-10-23 (kept for past runs' costs).
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
