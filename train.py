@@ -1,4 +1,5 @@
 """Fine-tune a causal LM on Arabic prompt→story data with QLoRA; Hydra composes the run from conf/.
+A thin entry point: the same as `arastory train ...` and `python -m arastory.train ...` (arastory/commands/train.py).
 
     python train.py                                      # tiny offline default on the bundled corpus (CPU, minutes)
     python train.py strategy=sequential dialect=egy model=acegpt_7b trainer=gpu
@@ -6,36 +7,9 @@
     python train.py resume=outputs/train/2026-11-27/12-00-00
 """
 
-import sys
+from arastory.commands.train import main, run
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
-
-register_resolvers()
-
-
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-@one_line_errors
-@guard_out_dir
-def main(cfg: DictConfig) -> dict:
-    from arastory.train.checks import check_config
-
-    run_dir = HydraConfig.get().runtime.output_dir
-    if cfg.resume:  # hydra.run.dir already points at the resumed run dir
-        cfg = OmegaConf.load(f"{cfg.resume}/config.yaml")
-    check_config(cfg)  # bad values stop here, before torch and Lightning are even imported
-
-    from arastory.train.recipe import train
-    from arastory.train.report import print_summary
-
-    metrics = train(cfg, run_dir)
-    print_summary(run_dir, metrics)
-    return metrics
-
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:], "train")
-    main()
+    run()

@@ -172,7 +172,7 @@ class OpenAISystem:
         from arastory.llm import ChatClient
 
         self._client = ChatClient(self.model, self.base_url, self.api_key_env, self.timeout, self.max_retries,
-                                  key_hint="or evaluate a local system (system=run or system=hf)")
+                                  key_hint="or evaluate a local system (system=run or system=hf)", config_key="system")
         self.name = self.name or self.model
 
     def open(self) -> "APIGenerator":
@@ -210,7 +210,8 @@ def _check_backend(backend: str) -> None:
     if backend == "vllm":
         import importlib.util
         if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("system.backend", "vllm is not installed (`pip install vllm`, GPU only); use system.backend=hf")
+            raise ConfigError("system.backend", "vllm is not installed; pip install 'arastory[vllm]' (GPU only), "
+                              "or use system.backend=hf")
 
 
 # ------------------------------------------------------------------------------------------------------ generators
@@ -291,9 +292,10 @@ class VLLMGenerator:
 
     def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
                  merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False):
-        from vllm import LLM
-
+        from arastory.extras import require_extra
         from arastory.train.formatting import ExampleFormatter
+
+        LLM = require_extra("vllm", "system.backend").LLM
 
         self.name, self.tokenizer = name, tokenizer
         self.formatter = ExampleFormatter(tokenizer, max_length=max_length)
