@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 # The CPU build of torch 2.13 (what this project is tested with); set TORCH_SPEC="torch" for your platform's default build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup train test clean
+# What `make lint` checks (narrow it while working: `make lint LINT_PATHS=arastory/llm`).
+LINT_PATHS ?= arastory tests bench train.py evaluate.py
+
+.PHONY: setup train test lint clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +21,18 @@ $(VENV)/.installed: pyproject.toml
 train: setup
 	$(PY) train.py $(ARGS)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one test file per worker so module fixtures are built once,
+# and one torch thread per process so the workers do not fight over the cores. `make test TEST_WORKERS=0`: one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+
+# ruff (lint rules and formatting as configured in pyproject.toml) and mypy on the package; pre-commit runs the same
+# ruff hooks on each commit once `$(VENV)/bin/pre-commit install` has been run.
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -1,66 +1,18 @@
 """Evaluate a system on fresh prompts (judge + metrics + CIs), compare evaluations, and run human-rating sheets.
+A thin entry point: the same as `arastory evaluate ...` and `python -m arastory.evaluate ...`
+(arastory/commands/evaluate.py).
 
     python evaluate.py run=outputs/train/2026-11-27/12-00-00 out=outputs/eval/direct-egy
-    python evaluate.py run=<run dir> system=openai system.model=gpt-3.5-turbo prompts=outputs/eval/direct-egy/prompts.jsonl
+    python evaluate.py run=<run dir> system=openai system.model=gpt-3.5-turbo prompts=<eval dir>/prompts.jsonl
     python evaluate.py system=file system.path=../shared/data/arastories out=outputs/eval/released-gpt4 judge=none
     python evaluate.py compare=multirun-eval/2026-11-27/12-00-00 out=outputs/compare
     python evaluate.py human.export=[outputs/eval/a,outputs/eval/b] out=outputs/human
-    python evaluate.py human.import=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[outputs/eval/a,outputs/eval/b] out=outputs/agreement
+    python evaluate.py human.import=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[<a>,<b>] out=<dir>
 """
 
-import sys
-from pathlib import Path
+from arastory.commands.evaluate import main, run
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
-
-register_resolvers()
-
-
-def _paths(value) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in (OmegaConf.to_container(value) if OmegaConf.is_config(value) else [value])]
-
-
-@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
-@one_line_errors
-@guard_out_dir
-def main(cfg: DictConfig):
-    out_dir = HydraConfig.get().runtime.output_dir
-    if cfg.compare:
-        from arastory.evaluate.compare import compare_evaluations
-        result = compare_evaluations(_paths(cfg.compare), out_dir, n_boot=int(cfg.comparison.n_boot),
-                                     strict=bool(cfg.comparison.strict),
-                                     diversity_subsample=int(cfg.comparison.diversity_subsample))
-        print(f"[arastory] comparison written to {out_dir}")
-        return result
-    if cfg.human.export:
-        from arastory.evaluate.human import export_sheet
-        result = export_sheet(_paths(cfg.human.export), out_dir, cfg.human.per_system, cfg.human.seed, cfg.human.raters)
-        print(f"[arastory] blind sheets written to {out_dir} ({', '.join(Path(p).name for p in result['sheets_html'])}; "
-              "keep key.json from raters)")
-        return result
-    if cfg.human["import"]:
-        from arastory.errors import ConfigError
-        from arastory.evaluate.human import import_sheets
-        if not cfg.human.key:
-            raise ConfigError("human.key", "is required with human.import (the key.json written by human.export)")
-        result = import_sheets(_paths(cfg.human["import"]), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir)
-        print(f"[arastory] judge-human agreement written to {out_dir} (agreement.json, agreement.md)")
-        return result
-    from arastory.evaluate.pipeline import evaluate
-    from arastory.evaluate.report import judge_table
-    scores = evaluate(cfg, out_dir)
-    print(f"\n[arastory] eval dir: {out_dir}")
-    if scores["judge"]:
-        print("\n".join(judge_table(scores)))
-    return scores
-
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:], "evaluate")
-    main()
+    run()

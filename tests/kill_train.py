@@ -9,7 +9,7 @@ POINT is one of
     step:S:N        stage S, right after the training step that reaches global step N (after that step's checkpoint)
     validation:S:E  stage S, in the first validation batch of epoch E of the fit
     boundary:S      stage S > 0 is about to load stage S-1's adapter (stage S-1 finished, stage S not started)
-    sampling:N      in the N-th story written after training
+    sampling:N      in the N-th batch of stories written after training
 """
 
 import os
@@ -63,14 +63,14 @@ def install(point: str) -> None:
         recipe.restore_previous_stage = killing_restore
     elif kind == "sampling":
         (n,) = params
-        story, calls = generate.generate_story, []
+        stories, calls = generate.generate_batch, []
 
-        def killing_story(*args, **kwargs):
+        def killing_batch(*args, **kwargs):
             calls.append(1)
             if len(calls) == int(n):
                 die()
-            return story(*args, **kwargs)
-        generate.generate_story = killing_story
+            return stories(*args, **kwargs)
+        generate.generate_batch = killing_batch
     else:
         raise SystemExit(f"unknown kill point {point!r}")
 

@@ -82,7 +82,8 @@ def test_camel_backend_is_optional_with_a_one_line_error():
     try:
         import camel_tools  # noqa: F401
     except ImportError:
-        with pytest.raises(ConfigError, match=r"dialect_id: the camel backend needs camel_tools.*pip install camel-tools"):
+        missing = r"dialect_id: the camel backend needs camel_tools.*pip install 'arastory\[camel\]'"
+        with pytest.raises(ConfigError, match=missing):
             CamelIdentifier()
     else:
         pytest.skip("camel_tools is installed here; the missing-package error cannot be exercised")

@@ -17,6 +17,7 @@ from arastory.errors import DataError
 from arastory.evaluate.human import CRITERIA, export_sheet, import_sheets, read_sheet
 from arastory.io import atomic_write_jsonl
 from tests.conftest import run_cli
+from tests.markdown import table_rows
 
 SYSTEMS = ["acegpt-7b-chat", "direct-run-egy"]
 
@@ -158,7 +159,7 @@ def test_round_trip_agreement_matches_scipy_and_sklearn(evals, tmp_path):
     assert all("p_holm" in p and p["p_holm"] >= p["p_value"] for p in result["paired"])
     saved = json.loads((tmp_path / "agreement" / "agreement.json").read_text())
     assert saved["criteria"] == result["criteria"]
-    assert "| fluency | 16 |" in (tmp_path / "agreement" / "agreement.md").read_text()
+    assert ["fluency", "16"] in [row[:2] for row in table_rows((tmp_path / "agreement" / "agreement.md").read_text())]
     unblinded = (tmp_path / "agreement" / "human_scores.jsonl").read_text().splitlines()
     assert len(unblinded) == 16 and json.loads(unblinded[0])["system"] in SYSTEMS
 
@@ -345,3 +346,40 @@ def test_each_rater_gets_the_same_items_in_their_own_order_and_alpha_is_reported
             reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]), abs=1e-6)
         assert alpha["alpha_ordinal_ci"][0] <= alpha["alpha_ordinal"] <= alpha["alpha_ordinal_ci"][1]
     assert "Krippendorff's alpha" in (tmp_path / "agreement" / "agreement.md").read_text()
+
+
+# ---- issue 15: the page from template files, sheets read through the byte-safe CSV reader ------------------------
+
+def test_the_page_is_its_template_with_the_css_and_js_files_inlined(evals, tmp_path):
+    from importlib.resources import files
+
+    dirs, _ = evals
+    export_sheet(dirs, tmp_path / "sheet", per_system=1, seed=0)
+    page = (tmp_path / "sheet" / "sheet.html").read_text(encoding="utf-8")
+    assets = files("arastory.evaluate") / "templates"
+    script = re.search(r'<script id="sheet-logic">\n(.*?)</script>', page, re.S).group(1)
+    style = re.search(r"<style>\n(.*?)</style>", page, re.S).group(1)
+    assert script == (assets / "rating_page.js").read_text(encoding="utf-8")
+    assert style == (assets / "rating_page.css").read_text(encoding="utf-8")
+    source = (files("arastory.evaluate") / "human.py").read_text(encoding="utf-8")
+    assert "<section" not in source and "function " not in source and "font-family" not in source
+
+
+def test_a_sheet_that_is_not_utf8_text_names_the_line_and_a_directory_is_one_line(evals, tmp_path):
+    dirs, _ = evals
+    export_sheet(dirs, tmp_path / "sheet", per_system=2, seed=0)
+    items = json.loads((tmp_path / "sheet" / "key.json").read_text())["items"]
+    filled = tmp_path / "filled.csv"
+    fill(tmp_path / "sheet" / "sheet.csv", filled, lambda item, criterion: 3, "Mona", newline="\n")
+    lines = filled.read_bytes().split(b"\n")
+    last = len(lines) - 1   # the last physical line (holding the rater column); the error names that line
+    lines[last - 1] = lines[last - 1].replace(b"Mona", b"Mon\xe9")   # saved as Latin-1 by a spreadsheet program
+    (tmp_path / "latin1.csv").write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError, match=rf"latin1.csv:{last}: not valid UTF-8 \(byte 0xe9"):
+        read_sheet(tmp_path / "latin1.csv", items)
+    (tmp_path / "utf16.csv").write_bytes(filled.read_text(encoding="utf-8").encode("utf-16"))
+    with pytest.raises(DataError, match=r"utf16.csv:1: is UTF-16 or UTF-32 encoded; save it as UTF-8"):
+        read_sheet(tmp_path / "utf16.csv", items)
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(DataError, match=r"folder.csv: is a directory, not a file"):   # was an IsADirectoryError
+        read_sheet(tmp_path / "folder.csv", items)

@@ -25,7 +25,7 @@ from tests.openai_server import OpenAIServer, Reply
 
 register_resolvers()
 KEY = "test-key-7f3a9c-NEVER-WRITE-ME"
-FAST_CLIENT = ["generator.backoff_base=0.01", "generator.backoff_max=1.0"]   # Retry-After is capped at backoff_max
+FAST_CLIENT = ["generator.backoff_base=0.01", "generator.backoff_max=1.0"]  # Retry-After: its own cap
 
 
 @pytest.fixture(autouse=True)

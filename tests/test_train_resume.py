@@ -28,7 +28,7 @@ CHAIN = [*SMALL, "strategy=sequential", "strategy.restart_optimizer=false", "dia
 KILLS = ["validation:0:1",   # validating epoch 1 of stage 0 (last checkpoint: step 4, mid-epoch): replays 5, 6
          "step:0:7",         # after step 7 (last checkpoint: step 6, the end of epoch 1, after its validation)
          "boundary:1",       # stage 0 finished, stage 1 about to start from stage 0's adapter and AdamW state
-         "sampling:2"]       # writing the second sample story after training
+         "sampling:1"]       # writing the sample stories after training (one batch)
 ADAPTERS = ["adapter", "stages/0_translated/adapter", "stages/1_synthetic/adapter"]
 
 
@@ -135,6 +135,32 @@ def test_issue_command_resumed_after_its_first_checkpoint_matches_without_dropou
     assert max_diff(a / "adapter", b / "adapter") <= 1e-6
     assert (a / "stages/0_synthetic/batches.jsonl").read_text() == (b / "stages/0_synthetic/batches.jsonl").read_text()
     assert_same_history(a / "stages/0_synthetic/metrics.csv", b / "stages/0_synthetic/metrics.csv")
+
+
+# Packed rows of 2 examples (6 examples of 144 tokens, 300 per row: 3 rows per epoch), default dropout, 5 steps.
+PACKED = [*(o for o in ISSUE if not o.startswith(("peft.", "strategy."))), "strategy.stages.0.max_steps=5",
+          "data.packing=true", "data.packing_max_tokens=300"]
+
+
+def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from arastory.train.recipe import train
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_here(PACKED, a)
+    kill("step:0:3", b, PACKED)   # last checkpoint: step 2, one row before the end of epoch 0
+    capsys.readouterr()
+    train(OmegaConf.load(b / "config.yaml"), b)   # what `train.py resume=B` runs, in this process (no second start-up)
+    resumed = capsys.readouterr().out
+    assert "packed into 3 rows of <= 300 tokens" in resumed and "at step 2" in resumed
+    assert max_diff(a / "adapter", b / "adapter") <= 1e-6
+    batches = (b / "stages/0_synthetic/batches.jsonl").read_text()
+    assert (a / "stages/0_synthetic/batches.jsonl").read_text() == batches
+    assert all(len(json.loads(line)["ids"]) == 2 for line in batches.splitlines()), "two examples per packed row"
+    assert_same_history(a / "stages/0_synthetic/metrics.csv", b / "stages/0_synthetic/metrics.csv")
+    stage = json.loads((b / "metrics.json").read_text())["stages"][0]
+    assert stage["padding_fraction"] == 0.0 and stage["packed_rows"] == 3 and stage["global_step"] == 5
 
 
 @pytest.mark.parametrize("edit, differs", [

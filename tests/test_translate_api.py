@@ -163,7 +163,8 @@ class GoogleV2Server(LocalJSONServer):
         return {"path": path, **body}
 
     def answer(self, n: int, path: str, body: dict) -> Reply:
-        return Reply(status=self.script.get(n, 200))
+        scripted = self.script.get(n, 200)   # a status, or a whole Reply (with headers)
+        return scripted if isinstance(scripted, Reply) else Reply(status=scripted)
 
     def payload(self, reply: Reply, body: dict) -> bytes:
         if reply.status == 200:
@@ -194,6 +195,21 @@ def test_google_translator_batches_requests_retries_and_uses_the_key_from_the_en
     assert report["usage"]["rate_limited"] == 1 and report["usage"]["server_errors"] == 1 and report["retries"] == 2
     assert report["usage"]["characters"] == sum(len(q) for r in ok for q in r["q"])
     assert report["estimated_cost_usd"] == pytest.approx(report["usage"]["characters"] * 20 / 1e6)
+
+
+def test_google_translator_honours_retry_after_up_to_its_own_ceiling():
+    """Retry-After used to be capped at backoff_max; now at retry_after_max (the waits are recorded, not timed)."""
+    from arastory.translate.google_mt import GoogleTranslator
+
+    script = {0: Reply(status=429, headers={"Retry-After": "7"}), 1: Reply(status=503, headers={"Retry-After": "500"}),
+              2: 500}
+    with GoogleV2Server(script) as server:
+        translator = GoogleTranslator(endpoint=server.endpoint, backoff_max=0.05, retry_after_max=60.0)
+        waits = []
+        translator.retry.sleep = waits.append
+        assert translator.translate(["One.", "Two."]) == [arabic_for("One."), arabic_for("Two.")]
+    assert waits[:2] == [7.0, 60.0] and 0 <= waits[2] <= 0.05 and len(waits) == 3
+    assert translator.stats.rate_limited == 1 and translator.stats.server_errors == 2 and translator.stats.retries == 3
 
 
 def test_google_rejected_credentials_stop_the_run_with_one_line(tmp_path):

@@ -25,6 +25,9 @@ KEYS = ("out", "base_url", "timeout", "progress")
 
 
 def parse(argv: list[str]) -> tuple[str, dict]:
+    if argv[:1] in (["--help"], ["-h"]):
+        print(__doc__.strip())
+        sys.exit(0)
     positional = [a for a in argv if "=" not in a]
     options = dict(a.split("=", 1) for a in argv if "=" in a)
     if len(positional) != 2 or positional[0] != "fetch":

@@ -100,7 +100,9 @@ def _pairs(values: dict) -> str:
 
 
 def split_command(argv: list[str]) -> list[str]:
-    """`evaluate a=b` -> `a=b command=evaluate` (Hydra takes key=value only)."""
+    """`evaluate a=b` -> `a=b command=evaluate` (Hydra takes key=value only); `--help` goes to Hydra as it is."""
+    if argv[:1] in (["--help"], ["-h"], ["--hydra-help"]):
+        return argv
     if not argv or argv[0] not in COMMANDS:
         fail(USAGE)
     return [*argv[1:], f"command={argv[0]}"]

@@ -79,7 +79,7 @@ class CamelIdentifier:
 
 def _load_camel_model():
     """Import camel_tools lazily; a one-line error says what to install when it or its data is missing."""
-    hint = "pip install camel-tools && camel_data -i dialectid-default (or use dialect_id=ngram)"
+    hint = "pip install 'arastory[camel]' && camel_data -i dialectid-default (or use dialect_id=ngram)"
     try:
         import camel_tools.dialectid as dialectid
     except ImportError:

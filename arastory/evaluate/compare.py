@@ -21,6 +21,7 @@ from arastory.evaluate.criteria import CRITERIA
 from arastory.evaluate.prompts import prompt_key
 from arastory.evaluate.stats import holm_adjust, paired_comparison
 from arastory.io import atomic_write_json, atomic_write_text, iter_jsonl
+from arastory.tables import markdown_table
 
 CONFIG_KEYS = ("strategy", "dialect", "model", "filter_threshold", "synthetic_size", "translated_size")
 TABLE_COLUMNS = ("eval", "path", "system", "run", *CONFIG_KEYS, "judge", "rubric", "variety", "kind", "name", "mean",
@@ -541,12 +542,6 @@ def _cell(row: dict | None) -> str:
     return f"{row['mean']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
-
-
 def _pivot(rows: list[dict], kind: str) -> str | None:
     selected = [r for r in rows if r["kind"] == kind]
     if not selected:
@@ -556,7 +551,8 @@ def _pivot(rows: list[dict], kind: str) -> str | None:
     keys = sorted({(r["eval"], r["variety"]) for r in selected})
     body = [[ev, variety] + [_cell(index.get((ev, variety, n))) for n in names] for ev, variety in keys]
     # "variety" is both the prompts' variety (the row) and a judge criterion (a column): label the column apart
-    return _table(["evaluation", "variety", *[f"{n} (criterion)" if n == "variety" else n for n in names]], body)
+    header = ["evaluation", "variety", *[f"{n} (criterion)" if n == "variety" else n for n in names]]
+    return markdown_table(header, body)
 
 
 def _sampling_text(sampling: dict | None) -> str:
@@ -585,7 +581,7 @@ def _markdown(evals: list[Evaluation], rows: list[dict], paired: list[dict], plo
              "perplexity and bits have no CI. Full table: compare.csv.", ""]
     if flags:
         parts += ["## ⚠ WARNING: these numbers are not all comparable", ""] + [f"- **{flag}**" for flag in flags] + [""]
-    parts += ["## Evaluations", "", _table(
+    parts += ["## Evaluations", "", markdown_table(
         ["evaluation", "path", *CONFIG_KEYS, "judge", "rubric", "sampling", "prompt set", "prompts", "judged"], [
             [ev.name, str(ev.path), *[_fmt(ev.config.get(k)) for k in CONFIG_KEYS], ev.judge_label, _fmt(ev.rubric),
              _sampling_text(ev.scores.get("sampling")), _fmt(ev.prompt_set), _fmt(ev.scores.get("n_prompts")),
@@ -599,19 +595,19 @@ def _markdown(evals: list[Evaluation], rows: list[dict], paired: list[dict], plo
             parts += [f"## {title}", "", table, ""]
     if unreadable:
         parts += ["## Unreadable judge answers (left out of the means and the pairs)", "",
-                  _table(["evaluation", *CRITERIA], [[name, *[str(counts[c]) for c in CRITERIA]]
-                                                     for name, counts in unreadable.items()]), ""]
+                  markdown_table(["evaluation", *CRITERIA], [[name, *[str(counts[c]) for c in CRITERIA]]
+                                                             for name, counts in unreadable.items()]), ""]
     if paired:
         parts += ["## Paired comparisons (identical prompts, same judge)", "",
                   "Difference A - B of judge scores on the prompts (same variety and text) both were scored on, with a "
                   "paired BCa bootstrap CI; win/tie/loss: share of prompts where A scored higher / the same / lower; "
                   "p: sign-flip test; p (Holm): adjusted over every row of this table.", "",
-                  _table(["A", "B", "variety", "criterion", "n pairs", "mean A", "mean B", "A - B [95% CI]",
-                          "win/tie/loss", "p", "p (Holm)"],
-                         [[p["a"], p["b"], p["variety"], p["criterion"], str(p["n_pairs"]), _fmt(p["mean_a"]),
-                           _fmt(p["mean_b"]), _diff_cell(p),
-                           f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", _p(p["p_value"]),
-                           _p(p["p_holm"])] for p in paired]), ""]
+                  markdown_table(["A", "B", "variety", "criterion", "n pairs", "mean A", "mean B", "A - B [95% CI]",
+                                  "win/tie/loss", "p", "p (Holm)"],
+                                 [[p["a"], p["b"], p["variety"], p["criterion"], str(p["n_pairs"]), _fmt(p["mean_a"]),
+                                   _fmt(p["mean_b"]), _diff_cell(p),
+                                   f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", _p(p["p_value"]),
+                                   _p(p["p_holm"])] for p in paired]), ""]
     if notes:
         parts += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     if plots:

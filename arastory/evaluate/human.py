@@ -7,7 +7,7 @@ their ids match."""
 from __future__ import annotations
 
 import csv
-import html
+import functools
 import io
 import itertools
 import json
@@ -17,15 +17,31 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from arastory.errors import ConfigError, DataError
 from arastory.evaluate.criteria import CRITERION_INFO
 from arastory.evaluate.prompts import prompt_key
-from arastory.evaluate.stats import (bootstrap_ci, cohen_kappa, holm_adjust, krippendorff_alpha, paired_comparison,
-                                     percentile_ci, spearman)
-from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, fingerprint, iter_jsonl
+from arastory.evaluate.stats import (
+    bootstrap_ci,
+    cohen_kappa,
+    holm_adjust,
+    krippendorff_alpha,
+    paired_comparison,
+    percentile_ci,
+    spearman,
+)
+from arastory.io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    fingerprint,
+    iter_csv_records,
+    iter_jsonl,
+)
+from arastory.tables import markdown_table
 
 # The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
 CRITERIA: dict[str, dict] = CRITERION_INFO
@@ -82,10 +98,10 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         raise ConfigError("human.per_system", f"must be a positive number of stories, got {per_system}")
     if int(raters) < 1:
         raise ConfigError("human.raters", f"must be a positive number of raters, got {raters}")
-    systems = []
+    systems: list[dict[str, Any]] = []
     for index, raw in enumerate(eval_dirs):
         name, rows = _read_generations(Path(raw))
-        by_key = {}
+        by_key: dict[str, dict] = {}
         for row in rows.values():
             by_key.setdefault(row["prompt_key"], row)   # one story per prompt text
         systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": by_key})
@@ -106,7 +122,7 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
     for number, (system, row) in enumerate(items, start=1):
         item_id = f"item-{number:0{width}d}"
         sheet.append({"item_id": item_id, "required_variety": row["variety"], "prompt": row["prompt"],
-                      "story": row["story"], **{c: "" for c in CRITERIA}, "comment": "", "rater": ""})
+                      "story": row["story"], **dict.fromkeys(CRITERIA, ""), "comment": "", "rater": ""})
         key[item_id] = {"system": system["system"], "prompt_id": row["id"], "prompt_key": row["prompt_key"],
                         "variety": row["variety"], "eval_index": system["eval_index"]}
     out = Path(out_dir)
@@ -119,8 +135,8 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         atomic_write_text(out / f"{name}.html", sheet_html(order, sheet_id))
         orders[name] = {"sheet_id": sheet_id, "order": [r["item_id"] for r in order]}
         written.append(out / f"{name}.html")
-    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed, "criteria": list(CRITERIA),
-                                         "eval_dirs": [s["eval_dir"] for s in systems],
+    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed,
+                                         "criteria": list(CRITERIA), "eval_dirs": [s["eval_dir"] for s in systems],
                                          "systems": [s["system"] for s in systems], "sheets": orders,
                                          "shared_prompts": chosen_shared is not None, "items": key})
     return {"items": len(sheet), "systems": [s["system"] for s in systems], "shared_prompts": chosen_shared is not None,
@@ -131,7 +147,7 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
 
 def _disambiguate(systems: list[dict]) -> None:
     """Two eval dirs of the same system name (e.g. two runs) get the dir name appended in the key."""
-    counts = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for system in systems:
         counts[system["system"]] += 1
     for system in systems:
@@ -149,193 +165,32 @@ def sheet_csv(rows: list[dict]) -> str:
 
 
 def sheet_html(rows: list[dict], sheet_id: str) -> str:
-    """A self-contained right-to-left page: one card per story, 1-5 radio buttons per criterion, CSV download."""
+    """A self-contained right-to-left page (templates/rating_page.html.j2, its CSS and JS inlined): one card per story,
+    1-5 radio buttons per criterion, CSV download."""
+    from markupsafe import Markup
+
     data = {"sheet": sheet_id, "columns": SHEET_COLUMNS, "criteria": list(CRITERIA),
             "items": [{k: r[k] for k in ("item_id", "required_variety", "prompt", "story")} for r in rows]}
     # "</" would close the <script> element early; JSON allows the escaped form.
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    cards = "\n".join(_card(r, i, len(rows)) for i, r in enumerate(rows, start=1))
-    legend = "".join(f"<li><b>{html.escape(c['ar'])}</b> ({html.escape(c['en'])}): {html.escape(c['ar_q'])} "
-                     f"<span class=\"en\" dir=\"ltr\">{html.escape(c['en_q'])}</span></li>" for c in CRITERIA.values())
-    return _PAGE.format(n=len(rows), cards=cards, legend=legend, payload=payload, script=_SCRIPT, style=_STYLE)
+    page = _templates()
+    return page.get_template("rating_page.html.j2").render(
+        items=rows, criteria=CRITERIA, varieties=VARIETY_NAMES, payload=Markup(payload),
+        style=Markup(_asset(page, "rating_page.css")), script=Markup(_asset(page, "rating_page.js")))
 
 
-def _card(row: dict, number: int, total: int) -> str:
-    item = html.escape(row["item_id"])
-    ar_name, en_name = VARIETY_NAMES.get(row["required_variety"], (row["required_variety"], row["required_variety"]))
-    fields = []
-    for criterion, names in CRITERIA.items():
-        radios = "".join(
-            f'<label class="score"><input type="radio" name="{item}__{criterion}" value="{v}"><span>{v}</span></label>'
-            for v in range(1, 6))
-        fields.append(f'<fieldset data-criterion="{criterion}"><legend>{html.escape(names["ar"])} '
-                      f'<span class="en" dir="ltr">{html.escape(names["en"])}</span></legend>{radios}</fieldset>')
-    return f"""<section class="card" id="{item}" data-item="{item}">
-  <header><span class="num" dir="ltr">{number} / {total}</span> <span class="item">{item}</span>
-    <span class="variety">اللهجة المطلوبة: <b>{html.escape(ar_name)}</b> <span class="en" dir="ltr">({html.escape(en_name)})</span></span></header>
-  <div class="prompt"><h3>التعليمات <span class="en" dir="ltr">Instructions</span></h3><p>{html.escape(row["prompt"])}</p></div>
-  <div class="story"><h3>القصة <span class="en" dir="ltr">Story</span></h3><p>{html.escape(row["story"])}</p></div>
-  <div class="scores">{"".join(fields)}</div>
-  <label class="comment">ملاحظات (اختياري) <span class="en" dir="ltr">Comment (optional)</span>
-    <textarea name="{item}__comment" rows="2"></textarea></label>
-</section>"""
+@functools.cache
+def _templates():
+    """The Jinja2 environment over arastory/evaluate/templates (package data); HTML-escapes every value."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("arastory.evaluate", "templates"), autoescape=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-_STYLE = """
-body { font-family: "Noto Naskh Arabic", "Amiri", "Scheherazade New", "Geeza Pro", "Traditional Arabic",
-       "Arabic Typesetting", "Segoe UI", Tahoma, "Noto Sans Arabic", "DejaVu Sans", sans-serif;
-       font-size: 19px; line-height: 1.9; background: #f4f1ea; color: #222; margin: 0; padding: 0 0 5em; }
-main { max-width: 52em; margin: auto; padding: 1em; }
-.en { font-family: "Segoe UI", Roboto, Arial, sans-serif; font-size: 0.72em; color: #666; }
-.intro, .card { background: #fff; border-radius: 10px; box-shadow: 0 1px 4px rgba(0,0,0,.12); padding: 1em 1.4em; margin: 1em 0; }
-.card header { display: flex; gap: 1em; flex-wrap: wrap; align-items: baseline; border-bottom: 1px solid #ddd; }
-.card .num { font-weight: bold; } .card .item { color: #888; font-size: .8em; }
-.card h3 { margin: .6em 0 .2em; font-size: 1em; color: #6b4f2a; }
-.prompt p { background: #faf6ee; padding: .5em .8em; border-radius: 6px; margin: 0; }
-.story p { white-space: pre-line; margin: 0; }
-fieldset { border: 1px solid #ddd; border-radius: 6px; margin: .5em 0; display: flex; gap: .3em; flex-wrap: wrap; align-items: center; }
-legend { padding: 0 .4em; }
-label.score { display: inline-flex; align-items: center; gap: .2em; padding: .1em .6em; border: 1px solid #ccc;
-              border-radius: 16px; cursor: pointer; }
-label.score:has(input:checked) { background: #6b4f2a; color: #fff; border-color: #6b4f2a; }
-.card.done { border-inline-start: 6px solid #3a7d44; }
-textarea { width: 100%; font: inherit; font-size: .9em; }
-footer { position: fixed; bottom: 0; inset-inline: 0; background: #fff; border-top: 1px solid #ccc; padding: .5em 1em;
-         display: flex; gap: 1em; align-items: center; justify-content: center; flex-wrap: wrap; }
-button { font: inherit; padding: .3em 1.2em; border-radius: 6px; border: 0; background: #3a7d44; color: #fff; cursor: pointer; }
-"""
-
-_SCRIPT = r"""
-"use strict";
-// Pure functions first (no page access): the test suite runs them under Node to check the CSV format.
-function csvField(value) {
-  const text = value === undefined || value === null ? "" : String(value);
-  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
-}
-function toCsv(columns, rows) {
-  const lines = [columns.map(csvField).join(",")];
-  for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(","));
-  return "\ufeff" + lines.join("\r\n") + "\r\n";
-}
-function sheetRows(data, answers, rater) {
-  return data.items.map((item) => {
-    const given = answers[item.item_id] || {};
-    const row = {item_id: item.item_id, required_variety: item.required_variety, prompt: item.prompt,
-                 story: item.story, comment: given.comment || "", rater: rater || ""};
-    for (const c of data.criteria) row[c] = given[c] || "";
-    return row;
-  });
-}
-function missingScores(data, answers) {
-  let missing = 0;
-  for (const item of data.items) for (const c of data.criteria) if (!(answers[item.item_id] || {})[c]) missing++;
-  return missing;
-}
-
-if (typeof document !== "undefined") {
-  const data = JSON.parse(document.getElementById("sheet-data").textContent);
-  const storageKey = "arastory-sheet-" + data.sheet;
-  const form = document.getElementById("sheet");
-  const raterInput = document.getElementById("rater");
-
-  function collect() {
-    const answers = {};
-    for (const item of data.items) {
-      const given = {};
-      for (const c of data.criteria) {
-        const checked = form.querySelector('input[name="' + item.item_id + "__" + c + '"]:checked');
-        if (checked) given[c] = checked.value;
-      }
-      const comment = form.querySelector('textarea[name="' + item.item_id + '__comment"]').value.trim();
-      if (comment) given.comment = comment;
-      answers[item.item_id] = given;
-    }
-    return answers;
-  }
-  function refresh() {
-    const answers = collect();
-    let done = 0;
-    for (const item of data.items) {
-      const complete = data.criteria.every((c) => (answers[item.item_id] || {})[c]);
-      document.getElementById(item.item_id).classList.toggle("done", complete);
-      if (complete) done++;
-    }
-    document.getElementById("progress").textContent = done + " / " + data.items.length;
-    // Saved in the browser as the rater goes, so closing the tab loses nothing (where the browser allows storage).
-    try { localStorage.setItem(storageKey, JSON.stringify({rater: raterInput.value, answers: answers})); } catch (e) { }
-  }
-  function restore() {
-    let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(storageKey) || "null"); } catch (e) { saved = null; }
-    if (!saved) return;
-    raterInput.value = saved.rater || "";
-    for (const [itemId, given] of Object.entries(saved.answers || {})) {
-      for (const [key, value] of Object.entries(given)) {
-        if (key === "comment") {
-          const box = form.querySelector('textarea[name="' + itemId + '__comment"]');
-          if (box) box.value = value;
-        } else {
-          const input = form.querySelector('input[name="' + itemId + "__" + key + '"][value="' + value + '"]');
-          if (input) input.checked = true;
-        }
-      }
-    }
-  }
-  function download() {
-    const answers = collect();
-    const missing = missingScores(data, answers);
-    if (!raterInput.value.trim()) { alert("اكتب اسمك أولًا / Please enter your name first."); raterInput.focus(); return; }
-    if (missing && !confirm("لم تُقيَّم " + missing + " خانة بعد. هل تريد التنزيل؟ / " + missing + " scores are still empty. Download anyway?")) return;
-    const csvText = toCsv(data.columns, sheetRows(data, answers, raterInput.value.trim()));
-    const blob = new Blob([csvText], {type: "text/csv;charset=utf-8"});
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(blob);
-    link.download = "sheet-" + raterInput.value.trim().replace(/[^\w\u0600-\u06FF-]+/g, "_") + ".csv";
-    document.body.appendChild(link);
-    link.click();
-    link.remove();
-    URL.revokeObjectURL(link.href);
-  }
-  restore();
-  form.addEventListener("change", refresh);
-  form.addEventListener("input", refresh);
-  document.getElementById("download").addEventListener("click", download);
-  refresh();
-}
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="ar" dir="rtl">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>تقييم القصص — Story rating sheet</title>
-<style>{style}</style>
-</head>
-<body>
-<main>
-<section class="intro">
-  <h1>تقييم قصص الأطفال <span class="en" dir="ltr">Children's story rating</span></h1>
-  <p>اقرأ التعليمات ثم القصة، وأعطِ كل معيار درجة من 1 (ضعيف جدًا) إلى 5 (ممتاز). في القائمة {n} قصة.
-     تُحفظ إجاباتك في المتصفح تلقائيًا. عند الانتهاء اضغط «تنزيل CSV» وأرسل الملف.
-     <span class="en" dir="ltr">Read the instructions, then the story, and score each criterion from 1 (very poor) to 5
-     (excellent). {n} stories. Answers are saved in this browser as you go; when done, press "Download CSV" and send the file.</span></p>
-  <ul>{legend}</ul>
-  <label>الاسم <span class="en" dir="ltr">Your name</span> <input id="rater" autocomplete="name"></label>
-</section>
-<form id="sheet" onsubmit="return false">
-{cards}
-</form>
-</main>
-<footer>
-  <span>التقدّم <span class="en" dir="ltr">Progress</span>: <b id="progress" dir="ltr">0 / {n}</b></span>
-  <button type="button" id="download">تنزيل CSV <span dir="ltr">Download CSV</span></button>
-</footer>
-<script type="application/json" id="sheet-data">{payload}</script>
-<script id="sheet-logic">{script}</script>
-</body>
-</html>
-"""
+def _asset(environment, name: str) -> str:
+    """A template dir file inlined as-is (not rendered: CSS and JS braces are not template syntax)."""
+    return environment.loader.get_source(environment, name)[0]
 
 
 # ---- import ------------------------------------------------------------------------------------------------------
@@ -356,33 +211,19 @@ def read_key(key_file) -> dict:
 def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]]:
     """(rater name from the sheet or None, {item id: {criterion: score}}) from one filled sheet.csv."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(path, "sheet not found") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not UTF-8 text (save the sheet as CSV UTF-8)") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DataError(path, "empty file") from None
+    records = iter_csv_records(path)
+    _, header = next(records, (1, None))
+    if header is None:
+        raise DataError(path, "empty file")
+    header = [h.strip() for h in _sheet_values(header)]
     missing = [c for c in ("item_id", *CRITERIA) if c not in header]
     if missing:
         raise DataError(path, f"missing column(s): {', '.join(missing)} (expected the header of sheet.csv)", 1)
     column = {name: header.index(name) for name in header}
     scores: dict[str, dict[str, int]] = {}
     raters = set()
-    end = reader.line_num
-    while True:
-        start = end + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(path, f"malformed CSV ({exc})", start) from None
-        end = reader.line_num
+    for start, values in records:
+        fields = _sheet_values(values)
         if not any(f.strip() for f in fields):
             continue
         if len(fields) > len(header):
@@ -393,14 +234,7 @@ def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]
             raise DataError(path, f"item_id '{item_id}' is not in the key (a sheet from another export?)", start)
         if item_id in scores:
             raise DataError(path, f"item_id '{item_id}' appears twice", start)
-        scores[item_id] = {}
-        for criterion in CRITERIA:
-            value = fields[column[criterion]].strip()
-            if value == "":
-                continue
-            if not SCORE.match(value):
-                raise DataError(path, f"{criterion}: '{value}' is not a score from 1 to 5", start)
-            scores[item_id][criterion] = int(value)
+        scores[item_id] = _row_scores(path, fields, column, start)
         if "rater" in column and fields[column["rater"]].strip():
             raters.add(fields[column["rater"]].strip())
     if not any(scores.values()):
@@ -408,6 +242,26 @@ def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]
     if len(raters) > 1:
         raise DataError(path, f"several rater names in one sheet: {', '.join(sorted(raters))} (one sheet per rater)")
     return (raters.pop() if raters else None), scores
+
+
+def _sheet_values(values: list[str] | DataError) -> list[str]:
+    """A record's values; a line that is not UTF-8 (or too long) stops the import, naming its line: a rater's scores
+    are not guessed at."""
+    if isinstance(values, DataError):
+        raise values
+    return values
+
+
+def _row_scores(path: Path, fields: list[str], column: dict[str, int], line: int) -> dict[str, int]:
+    scores = {}
+    for criterion in CRITERIA:
+        value = fields[column[criterion]].strip()
+        if value == "":
+            continue
+        if not SCORE.match(value):
+            raise DataError(path, f"{criterion}: '{value}' is not a score from 1 to 5", line)
+        scores[criterion] = int(value)
+    return scores
 
 
 def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
@@ -429,7 +283,7 @@ def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
 
 def _half_up(value: float) -> int:
     """Round a mean score to the 1-5 scale, .5 upwards (numpy's round-half-even would send 2.5 down, 3.5 up)."""
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def agreement(x: list[float], y: list[float]) -> dict:
@@ -437,7 +291,7 @@ def agreement(x: list[float], y: list[float]) -> dict:
     from scipy.stats import spearmanr
     from sklearn.metrics import cohen_kappa_score
 
-    out = {"n": len(x), "spearman": None, "spearman_p": None, "kappa": None, "kappa_quadratic": None}
+    out: dict[str, Any] = {"n": len(x), "spearman": None, "spearman_p": None, "kappa": None, "kappa_quadratic": None}
     if len(x) < 2:
         return out
     with warnings.catch_warnings():
@@ -458,14 +312,17 @@ def agreement_cis(x: list[float], y: list[float], n_boot: int = 1000, seed: int 
     statistics = {"spearman_ci": lambda i: spearman(xs[i], ys[i]),
                   "kappa_ci": lambda i: cohen_kappa(a[i], b[i]),
                   "kappa_quadratic_ci": lambda i: cohen_kappa(a[i], b[i], weights="quadratic")}
-    out = {}
-    for name, statistic in statistics.items():
-        low, high = percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed)
-        out[name] = None if low is None else [round(low, 6), round(high, 6)]
-    return out
+    return {name: _interval(percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed))
+            for name, statistic in statistics.items()}
 
 
-def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000, seed: int = 0) -> dict:
+def _interval(bounds: tuple[float | None, float | None]) -> list[float] | None:
+    low, high = bounds
+    return None if low is None or high is None else [round(low, 6), round(high, 6)]
+
+
+def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000,
+                seed: int = 0) -> dict:
     """Krippendorff's alpha over all raters (ordinal and interval, 1-5) on one criterion, with a 95% percentile
     bootstrap CI over items; items rated by fewer than two raters do not count."""
     items = sorted({i for scores in raters.values() for i, s in scores.items() if criterion in s})
@@ -473,14 +330,17 @@ def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_
                       dtype=float)
     matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
     n = matrix.shape[1] if matrix.ndim == 2 else 0
-    out = {"raters": len(raters), "n_items": int(n)}
+    out: dict[str, Any] = {"raters": len(raters), "n_items": int(n)}
     for level in ("ordinal", "interval"):
-        value = krippendorff_alpha(matrix, level) if n else math.nan
-        low, high = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), n, n_boot=n_boot, seed=seed) \
-            if n else (None, None)
-        out[f"alpha_{level}"] = _finite(value)
-        out[f"alpha_{level}_ci"] = None if low is None else [round(low, 6), round(high, 6)]
+        out.update(_alpha(matrix, level, n_boot, seed) if n else {f"alpha_{level}": None, f"alpha_{level}_ci": None})
     return out
+
+
+def _alpha(matrix: np.ndarray, level: str, n_boot: int, seed: int) -> dict:
+    """Krippendorff's alpha at one level of measurement, with its bootstrap CI over the matrix's columns (items)."""
+    bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot,
+                           seed=seed)
+    return {f"alpha_{level}": _finite(krippendorff_alpha(matrix, level)), f"alpha_{level}_ci": _interval(bounds)}
 
 
 def _finite(value) -> float | None:
@@ -511,8 +371,9 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
             name = f"{name} ({Path(sheet).name})"
         raters[name] = scores
     rows = _item_rows(items, raters, judged)
-    result = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
-              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {}, "systems": {}}
+    result: dict[str, Any] = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
+                              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {},
+                              "systems": {}}
     for criterion in CRITERIA:
         pairs = [(r["judge"][criterion], r["human"][criterion]) for r in rows
                  if criterion in r["judge"] and criterion in r["human"]]
@@ -545,7 +406,8 @@ def _item_rows(items: dict, raters: dict, judged: list[dict]) -> list[dict]:
         human = {c: _mean([s[c] for s in per_rater.values() if c in s]) for c in CRITERIA}
         info = items[item_id]
         rows.append({"item_id": item_id, "system": info["system"], "prompt_id": info["prompt_id"],
-                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"), "human": {c: v for c, v in human.items() if v is not None},
+                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"),
+                     "human": {c: v for c, v in human.items() if v is not None},
                      "raters": per_rater, "judge": judged[info["eval_index"]].get(info["prompt_id"], {})})
     return rows
 
@@ -562,7 +424,7 @@ def _human_pairs(rows: list[dict], systems: list[str]) -> list[dict]:
                   if r["system"] == b and criterion in r["human"] and r.get("prompt_key")}
             if set(sa) & set(sb):
                 out.append({"a": a, "b": b, "criterion": criterion, **paired_comparison(sa, sb)})
-    for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out])):
+    for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out]), strict=True):
         row["p_holm"] = adjusted
     return out
 
@@ -575,50 +437,57 @@ def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
     out = []
     for (a, sa), (b, sb) in itertools.combinations(raters.items(), 2):
         shared = sorted(i for i in set(sa) & set(sb) if criterion in sa[i] and criterion in sb[i])
-        out.append({"raters": [a, b], **agreement([sa[i][criterion] for i in shared], [sb[i][criterion] for i in shared])})
+        scores_a, scores_b = [sa[i][criterion] for i in shared], [sb[i][criterion] for i in shared]
+        out.append({"raters": [a, b], **agreement(scores_a, scores_b)})
     return out
 
 
 def agreement_markdown(result: dict) -> str:
-    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    ci = lambda v, c: fmt(v) + (f" [{c[0]:.2f}, {c[1]:.2f}]" if c else "")  # noqa: E731
     lines = ["# Judge-human agreement", "",
              f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
              "kappa compares it rounded half up to 1-5 with the judge's score. Brackets: 95% bootstrap CIs over items "
              "(none below 10 items).", "",
-             "| criterion | n | Spearman rho | p | kappa | kappa (quadratic) | judge mean | human mean |",
-             "|---|---|---|---|---|---|---|---|"]
-    for criterion, s in result["criteria"].items():
-        lines.append(f"| {criterion} | {s['n']} | {ci(s['spearman'], s.get('spearman_ci'))} | {fmt(s['spearman_p'])} | "
-                     f"{ci(s['kappa'], s.get('kappa_ci'))} | {ci(s['kappa_quadratic'], s.get('kappa_quadratic_ci'))} | "
-                     f"{fmt(s['judge_mean'])} | {fmt(s['human_mean'])} |")
+             markdown_table(["criterion", "n", "Spearman rho", "p", "kappa", "kappa (quadratic)", "judge mean",
+                             "human mean"],
+                            [[criterion, s["n"], _ci(s["spearman"], s.get("spearman_ci")), _fmt(s["spearman_p"]),
+                              _ci(s["kappa"], s.get("kappa_ci")),
+                              _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")), _fmt(s["judge_mean"]),
+                              _fmt(s["human_mean"])] for criterion, s in result["criteria"].items()])]
     if result.get("rater_alpha"):
-        lines += ["", "## All raters: Krippendorff's alpha", "",
-                  "| criterion | raters | items | alpha (ordinal) | alpha (interval) |", "|---|---|---|---|---|"]
-        for criterion, a in result["rater_alpha"].items():
-            lines.append(f"| {criterion} | {a['raters']} | {a['n_items']} | {ci(a['alpha_ordinal'], a['alpha_ordinal_ci'])} | "
-                         f"{ci(a['alpha_interval'], a['alpha_interval_ci'])} |")
+        lines += ["", "## All raters: Krippendorff's alpha", "", markdown_table(
+            ["criterion", "raters", "items", "alpha (ordinal)", "alpha (interval)"],
+            [[criterion, a["raters"], a["n_items"], _ci(a["alpha_ordinal"], a["alpha_ordinal_ci"]),
+              _ci(a["alpha_interval"], a["alpha_interval_ci"])] for criterion, a in result["rater_alpha"].items()])]
     if result["rater_agreement"]:
-        lines += ["", "## Rater against rater", "", "| criterion | raters | n | Spearman rho | kappa | kappa (quadratic) |",
-                  "|---|---|---|---|---|---|"]
-        for criterion, pairs in result["rater_agreement"].items():
-            for p in pairs:
-                lines.append(f"| {criterion} | {' / '.join(p['raters'])} | {p['n']} | {ci(p['spearman'], p.get('spearman_ci'))} | "
-                             f"{ci(p['kappa'], p.get('kappa_ci'))} | {ci(p['kappa_quadratic'], p.get('kappa_quadratic_ci'))} |")
-    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "",
-              "| system | criterion | human | judge |", "|---|---|---|---|"]
-    for system, per_criterion in result["systems"].items():
-        for criterion, s in per_criterion.items():
-            lines.append(f"| {system} | {criterion} | {_score_cell(s['human'])} | {_score_cell(s['judge'])} |")
+        lines += ["", "## Rater against rater", "", markdown_table(
+            ["criterion", "raters", "n", "Spearman rho", "kappa", "kappa (quadratic)"],
+            [[criterion, " / ".join(p["raters"]), p["n"], _ci(p["spearman"], p.get("spearman_ci")),
+              _ci(p["kappa"], p.get("kappa_ci")), _ci(p["kappa_quadratic"], p.get("kappa_quadratic_ci"))]
+             for criterion, pairs in result["rater_agreement"].items() for p in pairs])]
+    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "", markdown_table(
+        ["system", "criterion", "human", "judge"],
+        [[system, criterion, _score_cell(s["human"]), _score_cell(s["judge"])]
+         for system, per_criterion in result["systems"].items() for criterion, s in per_criterion.items()])]
     if result.get("paired"):
-        lines += ["", "## Human scores, system against system (identical prompts)", "",
-                  "| A | B | criterion | n pairs | A - B [95% CI] | win/tie/loss | p | p (Holm) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for p in result["paired"]:
-            diff = f"{p['mean_diff']:+.2f}" + (f" [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]" if p["ci_low"] is not None else " (no CI)")
-            lines.append(f"| {p['a']} | {p['b']} | {p['criterion']} | {p['n_pairs']} | {diff} | {p['win_rate']:.2f}/"
-                         f"{p['tie_rate']:.2f}/{p['loss_rate']:.2f} | {p['p_value']:.3f} | {p['p_holm']:.3f} |")
+        lines += ["", "## Human scores, system against system (identical prompts)", "", markdown_table(
+            ["A", "B", "criterion", "n pairs", "A - B [95% CI]", "win/tie/loss", "p", "p (Holm)"],
+            [[p["a"], p["b"], p["criterion"], p["n_pairs"], _diff(p),
+              f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", f"{p['p_value']:.3f}",
+              f"{p['p_holm']:.3f}"] for p in result["paired"]])]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def _ci(value, interval) -> str:
+    return _fmt(value) + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def _diff(p: dict) -> str:
+    no_ci = p["ci_low"] is None
+    return f"{p['mean_diff']:+.2f}" + (" (no CI)" if no_ci else f" [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]")
 
 
 def _score_cell(s: dict) -> str:

@@ -411,7 +411,8 @@ def openai_judge(model: str = "gpt-4-0125-preview", base_url: str | None = None,
 
     rubric = load_rubric(prompt_file, answer_format)
     client = ChatClient(model, base_url, api_key_env, timeout, max_retries,
-                        key_hint="pick another judge: `judge=hf judge.model=<local model>` (or `judge=none`)")
+                        key_hint="pick another judge: `judge=hf judge.model=<local model>` (or `judge=none`)",
+                        config_key="judge")
     return Judge(OpenAIJudgeBackend(client, temperature, max_tokens), rubric, max_attempts, concurrency, cache,
                  max_rounds, max_story_chars)
 

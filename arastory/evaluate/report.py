@@ -1,4 +1,5 @@
-"""report.md with score tables, bar charts per criterion and per variety (PNG), and logging into the training run's W&B run."""
+"""report.md with score tables, bar charts per criterion and per variety (PNG), and logging into the training run's
+W&B run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from arastory.evaluate.criteria import CRITERIA
 from arastory.io import atomic_write_text
+from arastory.tables import markdown_table
 
 EXAMPLES_PER_VARIETY = 2
 
@@ -24,28 +26,23 @@ def _num(value, digits: int = 3) -> str:
 
 
 def judge_table(scores: dict) -> list[str]:
-    varieties = sorted(scores["judge"])
-    lines = ["| variety | " + " | ".join(CRITERIA) + " |", "|---" * (len(CRITERIA) + 1) + "|"]
-    for variety in varieties:
-        lines.append(f"| {variety} | " + " | ".join(_cell(scores["judge"][variety].get(c)) for c in CRITERIA) + " |")
-    return lines
+    rows = [[variety, *[_cell(scores["judge"][variety].get(c)) for c in CRITERIA]]
+            for variety in sorted(scores["judge"])]
+    return markdown_table(["variety", *CRITERIA], rows).splitlines()
 
 
 def metrics_table(scores: dict) -> list[str]:
     varieties = sorted(scores["metrics"])
     names = list(dict.fromkeys(n for v in varieties for n in scores["metrics"][v]))
-    lines = ["| metric | " + " | ".join(varieties) + " |", "|---" * (len(varieties) + 1) + "|"]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(_cell(scores["metrics"][v].get(name), 3) for v in varieties) + " |")
+    rows = [[name, *[_cell(scores["metrics"][v].get(name), 3) for v in varieties]] for name in names]
     k = (scores.get("diversity") or {}).get("subsample")
-    for name in ("distinct_1", "distinct_2", "self_bleu"):
-        lines.append(f"| {name} (sets of {k} stories) | " + " | ".join(
-            _diversity_cell(scores["corpus_metrics"].get(v, {}).get(name)) for v in varieties) + " |")
-    for key, label in (("perplexity", "held-out perplexity"), ("bits_per_char", "held-out bits/char"),
-                       ("bits_per_word", "held-out bits/word")):
-        if scores.get(key):
-            lines.append(f"| {label} | " + " | ".join(_num(scores[key].get(v), 3) for v in varieties) + " |")
-    return lines
+    rows += [[f"{name} (sets of {k} stories)",
+              *[_diversity_cell(scores["corpus_metrics"].get(v, {}).get(name)) for v in varieties]]
+             for name in ("distinct_1", "distinct_2", "self_bleu")]
+    rows += [[label, *[_num(scores[key].get(v), 3) for v in varieties]]
+             for key, label in (("perplexity", "held-out perplexity"), ("bits_per_char", "held-out bits/char"),
+                                ("bits_per_word", "held-out bits/word")) if scores.get(key)]
+    return markdown_table(["metric", *varieties], rows).splitlines()
 
 
 def _diversity_cell(stat) -> str:
@@ -61,7 +58,8 @@ def counts_lines(scores: dict) -> list[str]:
     generation = scores.get("generation") or {}
     judging = scores.get("judging") or {}
     lines = [f"- Stories: {scores['n_generations']} of {scores['n_prompts']} prompts "
-             f"({generation.get('failed', 0)} failed, {generation.get('skipped_long', 0)} prompts skipped as too long)."]
+             f"({generation.get('failed', 0)} failed, {generation.get('skipped_long', 0)} prompts skipped as too "
+             "long)."]
     truncated = generation.get("truncated") or {}
     if truncated:
         lines.append("- Stories cut at max_new_tokens (finish_reason=length): "
@@ -107,7 +105,7 @@ def bar_charts(out_dir: Path, scores: dict) -> list[Path]:
 def draw_score_bars(ax, labels: list[str], stats: list[dict | None], color: str = "#4C72B0") -> None:
     """Bars on the judge's 1-5 scale (they start at 1, the lowest score); a missing mean is drawn as a marked gap,
     never as a bar of 0 or 1; CIs where there are any."""
-    for x, (label, stat) in enumerate(zip(labels, stats)):
+    for x, stat in enumerate(stats[:len(labels)]):
         if not stat or stat.get("mean") is None:
             ax.text(x, 1.15, "no score", ha="center", va="bottom", rotation=90, fontsize=8, color="#888")
             continue
@@ -120,7 +118,8 @@ def draw_score_bars(ax, labels: list[str], stats: list[dict | None], color: str 
     ax.set_ylim(1, 5.2)
 
 
-def write_report(out_dir: str | Path, scores: dict, generations: list[dict], judgments: list[dict], metric_rows: list[dict]) -> Path:
+def write_report(out_dir: str | Path, scores: dict, generations: list[dict], judgments: list[dict],
+                 metric_rows: list[dict]) -> Path:
     out_dir = Path(out_dir)
     charts = bar_charts(out_dir, scores) if scores["judge"] else []
     lines = [f"# Evaluation of {scores['system']}", ""]
@@ -145,7 +144,8 @@ def write_report(out_dir: str | Path, scores: dict, generations: list[dict], jud
     for variety in sorted({g["variety"] for g in generations}):
         for g in [g for g in generations if g["variety"] == variety][:EXAMPLES_PER_VARIETY]:
             lines += [f"**{g['id']}** ({variety}) — judge: {criteria_of.get(g['id'])}", "",
-                      f"> {g['prompt']}", "", '<div dir="rtl" lang="ar">', "", g["story"] or "(empty)", "", "</div>", ""]
+                      f"> {g['prompt']}", "", '<div dir="rtl" lang="ar">', "", g["story"] or "(empty)", "", "</div>",
+                      ""]
     path = out_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -161,13 +161,15 @@ def flat_scores(scores: dict, prefix: str) -> dict:
                     flat[f"{prefix}/{section}/{variety}/{name}"] = stat["mean"]
     for variety, values in scores["corpus_metrics"].items():
         flat.update({f"{prefix}/corpus/{variety}/{k}": (v["mean"] if isinstance(v, dict) else v)
-                     for k, v in values.items() if v is not None and (not isinstance(v, dict) or v["mean"] is not None)})
+                     for k, v in values.items()
+                     if v is not None and (not isinstance(v, dict) or v["mean"] is not None)})
     flat.update({f"{prefix}/ppl/{v}": p for v, p in (scores.get("perplexity") or {}).items()})
     flat.update({f"{prefix}/bpc/{v}": p for v, p in (scores.get("bits_per_char") or {}).items() if p is not None})
     return flat
 
 
-def log_to_wandb(cfg, out_dir: Path, scores: dict, generations: list[dict], judgments: list[dict], metric_rows: list[dict]) -> str:
+def log_to_wandb(cfg, out_dir: Path, scores: dict, generations: list[dict], judgments: list[dict],
+                 metric_rows: list[dict]) -> str:
     """Into the training run's W&B run (same id, resume="allow") when there is a run; else a run of the eval dir."""
     import wandb
 
@@ -180,13 +182,15 @@ def log_to_wandb(cfg, out_dir: Path, scores: dict, generations: list[dict], judg
     prefix = f"eval/{scores['system']}"
     criteria_of = {j["prompt_id"]: j.get("criteria") or {} for j in judgments}
     metrics_of = {m["id"]: m for m in metric_rows}
-    columns = ["id", "variety", "prompt", "story", *CRITERIA, "dialect_correct", "dialect_prob", "words"]
+    columns: list[str | int] = ["id", "variety", "prompt", "story", *CRITERIA, "dialect_correct", "dialect_prob",
+                                "words"]
     table = wandb.Table(columns=columns)
     for g in generations:
         crit, met = criteria_of.get(g["id"], {}), metrics_of.get(g["id"], {})
         table.add_data(g["id"], g["variety"], g["prompt"], g["story"], *[crit.get(c) for c in CRITERIA],
                        met.get("dialect_correct"), met.get("dialect_prob"), met.get("words"))
-    images = {f"{prefix}/charts/{p.stem}": wandb.Image(str(p)) for p in sorted([*Path(out_dir).glob("criterion_*.png"), *Path(out_dir).glob("variety_*.png")])}
+    charts = sorted([*Path(out_dir).glob("criterion_*.png"), *Path(out_dir).glob("variety_*.png")])
+    images = {f"{prefix}/charts/{p.stem}": wandb.Image(str(p)) for p in charts}
     run.log({**flat_scores(scores, prefix), f"{prefix}/stories": table, **images})
     run.summary.update({f"{prefix}/out_dir": str(out_dir)})
     run_id = run.id

@@ -176,7 +176,7 @@ class OpenAISystem:
         from arastory.llm import ChatClient
 
         self._client = ChatClient(self.model, self.base_url, self.api_key_env, self.timeout, self.max_retries,
-                                  key_hint="or evaluate a local system (system=run or system=hf)")
+                                  key_hint="or evaluate a local system (system=run or system=hf)", config_key="system")
         self.name = self.name or self.model
 
     def open(self) -> "APIGenerator":
@@ -222,7 +222,8 @@ def _check_backend(backend: str, tensor_parallel_size: int = 1) -> None:
             raise ConfigError("system.tensor_parallel_size", f"{tensor_parallel_size} GPUs asked, {gpus} visible "
                                                              "(CUDA_VISIBLE_DEVICES)")
         if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("system.backend", "vllm is not installed (`pip install vllm`, GPU only); use system.backend=hf")
+            raise ConfigError("system.backend", "vllm is not installed; pip install 'arastory[vllm]' (GPU only), "
+                              "or use system.backend=hf")
 
 
 # ------------------------------------------------------------------------------------------------------ generators
@@ -239,31 +240,13 @@ class LocalGenerator:
         self.meta = meta or {}
         self.model.eval()
 
-    @torch.no_grad()
     def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
-        """One story per prompt; the batch is left-padded so every prompt ends right where generation starts."""
-        pad = self.tokenizer.pad_token_id
-        encoded = [self.formatter.prompt_ids(p) for p in prompts]
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for row, ids in enumerate(encoded):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
-        device = self.model.device
-        torch.manual_seed(seed)
-        output = self.model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=sampling.max_new_tokens,
-            do_sample=sampling.do_sample, temperature=sampling.temperature if sampling.do_sample else None,
-            top_p=sampling.top_p if sampling.do_sample else None, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
-        return [self._decode(row[width:].tolist()) for row in output]
+        """One story per prompt from one left-padded batch; each stops at EOS or the chat template's end of turn."""
+        from arastory.train.generate import generate_batch
 
-    def _decode(self, new_ids: list[int]) -> dict:
-        eos = self.tokenizer.eos_token_id
-        finished = eos in new_ids
-        new_ids = new_ids[: new_ids.index(eos)] if finished else new_ids
-        return {"story": self.tokenizer.decode(new_ids, skip_special_tokens=True).strip(),
-                "meta": {"new_tokens": len(new_ids), "finished": finished, "finish_reason": "stop" if finished else "length"}}
+        torch.manual_seed(seed)
+        return generate_batch(self.model, self.formatter, prompts, sampling.max_new_tokens, sampling.temperature,
+                              sampling.top_p, sampling.do_sample)
 
     def prompt_tokens(self, prompt: str) -> int:
         """Tokens of the formatted prompt (checked against limits.max_prompt_tokens before generating)."""
@@ -321,9 +304,10 @@ class VLLMGenerator:
 
     def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
                  merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False, tensor_parallel_size: int = 1):
-        from vllm import LLM
-
+        from arastory.extras import require_extra
         from arastory.train.formatting import ExampleFormatter
+
+        LLM = require_extra("vllm", "system.backend").LLM
 
         self.name, self.tokenizer = name, tokenizer
         self.formatter = ExampleFormatter(tokenizer, max_length=max_length)
@@ -342,7 +326,7 @@ class VLLMGenerator:
     def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=sampling.max_new_tokens, seed=seed,
+        params = SamplingParams(max_tokens=sampling.max_new_tokens, seed=seed, stop_token_ids=self.formatter.stop_token_ids,
                                 temperature=sampling.temperature if sampling.do_sample else 0.0,
                                 top_p=sampling.top_p if sampling.do_sample else 1.0)
         inputs = [{"prompt_token_ids": self.formatter.prompt_ids(p)} for p in prompts]

@@ -13,11 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
+from arastory.paths import CONF_DIR
 
 register_resolvers()
 
 
-@hydra.main(config_path="../../conf", config_name="filter", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="filter", version_base="1.3")
 @one_line_errors
 @guard_out_dir
 def main(cfg: DictConfig) -> dict:

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from arastory.io import JsonlAppender
 from arastory.llm.resumable import done_keys
+from arastory.llm.retry import RETRY_AFTER_MAX
 
 
 @dataclass
@@ -56,7 +57,8 @@ class OpenAIGenerator:
                  concurrency: int = 8, timeout: float = 120.0, max_retries: int = 6, backoff_base: float = 1.0,
                  backoff_max: float = 60.0, system_prompt: str | None = None, temperature: float | None = None,
                  top_p: float | None = None, max_tokens: int | None = None, chars_per_token: float = 2.0,
-                 expected_completion_tokens: int = 700, max_prompt_chars: int = MAX_PROMPT_CHARS):
+                 expected_completion_tokens: int = 700, max_prompt_chars: int = MAX_PROMPT_CHARS,
+                 retry_after_max: float = RETRY_AFTER_MAX):
         from arastory.errors import ConfigError
 
         if int(concurrency) < 1:
@@ -64,6 +66,7 @@ class OpenAIGenerator:
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.concurrency, self.timeout, self.max_retries = int(concurrency), float(timeout), int(max_retries)
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self.retry_after_max = float(retry_after_max)
         self.system_prompt = system_prompt
         self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self.chars_per_token, self.expected_completion_tokens = float(chars_per_token), int(expected_completion_tokens)
@@ -86,7 +89,8 @@ class OpenAIGenerator:
 
         return ChatClient(self.model, base_url=self.base_url, api_key_env=self.api_key_env, timeout=self.timeout,
                           max_retries=self.max_retries, backoff_base=self.backoff_base, backoff_max=self.backoff_max,
-                          key_hint=KEY_HINT, **self.params)
+                          key_hint=KEY_HINT, retry_after_max=self.retry_after_max, config_key="generator",
+                          **self.params)
 
     def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun:
         from arastory.llm import run_resumable

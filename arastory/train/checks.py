@@ -33,6 +33,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.data.max_length != "auto":
         if not isinstance(cfg.data.max_length, int) or cfg.data.max_length <= 0:
             raise ConfigError("data.max_length", f"must be a positive integer or auto, got {cfg.data.max_length}")
+    _check_speed(cfg)
     for name in ("synthetic", "translated"):
         size = cfg.data[name].get("size")
         if size is not None and (not isinstance(size, int) or size <= 0):
@@ -57,6 +58,39 @@ def _check_stages(cfg: DictConfig) -> None:
         _check_positive(f"{key}.lr", stage.lr)
         if stage.max_steps in (None, -1) and (stage.max_epochs is None or stage.max_epochs <= 0):
             raise ConfigError(f"{key}.max_epochs", "set max_epochs > 0 or max_steps > 0")
+
+
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", None)
+
+
+def _check_speed(cfg: DictConfig) -> None:
+    """Packing, attention and the optional speed-ups (the keys are absent from run dirs made before them)."""
+    data, model = cfg.data, cfg.model
+    budget = data.get("packing_max_tokens")
+    if budget is not None:
+        if not isinstance(budget, int) or budget <= 0:
+            raise ConfigError("data.packing_max_tokens", f"must be a positive integer or null, got {budget}")
+        if isinstance(data.max_length, int) and budget < data.max_length:
+            raise ConfigError("data.packing_max_tokens", f"{budget} is below data.max_length={data.max_length}: "
+                                                         "a row must hold the longest example")
+    if model.attn_implementation not in ATTENTION:
+        raise ConfigError("model.attn_implementation",
+                          f"'{model.attn_implementation}' is not one of: auto, sdpa, eager, flash_attention_2, null")
+    if data.get("packing") and model.attn_implementation is None:
+        raise ConfigError("data.packing", "needs model.attn_implementation auto, sdpa, eager or flash_attention_2 to keep "
+                                          "packed examples apart (this model's remote code picks its own attention); "
+                                          "set data.packing=false")
+    if model.get("gradient_checkpointing") not in (True, False, "auto"):
+        raise ConfigError("model.gradient_checkpointing", f"must be true, false or auto, got {model.gradient_checkpointing}")
+    if model.get("liger"):
+        import importlib.util
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("model.liger", "liger-kernel is not installed (`pip install liger-kernel`, GPU only); "
+                                             "set model.liger=false")
+        if cfg.trainer.get("accelerator") == "cpu":
+            raise ConfigError("model.liger", "Liger kernels run on a GPU only; set model.liger=false with trainer=cpu")
+    if cfg.optim.get("fused", "auto") not in (True, False, "auto"):
+        raise ConfigError("optim.fused", f"must be true, false or auto, got {cfg.optim.fused}")
 
 
 def _check_positive(key: str, value) -> None:

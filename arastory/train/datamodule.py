@@ -1,38 +1,30 @@
-"""Lightning DataModule: tokenized prompt→story examples, padded batches, and a training order that resumes mid-epoch."""
+"""Lightning DataModule: tokenized prompt→story examples (cached across runs), padded or packed batches, and a training
+order that resumes mid-epoch."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 from arastory.train.distributed import EveryNth, ShardedBatches, ShardedLoader, check_val_shards, shard_of
-from arastory.train.sampler import ResumableLoader, ResumableSampler
+from arastory.train.packing import PackedRows, packed_collate, training_extras
+from arastory.train.sampler import LengthGroupedSampler, ResumableLoader, ResumableSampler
+from arastory.train.token_cache import cached_examples
 
 COUNT_KEYS = ("story_chars", "story_words")   # per-example counts batched as tensors when the examples carry them
 
 
-class TokenizedStories(Dataset):
-    def __init__(self, records: list[StoryRecord], formatter: ExampleFormatter):
-        encoded = [(r, formatter.encode(r.prompt, r.story)) for r in records]
-        self.ids = [r.id for r, e in encoded if e is not None]
-        self.examples = [e for _, e in encoded if e is not None]
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> dict:
-        return {**self.examples[index], "id": self.ids[index]}
-
-
-def pad_collate(pad_token_id: int, with_ids: bool = False):
+def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False):
     """Right-padded input_ids, labels (-100 on padding) and attention_mask; the examples' character and word counts
-    when they have them; with `with_ids`, the example ids as a list under `example_ids`."""
+    when they have them; with `with_ids`, the example ids as a list under `example_ids`; with `extras`, what
+    `story_nll` and the step's bookkeeping need (`packing.training_extras`)."""
 
     def collate(batch: list[dict]) -> dict:
         width = max(len(example["input_ids"]) for example in batch)
@@ -50,37 +42,76 @@ def pad_collate(pad_token_id: int, with_ids: bool = False):
                 out[key] = torch.tensor([example[key] for example in batch], dtype=torch.long)
         if with_ids:
             out["example_ids"] = [example["id"] for example in batch]
+        if extras:
+            out.update(training_extras(labels, int(attention.sum()), attention.numel(), len(batch)))
         return out
     return collate
 
 
 class StoryDataModule(pl.LightningDataModule):
-    """One training set and named validation sets (one per variety), tokenized once at construction.
+    """One training set and named validation sets (one per variety), tokenized once (and cached under `token_cache`).
 
     The training order is a seeded permutation per epoch (`ResumableSampler`), checkpointed by Lightning through
     the training loader's `state_dict`, so a resumed stage continues with the very batches the killed run had next.
+    With `packing`, a batch is one packed row of at most `packing_max_tokens` tokens (default: max_length *
+    batch_size) and the permutation is over rows; with `group_by_length` (unpacked), batches hold similar lengths.
     """
 
     def __init__(self, train: list[StoryRecord], val_sets: dict[str, list[StoryRecord]], formatter: ExampleFormatter,
-                 batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0):
+                 batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0, packing: bool = False,
+                 packing_max_tokens: int | None = None, group_by_length: bool = False, token_cache: Path | None = None):
         super().__init__()
         self.formatter = formatter
         train_formatter = dataclasses.replace(formatter, stats=FormatStats())  # this stage's own counts
-        self.train_set = TokenizedStories(train, train_formatter)
+        self.train_set = cached_examples(train, train_formatter, token_cache)
         self.format_stats = train_formatter.stats
         val_formatter = dataclasses.replace(formatter, stats=FormatStats())
-        self.val_sets = {name: TokenizedStories(records, val_formatter) for name, records in val_sets.items()}
+        self.val_sets = {name: cached_examples(records, val_formatter, token_cache) for name, records in val_sets.items()}
         self.val_format_stats = val_formatter.stats
         self.val_names = [name for name, ds in self.val_sets.items() if len(ds)]
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.sampler = ResumableSampler(len(self.train_set), seed, data_id=fingerprint(self.train_set.ids))
-        self.collate = pad_collate(formatter.tokenizer.pad_token_id)
+        self.packed = self._pack(packing, packing_max_tokens, seed)
+        self.sampler = self._sampler(seed, group_by_length)
+        self.collate = pad_collate(formatter.tokenizer.pad_token_id, extras=True)
+
+    def _pack(self, packing: bool, max_tokens: int | None, seed: int) -> PackedRows | None:
+        if not packing:
+            return None
+        budget = max_tokens or int(self.formatter.max_length) * self.batch_size
+        return PackedRows(self.train_set, budget, seed)
+
+    def _sampler(self, seed: int, group_by_length: bool) -> ResumableSampler:
+        ids = fingerprint(self.train_set.ids)
+        if self.packed is not None:
+            return ResumableSampler(len(self.packed), seed, data_id=fingerprint(ids, "packed", self.packed.budget))
+        if group_by_length:
+            lengths = [self.train_set.length(i) for i in range(len(self.train_set))]
+            return LengthGroupedSampler(lengths, self.batch_size, seed,
+                                        data_id=fingerprint(ids, "grouped", self.batch_size))
+        return ResumableSampler(len(self.train_set), seed, data_id=ids)
+
+    def tokens_per_step(self) -> int:
+        """The most tokens one training batch can hold (a packed row's budget, or batch_size padded examples)."""
+        if self.packed is not None:
+            return self.packed.budget
+        longest = max((self.train_set.length(i) for i in range(len(self.train_set))), default=0)
+        return self.batch_size * longest
+
+    def batches_per_epoch(self) -> int:
+        return len(self.packed) if self.packed is not None else -(-len(self.train_set) // self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        collate = pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True)
         if shard := shard_of(self.trainer):  # several processes: this rank's part of each global batch
-            return ShardedLoader(self.train_set, ShardedBatches(self.sampler, self.batch_size, *shard), collate_fn=collate)
-        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size, collate_fn=collate)
+            if self.packed is not None:
+                from arastory.errors import ConfigError
+                raise ConfigError("data.packing", "packed rows are not split over several processes (trainer=ddp); "
+                                                  "set data.packing=false")
+            return ShardedLoader(self.train_set, ShardedBatches(self.sampler, self.batch_size, *shard),
+                                 collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True))
+        if self.packed is not None:
+            return ResumableLoader(self.packed, self.sampler, batch_size=1, collate_fn=packed_collate(with_ids=True))
+        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size,
+                               collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True))
 
     def val_dataloader(self) -> list[DataLoader]:
         # Their own generators: iterating a loader would otherwise draw on the global RNG that dropout uses.

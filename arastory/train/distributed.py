@@ -239,15 +239,15 @@ class StepTotals:
     examples: int
 
 
-def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals]:
+def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals | None]:
     """The loss to backpropagate and the step's global totals. With N ranks each rank's mean over its own scored
     tokens is rescaled to (its tokens / all ranks' tokens) x N, so DDP's average of the ranks' gradients is the
-    gradient of the mean over the whole global batch's tokens, as with one process."""
+    gradient of the mean over the whole global batch's tokens, as with one process. One process: (loss, None)."""
+    if shard_of(trainer) is None:
+        return loss, None
     scored = (batch["labels"][:, 1:] != -100).sum()
     local = torch.stack([loss.detach().double() * scored, scored.double(), batch["attention_mask"].sum().double(),
                          torch.tensor(float(batch["input_ids"].size(0)), dtype=torch.float64, device=loss.device)])
-    if shard_of(trainer) is None:
-        return loss, StepTotals(float(loss), int(local[2]), int(local[3]))
     total = trainer.strategy.reduce(local.clone(), reduce_op="sum")
     weighted = loss * (scored.to(loss.dtype) * trainer.world_size / total[1].clamp(min=1).to(loss.dtype))
     return weighted, StepTotals(float(total[0] / total[1].clamp(min=1)), int(total[2]), int(total[3]))

@@ -108,7 +108,8 @@ class StepMetrics(Callback):
         self._last_step = step = trainer.global_step
         if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.should_stop:
             for logger in trainer.loggers:
-                logger.log_metrics({**pl_module.step_metrics, "epoch": trainer.current_epoch}, step=step - 1)
+                metrics = {key: float(value) for key, value in pl_module.step_metrics.items()}  # device values: read here
+                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=step - 1)
 
 
 class BatchLog(Callback):

@@ -92,11 +92,13 @@ def apply_lora(model, lora_config, quantized: bool, gradient_checkpointing: bool
     """Wrap `model` with a trainable LoRA adapter (QLoRA when the base is 4-bit)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    # Non-reentrant checkpointing: no hook forcing the embeddings' output to require a gradient (wasted backward work).
+    checkpointing = {"use_reentrant": False}
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     model = get_peft_model(model, lora_config)
     model.train()  # from_pretrained leaves eval mode (dropout off); training starts in train mode
     return model

@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import Callback
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from arastory.train.checks import check_config
 from arastory.train.data import build_training_data, val_fingerprint
+from arastory.train.attention import resolve_attn_implementation
 from arastory.train.datamodule import StoryDataModule
 from arastory.train import distributed, ranks
 from arastory.train.devices import single_training_device
@@ -29,28 +30,44 @@ from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
 from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
 from arastory.train.model import apply_lora, context_length, is_quantized, load_model, load_tokenizer, resolve_model_path
-from arastory.train.module import StoryLM
+from arastory.train.module import StoryLM, use_fused_adamw
 from arastory.train.resume import (AtomicCheckpointIO, CheckpointMismatch, RngStreams, StepCheckpoint,
                                    check_checkpoint, load_adapter_strict, run_identity)
 from arastory.train.sampler import derive_seed
+from arastory.train.speedups import apply_liger, compile_layers, want_gradient_checkpointing
 from arastory.train.tracking import plain_config
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
 
 
 class Throughput(Callback):
-    """Non-padding tokens per second of training (model time, excluding validation)."""
+    """Non-padding tokens per second of training, over the training loop's wall time: data loading, optimizer steps,
+    logging and checkpoints count; validation (run inside the loop at epoch ends) does not."""
 
     def __init__(self):
         self.tokens, self.seconds, self._start, self._tokens0 = 0, 0.0, None, 0
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+    def _open(self, module) -> None:
         self._start, self._tokens0 = time.perf_counter(), module.tokens_seen
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+    def _close(self, module) -> None:
         if self._start is not None:
             self.seconds += time.perf_counter() - self._start
             self.tokens += module.tokens_seen - self._tokens0
+            self._start = None
+
+    def on_train_start(self, trainer, module):
+        self._open(module)
+
+    def on_validation_start(self, trainer, module):
+        self._close(module)
+
+    def on_validation_end(self, trainer, module):
+        if trainer.state.fn == "fit":   # validation inside fit: training resumes after it
+            self._open(module)
+
+    def on_train_end(self, trainer, module):
+        self._close(module)
 
     @property
     def tokens_per_s(self) -> float:
@@ -92,29 +109,38 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     formatter = build_formatter(cfg, tokenizer, model_path, data)
-    datamodules = [StoryDataModule(data.train[s.data], data.val, formatter, cfg.batch_size,
-                                   seed=derive_seed(cfg.seed, "data", k)) for k, s in enumerate(stages)]
+    datamodules = [build_datamodule(cfg, data.train[s.data], data.val, formatter, k) for k, s in enumerate(stages)]
     if zero:
         warn_truncation(stages, datamodules, formatter.max_length)
     planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
 
-    base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
-                      cfg.model.trust_remote_code)
+    device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
+    attention = resolve_attn_implementation(cfg.model.attn_implementation, packing_on(cfg),
+                                            on_cuda=device is not None and device.type == "cuda")
+    base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, attention, cfg.model.trust_remote_code)
+    apply_liger(base, cfg.model.get("liger", False))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)   # the adapter's initial weights depend on the seed only
     peft_config = instantiate(cfg.peft, _convert_="all")
-    model = apply_lora(base, peft_config, is_quantized(base), cfg.model.gradient_checkpointing)
+    checkpointing = want_gradient_checkpointing(cfg.model.gradient_checkpointing, base.config,
+                                                max(dm.tokens_per_step() for dm in datamodules), device)
+    model = apply_lora(base, peft_config, is_quantized(base), checkpointing)
+    compiled = compile_layers(model, cfg.model.get("compile", False))
     identity = run_identity(model, peft_config)
     module = StoryLM(model, lr=stages[0].lr, weight_decay=cfg.optim.weight_decay, warmup_steps=cfg.optim.warmup_steps,
-                     schedule=cfg.optim.schedule, identity=identity)
+                     schedule=cfg.optim.schedule, identity=identity, fused=cfg.optim.get("fused", "auto"))
 
     metrics = read_metrics(run_dir)
     metrics.update(run_facts(formatter, data, datamodules, stages))
+    metrics["speed"] = {"attn_implementation": attention, "packing": packing_on(cfg),
+                        "gradient_checkpointing": checkpointing, "liger": bool(cfg.model.get("liger", False)),
+                        "compiled_layers": compiled,
+                        "fused_adamw": use_fused_adamw(cfg.optim.get("fused", "auto"),
+                                                       [p for p in model.parameters() if p.requires_grad])}
     loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] \
         if cfg.logger.get("wandb") and zero else []
     log_filter_report(run_dir, loggers)
     log_run_facts(loggers, metrics)
     throughput = Throughput()
-    device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
     finished = len(metrics["stages"])
     replay_finished_stages(loggers, run_dir, stages[:finished], planned)
     carried = None
@@ -173,8 +199,10 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
         logger=[csv_logger] + loggers if zero else False,
         callbacks=[throughput, RngStreams(), *([BatchLog(stage_dir, resumed_from or 0)] if zero else []), StepMetrics(),
                    StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps)])
+    packed = f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens " \
+             f"({datamodule.packed.fill():.0%} full)" if datamodule.packed is not None else ""
     if zero:
-        print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}', "
+        print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}'{packed}, "
               f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
@@ -186,7 +214,10 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     if zero:
         save_stage(module.model, trainer, stage_dir)
     trainer.strategy.barrier("arastory.save_stage")  # the next stage loads this stage's adapter on every rank
-    return stage_summary(stage, trainer, train_loss, val, datamodule) | {"resumed_from_step": resumed_from}, trainer
+    padding = module.padding_fraction
+    return stage_summary(stage, trainer, train_loss, val, datamodule) | {
+        "resumed_from_step": resumed_from, "padding_fraction": None if padding is None else round(padding, 4),
+        "packed_rows": None if datamodule.packed is None else len(datamodule.packed)}, trainer
 
 
 def replay_finished_stages(loggers: list, run_dir: Path, finished: list, planned: list[int]) -> None:
@@ -204,6 +235,20 @@ def set_step_offset(loggers: list, offset: int) -> None:
 
 def stage_dir_of(run_dir: Path, stages: list, k: int) -> Path:
     return run_dir / "stages" / f"{k}_{stages[k].name}"
+
+
+def packing_on(cfg: DictConfig) -> bool:
+    return bool(cfg.data.get("packing", False))   # run dirs from before packing existed lack the key
+
+
+def build_datamodule(cfg: DictConfig, records: list, val: dict, formatter: ExampleFormatter, k: int) -> StoryDataModule:
+    """Stage k's data: tokenized through the token cache (`data.token_cache`), padded or packed (`data.packing`)."""
+    from arastory.paths import cache_dir
+
+    return StoryDataModule(records, val, formatter, cfg.batch_size, seed=derive_seed(cfg.seed, "data", k),
+                           packing=packing_on(cfg), packing_max_tokens=cfg.data.get("packing_max_tokens"),
+                           group_by_length=bool(cfg.data.get("group_by_length", False)),
+                           token_cache=cache_dir() / "tokens" if cfg.data.get("token_cache", True) else None)
 
 
 def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> ExampleFormatter:
@@ -255,7 +300,7 @@ def log_filter_report(run_dir: Path, loggers: list) -> None:
 def planned_steps(stage, datamodule: StoryDataModule, accumulate: int) -> int:
     if stage.max_steps not in (None, -1):
         return int(stage.max_steps)
-    per_epoch = math.ceil(math.ceil(len(datamodule.train_set) / datamodule.batch_size) / accumulate)
+    per_epoch = math.ceil(datamodule.batches_per_epoch() / accumulate)
     return per_epoch * int(stage.max_epochs)
 
 

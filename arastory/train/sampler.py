@@ -82,3 +82,21 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
+
+
+GROUP_WINDOW = 50   # batches per length-sorted window of LengthGroupedSampler
+
+
+class LengthGroupedSampler(ResumableSampler):
+    """`data.group_by_length` (unpacked runs): the epoch's seeded permutation cut into windows of
+    `batch_size * GROUP_WINDOW` examples, each window sorted longest first, so a batch holds stories of similar
+    length (little padding) and the batches still change from epoch to epoch. Resumes like `ResumableSampler`."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, data_id: str = ""):
+        super().__init__(len(lengths), seed, data_id)
+        self.lengths, self.batch_size = list(lengths), batch_size
+
+    def epoch_order(self) -> list[int]:
+        order, window = super().epoch_order(), self.batch_size * GROUP_WINDOW
+        return [i for start in range(0, len(order), window)
+                for i in sorted(order[start:start + window], key=lambda i: -self.lengths[i])]

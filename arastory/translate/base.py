@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from arastory.errors import ArastoryError
-from arastory.llm.client import RetryStats
+from arastory.llm.retry import RetryStats
 
 
 class TranslationFailed(Exception):

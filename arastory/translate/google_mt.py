@@ -4,11 +4,11 @@ v2 client: batched requests, concurrent, with counted retries for 429, 5xx, time
 from __future__ import annotations
 
 import os
-import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from arastory.errors import ConfigError
+from arastory.extras import require_extra
+from arastory.llm.retry import RETRY_AFTER_MAX, RetriesExhausted, RetryPolicy
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
 from arastory.translate.segments import join_translations, split_for_requests
 
@@ -21,15 +21,14 @@ class GoogleTranslator(Translator):
                  api_key_env: str = "GOOGLE_API_KEY", endpoint: str | None = None,
                  max_segments_per_request: int = 128, max_chars_per_request: int = 30000, concurrency: int = 4,
                  max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
-                 price_per_million_chars: float | None = 20.0):
+                 price_per_million_chars: float | None = 20.0, retry_after_max: float = RETRY_AFTER_MAX):
         super().__init__()
-        from google.cloud import translate_v2
-
+        translate_v2 = require_extra("google.cloud.translate_v2", "translator")
         self.source_language, self.target_language, self.model = source_language, target_language, model
         self.endpoint = endpoint
         self.max_segments, self.max_chars = max_segments_per_request, max_chars_per_request
         self.concurrency, self.max_retries = max(1, concurrency), max_retries
-        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max, retry_after_max)
         self.price = price_per_million_chars
         options = {"api_endpoint": endpoint} if endpoint else None
         self.client = translate_v2.Client(target_language=target_language, credentials=_credentials(api_key_env),
@@ -52,14 +51,16 @@ class GoogleTranslator(Translator):
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests) or 1)) as pool:
             answers = list(pool.map(lambda ids: self._send([chunks[i] for i in ids]), requests))
         translated: list[str | TranslationFailed] = [TranslationFailed("not sent")] * len(chunks)
-        for ids, answer in zip(requests, answers):
+        for ids, answer in zip(requests, answers, strict=True):
             for n, i in enumerate(ids):
                 translated[i] = answer if isinstance(answer, TranslationFailed) else answer[n]
         return join_translations(layouts, translated)
 
     def _requests(self, chunks: list[str]) -> list[list[int]]:
         """Group chunk indices into requests under the API's segment and character limits."""
-        groups, current, chars = [], [], 0
+        groups: list[list[int]] = []
+        current: list[int] = []
+        chars = 0
         for i, chunk in enumerate(chunks):
             if current and (len(current) >= self.max_segments or chars + len(chunk) > self.max_chars):
                 groups.append(current)
@@ -71,43 +72,28 @@ class GoogleTranslator(Translator):
         return groups
 
     def _send(self, values: list[str]) -> list[str] | TranslationFailed:
-        import requests
         from google.api_core import exceptions as gexc
 
-        for attempt in range(self.max_retries + 1):
-            self.stats.add(requests=1)
-            wait = None
-            try:
-                answer = self.client.translate(values, target_language=self.target_language, format_="text",
-                                               source_language=self.source_language, model=self.model)
-                self.stats.add(characters=sum(len(v) for v in values), segments=len(values))
-                return [a["translatedText"] for a in answer]
-            except gexc.TooManyRequests as error:
-                self.stats.add(rate_limited=1)
-                wait = _retry_after(error)
-            except (gexc.InternalServerError, gexc.ServiceUnavailable, gexc.BadGateway, gexc.GatewayTimeout) as error:
-                self.stats.add(server_errors=1)
-                wait = _retry_after(error)
-            except requests.exceptions.Timeout:
-                self.stats.add(timeouts=1)
-            except requests.exceptions.ConnectionError:
-                self.stats.add(connection_errors=1)
-            except (gexc.Unauthorized, gexc.Forbidden) as error:
-                raise TranslatorError(f"google translate at {self._where()}: not authorised ({error.code}); "
-                                      f"check the API key or credentials") from None
-            except gexc.GoogleAPICallError as error:
-                raise TranslatorError(f"google translate at {self._where()}: request rejected ({error.code}): "
-                                      f"{str(error.message)[:150]}") from None
-            except (KeyError, TypeError, ValueError) as error:
-                raise TranslatorError(f"google translate at {self._where()}: unexpected answer ({error})") from None
-            if attempt < self.max_retries:
-                self.stats.add(retries=1)
-                time.sleep(min(wait if wait is not None else self._backoff(attempt), self.backoff_max))
-        self.stats.add(failed_texts=len(values))
-        return TranslationFailed(f"google translate at {self._where()}: gave up after {self.max_retries + 1} attempts")
+        def send(timeout):
+            answer = self.client.translate(values, target_language=self.target_language, format_="text",
+                                           source_language=self.source_language, model=self.model)
+            return [a["translatedText"] for a in answer]
 
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+        try:
+            translated = self.retry.call(send, _retryable(), self.stats).value
+        except RetriesExhausted as error:
+            self.stats.add(failed_texts=len(values))
+            return TranslationFailed(f"google translate at {self._where()}: gave up after {error.attempts} attempts")
+        except (gexc.Unauthorized, gexc.Forbidden) as error:
+            raise TranslatorError(f"google translate at {self._where()}: not authorised ({error.code}); "
+                                  f"check the API key or credentials") from None
+        except gexc.GoogleAPICallError as error:
+            raise TranslatorError(f"google translate at {self._where()}: request rejected ({error.code}): "
+                                  f"{str(error.message)[:150]}") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise TranslatorError(f"google translate at {self._where()}: unexpected answer ({error})") from None
+        self.stats.add(characters=sum(len(v) for v in values), segments=len(values))
+        return translated
 
     def _where(self) -> str:
         return self.endpoint or "translation.googleapis.com"
@@ -130,10 +116,12 @@ def _credentials(api_key_env: str):
     return credentials
 
 
-def _retry_after(error) -> float | None:
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        return float(headers["Retry-After"]) if headers.get("Retry-After") else None
-    except ValueError:
-        return None
+def _retryable() -> dict:
+    """What is worth another attempt, and the stats counter each one counts under."""
+    import requests
+    from google.api_core import exceptions as gexc
+
+    return {gexc.TooManyRequests: "rate_limited", gexc.InternalServerError: "server_errors",
+            gexc.ServiceUnavailable: "server_errors", gexc.BadGateway: "server_errors",
+            gexc.GatewayTimeout: "server_errors", requests.exceptions.Timeout: "timeouts",
+            requests.exceptions.ConnectionError: "connection_errors"}

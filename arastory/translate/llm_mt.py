@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from arastory.errors import ConfigError
 from arastory.llm import ChatClient, LLMError, estimate_cost
 from arastory.llm.client import LLMAuthError
+from arastory.llm.retry import RETRY_AFTER_MAX
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
 from arastory.translate.segments import join_translations, split_for_requests
 
@@ -26,7 +27,8 @@ class LLMTranslator(Translator):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  instruction: str = DEFAULT_INSTRUCTION, temperature: float | None = 0.0,
                  max_tokens: int | None = None, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 6,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0, max_chars_per_request: int = 4000):
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, max_chars_per_request: int = 4000,
+                 retry_after_max: float = RETRY_AFTER_MAX):
         super().__init__()
         if int(max_chars_per_request) < 100:
             raise ConfigError("translator.max_chars_per_request", f"must be at least 100, got {max_chars_per_request}")
@@ -34,7 +36,8 @@ class LLMTranslator(Translator):
         self.concurrency, self.max_chars = max(1, concurrency), int(max_chars_per_request)
         self.client = ChatClient(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout,
                                  max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
-                                 key_hint="use translator=hf", temperature=temperature, max_tokens=max_tokens)
+                                 key_hint="use translator=hf", retry_after_max=retry_after_max, config_key="translator",
+                                 temperature=temperature, max_tokens=max_tokens)
         self.label = f"openai:{model}"
 
     def identity(self) -> dict:
