@@ -1,4 +1,4 @@
-"""The evaluation command's Hydra main (conf/evaluate.yaml): `arastory evaluate`, `python -m arastory.evaluate`,
+"""The evaluation command's Hydra main (arastory/conf/evaluate.yaml): `arastory evaluate`, `python -m arastory.evaluate`,
 `python evaluate.py`. Evaluate a system on fresh prompts (judge + metrics + CIs), compare evaluations, and run
 human-rating sheets.
 

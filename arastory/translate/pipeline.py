@@ -72,7 +72,7 @@ def build_translator(cfg: DictConfig) -> Translator:
 
 
 def translate(cfg: DictConfig) -> dict:
-    """Run the whole job described by conf/translate.yaml; returns the report (also written to <out>/report.json)."""
+    """Run the whole job described by arastory/conf/translate.yaml; returns the report (also written to <out>/report.json)."""
     check_config(cfg)
     out = Path(cfg.out)
     translator = build_translator(cfg.translator)
