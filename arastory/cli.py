@@ -18,7 +18,8 @@ from arastory.paths import CONF_DIR
 def register_resolvers() -> None:
     """Resolvers used by arastory/conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
     resolvers = {
-        "run_dir": lambda resume, default: resume if resume else fresh_dir(default),
+        # the first given dir (resume=, out=), else a fresh dir under the dated default
+        "run_dir": lambda *dirs: next((d for d in dirs[:-1] if d), None) or fresh_dir(dirs[-1]),
         "fresh_dir": fresh_dir,
         "hydra_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
         "suffix": lambda name: f"_{name}" if name else "",

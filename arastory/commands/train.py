@@ -43,4 +43,17 @@ def main(cfg: DictConfig) -> dict:
 def run() -> None:
     """Check the command line's overrides (one-line errors before Hydra starts), then run the Hydra main."""
     check_overrides(sys.argv[1:], "train")
+    refuse_a_taken_out_dir(sys.argv[1:])
     main()
+
+
+def refuse_a_taken_out_dir(argv: list[str]) -> None:
+    """`out=` names a new run dir: one that already holds a run is continued only with `resume=`, never overwritten."""
+    from pathlib import Path
+
+    from arastory.cli import fail
+
+    out = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("out=")), None)
+    if out and out != "null" and (Path(out) / "config.yaml").exists():
+        fail(f"config error: out: '{out}' already holds a training run; continue it with resume={out}, "
+             "or choose another out")
