@@ -39,6 +39,8 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert samples and samples[0]["variety"] == "egy" and samples[0]["prompt"]
     assert str(run_dir) in proc.stdout and "non-padding tokens/s" in proc.stdout
+    log = (run_dir / "train.log").read_text(encoding="utf-8")   # what the console showed, timestamped, in the run dir
+    assert "non-padding tokens/s" in log and "[WARNING]" in log and "lose their end of story (EOS)" in log
     # The checkpoint holds the adapter, not the frozen 4-bit base.
     state = torch.load(run_dir / "stages/0_synthetic/checkpoints/last.ckpt", weights_only=False)["state_dict"]
     assert state and all("lora_" in k or "lm_head" in k for k in state)

@@ -12,6 +12,7 @@ human-rating sheets.
 Hydra names the job after this module (`evaluate`), so out dirs keep their `evaluate.log` whichever way it is started.
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
 
 register_resolvers()
 
@@ -48,14 +51,14 @@ def main(cfg: DictConfig):
             strict=bool(cfg.comparison.strict),
             diversity_subsample=int(cfg.comparison.diversity_subsample),
         )
-        print(f"[arastory] comparison written to {out_dir}")
+        log.info(f"comparison written to {out_dir}")
         return result
     if cfg.human.export:
         from arastory.evaluate.human import export_sheet
 
         result = export_sheet(_paths(cfg.human.export), out_dir, cfg.human.per_system, cfg.human.seed, cfg.human.raters)
         sheets = ", ".join(Path(p).name for p in result["sheets_html"])
-        print(f"[arastory] blind sheets written to {out_dir} ({sheets}; keep key.json from raters)")
+        log.info(f"blind sheets written to {out_dir} ({sheets}; keep key.json from raters)")
         return result
     if cfg.human["import"]:
         from arastory.errors import ConfigError
@@ -66,15 +69,15 @@ def main(cfg: DictConfig):
         result = import_sheets(
             _paths(cfg.human["import"]), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir
         )
-        print(f"[arastory] judge-human agreement written to {out_dir} (agreement.json, agreement.md)")
+        log.info(f"judge-human agreement written to {out_dir} (agreement.json, agreement.md)")
         return result
     from arastory.evaluate.pipeline import evaluate
     from arastory.evaluate.report import judge_table
 
     scores = evaluate(cfg, out_dir)
-    print(f"\n[arastory] eval dir: {out_dir}")
+    log.info(f"\neval dir: {out_dir}")
     if scores["judge"]:
-        print("\n".join(judge_table(scores)))
+        log.info("\n".join(judge_table(scores)))
     return scores
 
 
