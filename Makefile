@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 # What `make lint` checks (narrow it while working: `make lint LINT_PATHS=arastory/llm`).
 LINT_PATHS ?= arastory tests bench train.py evaluate.py
 
-.PHONY: setup train test lint clean
+.PHONY: setup train test lint wheel-check clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+
+# Build the wheel, install it in a fresh venv, and run --help, a filter and a 5-step training from outside the repo.
+wheel-check: setup
+	.ci/wheel_check
 
 clean:
 	rm -rf outputs multirun .pytest_cache

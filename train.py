@@ -1,4 +1,4 @@
-"""Fine-tune a causal LM on Arabic prompt→story data with QLoRA; Hydra composes the run from conf/.
+"""Fine-tune a causal LM on Arabic prompt→story data with QLoRA; Hydra composes the run from arastory/conf/.
 A thin entry point: the same as `arastory train ...` and `python -m arastory.train ...` (arastory/commands/train.py).
 
     python train.py                                      # tiny offline default on the bundled corpus (CPU, minutes)

@@ -16,13 +16,14 @@ from arastory.paths import CONF_DIR
 
 
 def register_resolvers() -> None:
-    """Resolvers used by conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
+    """Resolvers used by arastory/conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
     import warnings
 
     # conf/hydra/launcher/submitit_*.yaml are meant to be checked against the plugin's schema of the same name.
     warnings.filterwarnings("ignore", message=r"(?s).*hydra/launcher/\w+' is validated against ConfigStore schema")
     resolvers = {
-        "run_dir": lambda resume, default: resume if resume else fresh_dir(default),
+        # the first given dir (resume=, out=), else a fresh dir under the dated default
+        "run_dir": lambda *dirs: next((d for d in dirs[:-1] if d), None) or fresh_dir(dirs[-1]),
         "fresh_dir": fresh_dir,
         "hydra_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
         "suffix": lambda name: f"_{name}" if name else "",
@@ -84,7 +85,14 @@ def _default_groups(primary: Path) -> set[str]:
 
 
 def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR) -> None:
-    """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts."""
+    """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts.
+    `--help` shows this command's own help (focused_help) and exits; `--hydra-help` is Hydra's."""
+    if "--help" in argv or "-h" in argv:
+        try:
+            print(focused_help(config_name, conf_dir))
+        except BrokenPipeError:   # `--help | head`
+            pass
+        sys.exit(0)
     check_no_secrets(argv)
     groups = config_groups(conf_dir, config_name)
     for arg in argv:
@@ -108,6 +116,66 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
         for option in _sweep_values(value):
             if option not in groups[key] and option != "null":
                 fail(f"config error: {key}: '{option}' is not one of: {', '.join(groups[key])}")
+
+
+def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
+    """One command's help: what it does, the groups *its* defaults list selects (each option with its file's first
+    comment line, the default marked), and its own settings with their comments, instead of every group in conf/."""
+    primary = conf_dir / f"{config_name}.yaml"
+    text = primary.read_text(encoding="utf-8")
+    header = [line[2:] for line in _leading_comments(text)]
+    defaults = _default_choices(primary)
+    lines = [*header, "", "Config groups (pick one with group=option; * marks the default):"]
+    for group, options in config_groups(conf_dir, config_name).items():
+        lines.append(f"  {group}:")
+        width = max(map(len, options))
+        for option in options:
+            marker = "*" if defaults.get(group) == option else " "
+            first = next(iter(_leading_comments((conf_dir / group / f"{option}.yaml").read_text(encoding="utf-8"))), "#")
+            lines.append(f"   {marker}{option:<{width}}  {first[2:]}")
+    lines += ["", "Settings (override with key=value; comments from " + f"{primary.name}):", *_settings(text), "",
+              "Hydra: --cfg job prints the composed config, -m sweeps comma-separated values, --hydra-help is Hydra's "
+              "own help."]
+    return "\n".join(lines)
+
+
+def _leading_comments(text: str) -> list[str]:
+    """A config file's opening comment lines (what it is for, and a command that uses it)."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):   # a Hydra directive, not a description
+            lines.append(line)
+    return lines
+
+
+def _settings(text: str) -> list[str]:
+    """The primary config's own keys with their comments: all but the defaults list and the `hydra:` block."""
+    body, skipping = [], False
+    for line in text.splitlines()[len(_leading_comments(text)):]:
+        if line.startswith(("defaults:", "hydra:")):
+            skipping = True
+            continue
+        if skipping and (line.startswith((" ", "-")) or not line.strip()):
+            continue
+        skipping = False
+        body.append("  " + line if line.strip() else "")
+    while body and not body[-1]:
+        body.pop()
+    return body
+
+
+def _default_choices(primary: Path) -> dict[str, str]:
+    """`{group: option}` chosen by a primary config's defaults list."""
+    choices = {}
+    for entry in OmegaConf.load(primary).get("defaults", []):
+        if isinstance(entry, str) or entry is None:
+            continue
+        for key, value in entry.items():
+            name = str(key).replace("optional ", "").replace("override ", "").lstrip("/").split("@")[0].strip()
+            choices[name] = str(value)
+    return choices
 
 
 def check_no_secrets(argv: list[str]) -> None:

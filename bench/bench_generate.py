@@ -3,8 +3,8 @@
     python bench/bench_generate.py [--quick] [--json FILE] [--batch 16] [--new-tokens N] [--rounds R] [--threads T]
 
 Both ways run the same code (`arastory.train.generate.generate_batch`, which evaluation's LocalGenerator and training's
-end-of-run samples call) on the same model: the tiny base in NF4 double-quant with the run's LoRA (conf/model/tiny.yaml,
-conf/quant, conf/peft), on the CPU, sampling at the evaluation defaults (temperature 0.7, top-p 0.95). The prompts are
+end-of-run samples call) on the same model: the tiny base in NF4 double-quant with the run's LoRA (arastory/conf/model/tiny.yaml,
+arastory/conf/quant, arastory/conf/peft), on the CPU, sampling at the evaluation defaults (temperature 0.7, top-p 0.95). The prompts are
 the first BATCH bundled prompts (different lengths, so batches are really left-padded). Tokens counted are the story
 tokens each prompt got (plus its stop token when it stopped), so a batch that waits for its longest story earns nothing
 for the padding. Rounds alternate which way goes first; the table shows medians. vLLM (evaluate's `system.engine=vllm`)
@@ -103,7 +103,7 @@ def main() -> None:
     new_tokens, rounds = args.new_tokens or preset["new_tokens"], args.rounds or preset["rounds"]
     summary = measure(args.batch, new_tokens, rounds)
     summary["settings"] = {"batch": args.batch, "prompts": args.batch, "max_new_tokens": new_tokens, "rounds": rounds,
-                           "model": "tiny (conf/model/tiny.yaml), NF4 double-quant + LoRA, fp32 compute, CPU",
+                           "model": "tiny (arastory/conf/model/tiny.yaml), NF4 double-quant + LoRA, fp32 compute, CPU",
                            "sampling": "temperature 0.7, top_p 0.95", "torch_threads": args.threads or "torch default"}
     print(f"batched (batch {args.batch}): {summary['batched']:.1f} tokens/s; sequential: {summary['sequential']:.1f} "
           f"tokens/s; batched / sequential = {summary['speedup']:.2f}x")

@@ -6,7 +6,7 @@ arastory packed, and each optimisation of the packed run switched off (or on) in
 
 The model is built from a LlamaConfig with random weights (nothing is downloaded or written to disk): bf16 on the GPU,
 then every linear layer but the LM head is quantized in place to NF4 with double quantization (bitsandbytes
-Linear4bit, bf16 compute), and the project's LoRA (conf/peft/lora.yaml with acegpt_7b's targets: all linear layers)
+Linear4bit, bf16 compute), and the project's LoRA (arastory/conf/peft/lora.yaml with acegpt_7b's targets: all linear layers)
 is applied with arastory's `apply_lora`. Examples are random tokens at realistic lengths: prompt + story + template
 lengths drawn from the released stories' Llama-2-tokenizer distribution (PERCENTILES below, measured once on
 ../shared/data/arastories with the Llama-2 tokenizer.json), truncated at --max-length, the prompt share masked as

@@ -351,7 +351,7 @@ def main() -> None:
                   f"{result['tokens_per_cpu_s']:>8.0f} tokens/cpu-s", flush=True)
     summary = summarize(runs)
     summary["settings"] = {"per_variety": per_variety, "rounds": args.rounds or preset["rounds"], "batch": BATCH,
-                           "lr": LR, "model": "tiny (conf/model/tiny.yaml), NF4 double-quant, fp32 compute, CPU",
+                           "lr": LR, "model": "tiny (arastory/conf/model/tiny.yaml), NF4 double-quant, fp32 compute, CPU",
                            "torch_threads": args.threads or "torch default"}
     print_table(summary)
     if args.json:

@@ -1,5 +1,5 @@
 """How many tokens the study's released stories take with given tokenizers, against the old max_new_tokens of 512 and
-the new default (conf/evaluate.yaml sampling.max_new_tokens): the numbers behind that default.
+the new default (arastory/conf/evaluate.yaml sampling.max_new_tokens): the numbers behind that default.
 
     python bench/bench_story_tokens.py <tokenizer.json> [<tokenizer.json> ...]
 

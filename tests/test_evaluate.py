@@ -173,7 +173,7 @@ def test_resumed_generation_and_the_judge_cache(evaluated, resumed):
 
 def test_compare_and_human_sheets_are_wired(evaluated, resumed, tmp_path):
     dirs = f"[{evaluated['out']},{resumed['out']}]"
-    proc = evaluate_cli([f"compare={dirs}", f"out={tmp_path / 'cmp'}"], key=None)
+    proc = evaluate_cli(["mode=compare", f"compare={dirs}", f"out={tmp_path / 'cmp'}"], key=None)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "cmp" / "compare.csv").exists() and (tmp_path / "cmp" / "compare.md").exists()
     proc = evaluate_cli([f"human.export={dirs}", f"out={tmp_path / 'sheet'}"], key=None)
@@ -192,10 +192,34 @@ def test_compare_and_human_sheets_are_wired(evaluated, resumed, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     proc = evaluate_cli([f"human.import=[{tmp_path / 'filled.csv'}]", f"human.key={tmp_path / 'sheet' / 'key.json'}",
-                         f"out={tmp_path / 'agree'}"], key=None)
+                         f"out={tmp_path / 'agree'}"], key=None)   # the old name of human.ratings
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: human.import= is now human.ratings= (the old name still works)" in proc.stderr
     agreement = json.loads((tmp_path / "agree" / "agreement.json").read_text())
     assert agreement["n_items"] == 12 and agreement["criteria"]["fluency"]["spearman"] == pytest.approx(1.0)
+
+
+def test_the_mode_is_named_or_follows_the_one_input_given():
+    from omegaconf import OmegaConf
+
+    from arastory.commands.evaluate import evaluation_mode
+    from arastory.errors import ConfigError
+
+    def mode(**settings):
+        return evaluation_mode(OmegaConf.create({"mode": None, "compare": None,
+                                                 "human": {"export": None, "ratings": None}} | settings))
+
+    assert mode() == "score" and mode(compare=["a"]) == "compare" and mode(mode="compare", compare=["a"]) == "compare"
+    assert mode(human={"export": ["a"], "ratings": None}) == "human_export"
+    for settings, message in (({"mode": "compare"}, "config error: compare: is required with mode=compare"),
+                              ({"mode": "judge"}, "config error: mode: 'judge' is not one of: score, compare, "
+                                                  "human_export, human_import"),
+                              ({"compare": ["a"], "human": {"export": ["b"], "ratings": None}},
+                               "config error: mode: compare and human.export are set together: evaluate runs one mode at "
+                               "a time (mode=compare, ...)")):
+        with pytest.raises(ConfigError) as error:
+            mode(**settings)
+        assert str(error.value) == message
 
 
 def test_no_api_key_stops_before_generating(trained_run, tmp_path):

@@ -201,7 +201,7 @@ def test_cli_import_error_is_one_line(evals, tmp_path):
     dirs, _ = evals
     export_sheet(dirs, tmp_path / "sheet", per_system=2, seed=0)
     (tmp_path / "r.csv").write_text("item_id,fluency\n", encoding="utf-8")
-    proc = run_cli(["evaluate.py", f"human.import=[{tmp_path / 'r.csv'}]", f"human.key={tmp_path / 'sheet' / 'key.json'}",
+    proc = run_cli(["evaluate.py", f"human.ratings=[{tmp_path / 'r.csv'}]", f"human.key={tmp_path / 'sheet' / 'key.json'}",
                     f"out={tmp_path / 'agreement'}"])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "r.csv:1: missing column(s)" in proc.stderr

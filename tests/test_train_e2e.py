@@ -16,9 +16,12 @@ def read_metrics(run_dir: Path) -> dict:
 
 def test_direct_run_writes_a_complete_run_dir(tmp_path):
     run_dir = tmp_path / "direct"
-    proc = run_cli(["train.py", *FAST_TRAIN, "dialect=egy", f"hydra.run.dir={run_dir}"], check=True)
+    proc = run_cli(["train.py", *FAST_TRAIN, "dialect=egy", f"out={run_dir}"], check=True)
     metrics = read_metrics(run_dir)
     assert [s["name"] for s in metrics["stages"]] == ["synthetic"]
+    again = run_cli(["train.py", *FAST_TRAIN, f"out={run_dir}"])   # out= never overwrites a run
+    assert again.returncode == 2 and again.stderr.strip() == (f"config error: out: '{run_dir}' already holds a training "
+                                                             f"run; continue it with resume={run_dir}, or choose another out")
     assert metrics["stages"][0]["global_step"] == 3 and metrics["global_step"] == 3
     assert set(metrics["final"]) >= {"val/egy/loss", "val/egy/ppl", "val/egy/bpc", "val/egy/bpw", "val/loss", "val/bpc"}
     assert set(metrics["val_fingerprint"]) == {"all", "egy"} and metrics["max_length"] == 160
@@ -36,6 +39,8 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert samples and samples[0]["variety"] == "egy" and samples[0]["prompt"]
     assert str(run_dir) in proc.stdout and "non-padding tokens/s" in proc.stdout
+    log = (run_dir / "train.log").read_text(encoding="utf-8")   # what the console showed, timestamped, in the run dir
+    assert "non-padding tokens/s" in log and "[WARNING]" in log and "lose their end of story (EOS)" in log
     # The checkpoint holds the adapter, not the frozen 4-bit base.
     state = torch.load(run_dir / "stages/0_synthetic/checkpoints/last.ckpt", weights_only=False)["state_dict"]
     assert state and all("lora_" in k or "lm_head" in k for k in state)

@@ -1,4 +1,4 @@
-"""The training command's Hydra main (conf/train.yaml): `arastory train`, `python -m arastory.train`, `python train.py`.
+"""The training command's Hydra main (arastory/conf/train.yaml): `arastory train`, `python -m arastory.train`, `python train.py`.
 
     arastory train                                      # tiny offline default on the bundled corpus (CPU, minutes)
     arastory train strategy=sequential dialect=egy model=acegpt_7b trainer=gpu
@@ -46,7 +46,20 @@ def main(cfg: DictConfig) -> dict:
 def run() -> None:
     """Check the command line's overrides (one-line errors before Hydra starts), then run the Hydra main."""
     check_overrides(sys.argv[1:], "train")
+    refuse_a_taken_out_dir(sys.argv[1:])
     from arastory.train.ranks import check_launch
 
     check_launch(sys.argv[1:])
     main()
+
+
+def refuse_a_taken_out_dir(argv: list[str]) -> None:
+    """`out=` names a new run dir: one that already holds a run is continued only with `resume=`, never overwritten."""
+    from pathlib import Path
+
+    from arastory.cli import fail
+
+    out = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("out=")), None)
+    if out and out != "null" and (Path(out) / "config.yaml").exists():
+        fail(f"config error: out: '{out}' already holds a training run; continue it with resume={out}, "
+             "or choose another out")

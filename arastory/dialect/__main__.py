@@ -5,6 +5,7 @@
     python -m arastory.dialect train source=bundled out=outputs/dialect/bundled       # model.joblib + report.json
 """
 
+import logging
 import sys
 
 import hydra
@@ -13,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from arastory.cli import check_overrides, fail, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
 
 register_resolvers()
 COMMANDS = ("evaluate", "train")
@@ -74,25 +77,25 @@ def train(cfg: DictConfig, out_dir: str) -> dict:
     source = OmegaConf.to_container(cfg.source) if not isinstance(cfg.source, str) else cfg.source
     report = train_and_save(source, cfg.dialect_id, out_dir, folds=int(cfg.cv_folds), seed=int(cfg.seed),
                             progress=bool(cfg.progress))
-    print(f"[arastory.dialect] trained on {report['documents']} documents "
+    log.info(f"trained on {report['documents']} documents "
           f"({', '.join(f'{v} {n}' for v, n in report['per_variety'].items())}) -> {out_dir}/model.joblib")
     cv = report.get("cross_validation")
     if cv:
-        print(f"  cross-validated accuracy: {_pairs(cv['accuracy'])}; gate thresholds: {_pairs(report['thresholds'])}")
-    print(f"  use it with dialect_id.path={out_dir}/model.joblib")
+        log.info(f"  cross-validated accuracy: {_pairs(cv['accuracy'])}; gate thresholds: {_pairs(report['thresholds'])}")
+    log.info(f"  use it with dialect_id.path={out_dir}/model.joblib")
     return report
 
 
 def print_evaluation(out_dir: str, report: dict) -> None:
     gate = report["gate"]
-    print(f"[arastory.dialect] {sum(report['n'].values())} stories ({_pairs(report['n'])}) -> {out_dir}/report.json")
-    print(f"  accuracy: {_pairs(report['accuracy'])}; macro F1 {report['macro_f1']:.3f}; "
+    log.info(f"{sum(report['n'].values())} stories ({_pairs(report['n'])}) -> {out_dir}/report.json")
+    log.info(f"  accuracy: {_pairs(report['accuracy'])}; macro F1 {report['macro_f1']:.3f}; "
           f"ECE {report['calibration']['ece']:.3f}")
-    print(f"  gate (thresholds {_pairs(gate['thresholds'])}): false reject {_pairs(gate['false_reject'])}; "
+    log.info(f"  gate (thresholds {_pairs(gate['thresholds'])}): false reject {_pairs(gate['false_reject'])}; "
           f"false accept {_pairs(gate['false_accept'])}")
     drift = {v: d["mean"] for v, d in report["drift"].items() if d.get("n")}
     if drift:
-        print(f"  mean share of MSA sentences in dialect stories: {_pairs(drift)}")
+        log.info(f"  mean share of MSA sentences in dialect stories: {_pairs(drift)}")
 
 
 def _pairs(values: dict) -> str:

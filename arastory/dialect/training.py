@@ -19,7 +19,7 @@ RECIPE_KEYS = ("ngram_range", "max_features", "word_ngram_range", "word_max_feat
 
 
 def recipe_params(node: DictConfig | dict) -> dict:
-    """The classifier recipe from a dialect_id config (conf/dialect_id/ngram.yaml)."""
+    """The classifier recipe from a dialect_id config (arastory/conf/dialect_id/ngram.yaml)."""
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     target = str(values.get("_target_", ""))
     if not target.endswith("ngram_identifier"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from arastory.evaluate.prompts import prompt_key
 from arastory.evaluate.stats import holm_adjust, paired_comparison
 from arastory.io import atomic_write_json, atomic_write_text, iter_jsonl
 from arastory.tables import markdown_table
+
+log = logging.getLogger(__name__)
 
 CONFIG_KEYS = ("strategy", "dialect", "model", "filter_threshold", "synthetic_size", "translated_size")
 TABLE_COLUMNS = ("eval", "path", "system", "run", *CONFIG_KEYS, "judge", "rubric", "variety", "kind", "name", "mean",
@@ -326,7 +329,7 @@ def compare_evaluations(paths: list[str], out_dir, n_boot: int = 2000, seed: int
     if strict and flags:
         raise ConfigError("comparison.strict", f"refusing to compare: {flags[0]}")
     for flag in flags:
-        print(f"[arastory] WARNING: {flag}")
+        log.warning(flag)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     judged = {ev.name: judgment_scores(ev) for ev in evals}

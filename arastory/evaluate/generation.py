@@ -6,6 +6,7 @@ so a 100k-character prompt never reaches a model; a refused API key (401/403) st
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tqdm.auto import tqdm
 from arastory.io import JsonlAppender, fingerprint
 from arastory.llm.client import LLMAuthError, LLMError
 from arastory.llm.resumable import done_keys, run_resumable
+
+log = logging.getLogger(__name__)
 
 
 def generation_row(prompt: dict, system_name: str, result: dict, extra_meta: dict) -> dict:
@@ -49,7 +52,7 @@ def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling,
         counts["skipped_long"] = sum(1 for _, why in skipped if why)
         if counts["skipped_long"]:
             first = next(f"{p['id']}: {why}" for p, why in skipped if why)
-            print(f"[arastory] skipped {counts['skipped_long']} over-long prompt(s), e.g. {first}")
+            log.info(f"skipped {counts['skipped_long']} over-long prompt(s), e.g. {first}")
     start = time.perf_counter()
     meta = {**generator.meta, "sampling": sampling.as_dict(), **(meta or {})}
     if todo and generator.kind == "file":

@@ -355,7 +355,7 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
     Writes agreement.json, agreement.md and human_scores.jsonl (one unblinded row per rated item).
     """
     if not sheet_files:
-        raise ConfigError("human.import", "give at least one filled sheet")
+        raise ConfigError("human.ratings", "give at least one filled sheet")
     key = read_key(key_file)
     items = key["items"]
     eval_dirs = list(eval_dirs or key.get("eval_dirs") or [])

@@ -11,18 +11,21 @@ clear it; `judge.cache=false` bypasses it).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from pathlib import Path
 
 from arastory.errors import ArastoryError, ConfigError
 from arastory.evaluate.criteria import CRITERIA, CRITERION_INFO
-from arastory.io import atomic_write_json, atomic_write_jsonl, fingerprint, iter_jsonl, JsonlAppender
+from arastory.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, fingerprint, iter_jsonl
 from arastory.llm.client import LLMAuthError
 from arastory.llm.resumable import run_resumable
 from arastory.paths import cache_dir
 from arastory.prompts.varieties import load_variety
 from arastory.text import normalize_arabic
+
+log = logging.getLogger(__name__)
 
 ANSWER_FORMATS = ("auto", "json", "lines")
 PLACEHOLDERS = ("prompt", "story", "variety_name")
@@ -396,7 +399,7 @@ class Judge:
             atomic_write_jsonl(out_path, keep)
         if archive:
             others = sorted({str(r.get("judge") or "an unknown judge") for r in archive})
-            print(f"[arastory] {len(archive)} earlier judgment(s) by {', '.join(others)} or of older stories moved to "
+            log.info(f"{len(archive)} earlier judgment(s) by {', '.join(others)} or of older stories moved to "
                   f"judgments.<key>.jsonl; judging with {self.model} ({self.key})")
         self.counts["reasked"] = len(again)
         return again

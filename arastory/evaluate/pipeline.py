@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -21,12 +22,20 @@ from arastory.evaluate import provenance
 from arastory.evaluate.criteria import CRITERIA
 from arastory.evaluate.generation import generate_all
 from arastory.evaluate.judge import story_key
-from arastory.evaluate.prompts import (check_disjoint, load_prompts, prompt_key, prompt_set_hash, sample_eval_prompts,
-                                       save_prompts)
+from arastory.evaluate.prompts import (
+    check_disjoint,
+    load_prompts,
+    prompt_key,
+    prompt_set_hash,
+    sample_eval_prompts,
+    save_prompts,
+)
 from arastory.evaluate.systems import Sampling, load_run_config
 from arastory.io import atomic_write_json, atomic_write_jsonl
 from arastory.records import VARIETIES
 from arastory.text import normalize_for_hash
+
+log = logging.getLogger(__name__)
 
 PROMPTS, GENERATIONS, JUDGMENTS, STORY_METRICS, SCORES = (
     "prompts.jsonl", "generations.jsonl", "judgments.jsonl", "story_metrics.jsonl", "scores.json")
@@ -57,7 +66,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     provenance.check_generation(out_dir, out_dir / GENERATIONS, made_by, made_by["sampling"])
     judge_record = {**judge.identity, "key": judge.key} if judge is not None else None
     record = provenance.write(out_dir, made_by, judge_record)
-    print(f"[arastory] evaluating {system.name} on {len(prompts)} prompts → {out_dir}")
+    log.info(f"evaluating {system.name} on {len(prompts)} prompts → {out_dir}")
 
     generator = system.open()
     generation = generate_all(generator, prompts, out_dir / GENERATIONS, sampling,

@@ -1,6 +1,6 @@
 """The systems evaluation can score: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible chat model.
 
-Each config in conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before anything
+Each config in arastory/conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before anything
 is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or with vLLM
 (`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
 """
@@ -23,7 +23,7 @@ BACKENDS = ("hf", "vllm")
 
 @dataclass
 class Sampling:
-    """Decoding settings shared by every system (`sampling.*` in conf/evaluate.yaml)."""
+    """Decoding settings shared by every system (`sampling.*` in arastory/conf/evaluate.yaml)."""
 
     max_new_tokens: int = 2048
     temperature: float = 0.7

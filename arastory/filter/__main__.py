@@ -6,6 +6,7 @@
     python -m arastory.filter -m input=parallel.jsonl out=outputs/filter/big shard=0/2,1/2   # then arastory.data merge
 """
 
+import logging
 import sys
 
 import hydra
@@ -14,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
 
 register_resolvers()
 
@@ -58,13 +61,13 @@ def shard_of(cfg: DictConfig):
 def print_summary(report: dict) -> None:
     counts = report["counts"]
     rejected = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_check"].items() if v)
-    print(f"[arastory.filter] {counts['read']} pairs read ({counts['input_errors']} bad lines skipped), "
+    log.info(f"{counts['read']} pairs read ({counts['input_errors']} bad lines skipped), "
           f"encoder {report['encoder']['name']} ({report['encoder']['id']}), threshold {report['threshold']}")
-    print(f"  rejected by checks: {rejected or 'none'}")
-    print(f"  below threshold: {counts['below_threshold']}  kept at threshold: {counts['kept_at_threshold']}  "
+    log.info(f"  rejected by checks: {rejected or 'none'}")
+    log.info(f"  below threshold: {counts['below_threshold']}  kept at threshold: {counts['kept_at_threshold']}  "
           f"duplicates: {counts['duplicate']}  near-duplicates: {counts['near_duplicate']}  leakage: {counts['leakage']}")
-    print(f"  kept {counts['kept']} of {counts['read']}; cache: {report['cache']}")
-    print(f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, kept_vs_threshold.png")
+    log.info(f"  kept {counts['kept']} of {counts['read']}; cache: {report['cache']}")
+    log.info(f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, kept_vs_threshold.png")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Build the filter from config: settings, the encoder (by conf/encoder name or a `_target_` dict), the input path."""
+"""Build the filter from config: settings, the encoder (by arastory/conf/encoder name or a `_target_` dict), the input path."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _first_line(error: Exception) -> str:
 
 
 def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") -> DictConfig:
-    """A name from conf/encoder/ (e.g. `lexicon`, `labse`) or an inline config with `_target_`."""
+    """A name from arastory/conf/encoder/ (e.g. `lexicon`, `labse`) or an inline config with `_target_`."""
     if isinstance(spec, str):
         path = CONF_DIR / "encoder" / f"{spec}.yaml"
         if not path.exists():
@@ -53,7 +53,7 @@ def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") ->
     if overrides:
         cfg = OmegaConf.merge(cfg, overrides)
     if "_target_" not in cfg:
-        raise ConfigError(key, "needs a `_target_` (an encoder class) or the name of a conf/encoder/*.yaml")
+        raise ConfigError(key, "needs a `_target_` (an encoder class) or the name of a arastory/conf/encoder/*.yaml")
     return cfg
 
 

@@ -8,8 +8,8 @@ trains on the same batches with the same dropout masks as one that was never int
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -20,22 +20,38 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from arastory.train.attention import resolve_attn_implementation
 from arastory.train.checks import check_config
 from arastory.train.data import build_training_data, val_fingerprint
-from arastory.train.attention import resolve_attn_implementation
 from arastory.train.datamodule import StoryDataModule
 from arastory.train import distributed, ranks
 from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
 from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
-from arastory.train.model import apply_lora, context_length, is_quantized, load_model, load_tokenizer, resolve_model_path
+from arastory.train.model import (
+    apply_lora,
+    context_length,
+    is_quantized,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
 from arastory.train.module import StoryLM, use_fused_adamw
-from arastory.train.resume import (AtomicCheckpointIO, CheckpointMismatch, RngStreams, StepCheckpoint,
-                                   check_checkpoint, load_adapter_strict, run_identity)
+from arastory.train.resume import (
+    AtomicCheckpointIO,
+    CheckpointMismatch,
+    RngStreams,
+    StepCheckpoint,
+    check_checkpoint,
+    load_adapter_strict,
+    run_identity,
+)
 from arastory.train.sampler import derive_seed
 from arastory.train.speedups import apply_liger, compile_layers, want_gradient_checkpointing
 from arastory.train.tracking import plain_config
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
 
@@ -202,7 +218,7 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     packed = f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens " \
              f"({datamodule.packed.fill():.0%} full)" if datamodule.packed is not None else ""
     if zero:
-        print(f"[arastory] stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}'{packed}, "
+        log.info(f"stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}'{packed}, "
               f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
@@ -258,16 +274,16 @@ def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> Exampl
         records = [r for records in (*data.train.values(), *data.val.values()) for r in records]
         context = context_length(model_path, tokenizer, cfg.model.trust_remote_code)
         formatter.max_length = auto_max_length(formatter, records, context)
-        print(f"[arastory] data.max_length=auto: {formatter.max_length} tokens (longest example, model context {context})")
+        log.info(f"data.max_length=auto: {formatter.max_length} tokens (longest example, model context {context})")
     return formatter
 
 
 def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length: int) -> None:
     for stage, datamodule in zip(stages, datamodules):
         if message := datamodule.format_stats.warning(f"'{stage.name}' training", max_length):
-            print(message, file=sys.stderr)
+            log.warning(message)
     if message := datamodules[0].val_format_stats.warning("validation", max_length):
-        print(message, file=sys.stderr)
+        log.warning(message)
 
 
 def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:

@@ -5,6 +5,7 @@
     python -m arastory.translate source=stories.jsonl out=outputs/translate/llm translator=openai translator.model=gpt-4o-mini
 """
 
+import logging
 import sys
 
 import hydra
@@ -12,6 +13,8 @@ from omegaconf import DictConfig
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
 
 register_resolvers()
 
@@ -25,7 +28,7 @@ def main(cfg: DictConfig) -> dict:
 
     quiet_http_logs()
     report = translate(cfg)
-    print(summary(report))
+    log.info(summary(report))
     check_budget(report, cfg.max_failure_rate)
     return report
 
