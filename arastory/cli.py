@@ -19,7 +19,7 @@ def register_resolvers() -> None:
     """Resolvers used by arastory/conf/*.yaml (run dirs that follow `resume=` and `name=`)."""
     import warnings
 
-    # conf/hydra/launcher/submitit_*.yaml are meant to be checked against the plugin's schema of the same name.
+    # arastory/conf/hydra/launcher/submitit_*.yaml are meant to be checked against the plugin's schema of the same name.
     warnings.filterwarnings("ignore", message=r"(?s).*hydra/launcher/\w+' is validated against ConfigStore schema")
     resolvers = {
         # the first given dir (resume=, out=), else a fresh dir under the dated default
@@ -120,7 +120,7 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
 
 def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
     """One command's help: what it does, the groups *its* defaults list selects (each option with its file's first
-    comment line, the default marked), and its own settings with their comments, instead of every group in conf/."""
+    comment line, the default marked), and its own settings with their comments, instead of every group in arastory/conf/."""
     primary = conf_dir / f"{config_name}.yaml"
     text = primary.read_text(encoding="utf-8")
     header = [line[2:] for line in _leading_comments(text)]

@@ -12,7 +12,7 @@ PY=${PY:-python}
 JUDGE=${JUDGE:-none}          # none (metrics only, offline) | openai | hf
 N_PER_VARIETY=${N_PER_VARIETY:-10}
 EVAL_ARGS=${EVAL_ARGS:-"sampling.max_new_tokens=120"}
-LAUNCHER=${1:-basic}          # basic | submitit_local | submitit_slurm | joblib (conf/hydra/launcher/)
+LAUNCHER=${1:-basic}          # basic | submitit_local | submitit_slurm | joblib (arastory/conf/hydra/launcher/)
 shift $(( $# > 0 ? 1 : 0 ))
 LAUNCH=("hydra/launcher=$LAUNCHER" "$@")   # and its settings: hydra.launcher.partition=gpu ...
 
