@@ -80,4 +80,4 @@ def test_a_run_dir_already_taken_is_never_shared(tmp_path):   # D3
     reports = [p for p in (tmp_path / "outputs").rglob("report.json") if p.read_text() != "{}"]
     assert len(reports) == 1 and reports[0].parent.name.endswith("_2")
     assert sorted(p.name for p in reports[0].parent.iterdir()) == [
-        ".arastory.lock", ".hydra", "__main__.log", "kept.jsonl", "rejected.jsonl", "report.json"]
+        ".arastory.lock", ".hydra", "filter.log", "kept.jsonl", "rejected.jsonl", "report.json"]

@@ -142,7 +142,9 @@ PACKED = [*(o for o in ISSUE if not o.startswith(("peft.", "strategy."))), "stra
           "data.packing=true", "data.packing_max_tokens=300"]
 
 
-def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_path, capsys):
+def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_path, caplog):
+    import logging
+
     from omegaconf import OmegaConf
 
     from arastory.train.recipe import train
@@ -150,9 +152,10 @@ def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_pa
     a, b = tmp_path / "a", tmp_path / "b"
     train_here(PACKED, a)
     kill("step:0:3", b, PACKED)   # last checkpoint: step 2, one row before the end of epoch 0
-    capsys.readouterr()
-    train(OmegaConf.load(b / "config.yaml"), b)   # what `train.py resume=B` runs, in this process (no second start-up)
-    resumed = capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="arastory"):
+        train(OmegaConf.load(b / "config.yaml"), b)   # what `train.py resume=B` runs, in this process (no start-up)
+    resumed = caplog.text
     assert "packed into 3 rows of <= 300 tokens" in resumed and "at step 2" in resumed
     assert max_diff(a / "adapter", b / "adapter") <= 1e-6
     batches = (b / "stages/0_synthetic/batches.jsonl").read_text()

@@ -127,7 +127,7 @@ def test_limit_reads_a_prefix_and_a_larger_limit_continues_it(tmp_path, server):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["translator=deepl"], "config error: translator: 'deepl' is not one of: google, hf, openai"),
+    (["translator=deepl"], "config error: translator: 'deepl' is not one of: google, hf, identity, openai"),
     (["on_bad_input=ignore"], "config error: on_bad_input: 'ignore' is not one of: skip, stop"),
     (["source=/nonexistent/stories.jsonl"], "config error: source: '/nonexistent/stories.jsonl' does not exist"),
     (["translator=openai", "translator.api_key_env=ARASTORY_TEST_UNSET_KEY"],
