@@ -59,3 +59,17 @@ def steps_of(rows: list[dict], key: str) -> dict[int, list[float]]:
         if key in row:
             out.setdefault(int(row["trainer/global_step"]), []).append(float(row[key]))
     return out
+
+
+def exit_codes(run_dir: Path) -> list[int]:
+    """The exit codes the offline runs in a run dir were finished with (none for a run left open)."""
+    from wandb.proto import wandb_internal_pb2
+
+    codes = []
+    for run_file in sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")):
+        for raw in _records(run_file):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            if record.WhichOneof("record_type") == "exit":
+                codes.append(record.exit.exit_code)
+    return codes

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -20,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from arastory.train import distributed, ranks
 from arastory.train.attention import resolve_attn_implementation
 from arastory.train.checks import check_config
 from arastory.train.data import build_training_data, val_fingerprint
 from arastory.train.datamodule import StoryDataModule
-from arastory.train import distributed, ranks
 from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
 from arastory.train.generate import generate_samples
@@ -109,33 +111,73 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    """The recipe: set up data, the model and the stages; run each stage; finish (adapter, samples, metrics)."""
+    zero = set_up_ranks(cfg, run_dir)
+    stages = list(cfg.strategy.stages)
+    data, formatter, datamodules = set_up_data(cfg, run_dir, stages, zero)
+    planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
+    run = set_up_model(cfg, formatter, datamodules)
+    metrics = read_metrics(run_dir)
+    metrics.update(run_facts(formatter, data, datamodules, stages), speed=run.speed)
+    with open_loggers(cfg, run_dir, zero) as loggers:
+        log_filter_report(run_dir, loggers)
+        log_run_facts(loggers, metrics)
+        throughput = Throughput()
+        device = run_stages(cfg, run_dir, stages, datamodules, planned, run, metrics, loggers, throughput, zero)
+        if not zero:
+            return metrics  # samples, the final adapter and metrics.json are rank 0's
+        return finish(cfg, run_dir, run, formatter, data, metrics, loggers, throughput, device)
+
+
+def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
+    """Checks that need no data; other ranks wait for rank 0's run dir. Whether this process is rank 0."""
     check_config(cfg)
     ranks.check_accelerator(cfg.trainer)
     zero = ranks.is_rank_zero()
     if not zero:
         ranks.wait_for_rank_zero(run_dir)
     distributed.bind_cuda_device(cfg.trainer)
-    stages = list(cfg.strategy.stages)
+    return zero
+
+
+def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
+    """The stages' records (split once per study), the example formatter, and one data module per stage."""
     with distributed.scratch_dir(zero, run_dir) as data_out:
         data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
                                    out_dir=data_out)
     if zero:
         save_run_config(cfg, run_dir)
-
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     formatter = build_formatter(cfg, tokenizer, model_path, data)
     datamodules = [build_datamodule(cfg, data.train[s.data], data.val, formatter, k) for k, s in enumerate(stages)]
     if zero:
         warn_truncation(stages, datamodules, formatter.max_length)
-    planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
+    return data, formatter, datamodules
 
+
+@dataclass
+class ModelSetup:
+    """The quantized base with its adapter, the Lightning module that trains it, and what identifies the adapter."""
+
+    model: torch.nn.Module
+    module: StoryLM
+    identity: dict
+    model_path: str
+    device: torch.device | None
+    speed: dict
+
+
+def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list) -> ModelSetup:
+    """Base model (quantized), speed options, LoRA (its initial weights depend on the seed only), the module."""
+    stages = list(cfg.strategy.stages)
+    model_path = resolve_model_path(cfg.model)
     device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
     attention = resolve_attn_implementation(cfg.model.attn_implementation, packing_on(cfg),
                                             on_cuda=device is not None and device.type == "cuda")
     base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, attention, cfg.model.trust_remote_code)
     apply_liger(base, cfg.model.get("liger", False))
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)   # the adapter's initial weights depend on the seed only
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     peft_config = instantiate(cfg.peft, _convert_="all")
     checkpointing = want_gradient_checkpointing(cfg.model.gradient_checkpointing, base.config,
                                                 max(dm.tokens_per_step() for dm in datamodules), device)
@@ -144,55 +186,70 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     identity = run_identity(model, peft_config)
     module = StoryLM(model, lr=stages[0].lr, weight_decay=cfg.optim.weight_decay, warmup_steps=cfg.optim.warmup_steps,
                      schedule=cfg.optim.schedule, identity=identity, fused=cfg.optim.get("fused", "auto"))
+    speed = {"attn_implementation": attention, "packing": packing_on(cfg), "gradient_checkpointing": checkpointing,
+             "liger": bool(cfg.model.get("liger", False)), "compiled_layers": compiled,
+             "fused_adamw": use_fused_adamw(cfg.optim.get("fused", "auto"),
+                                            [p for p in model.parameters() if p.requires_grad])}
+    return ModelSetup(model, module, identity, str(model_path), device, speed)
 
-    metrics = read_metrics(run_dir)
-    metrics.update(run_facts(formatter, data, datamodules, stages))
-    metrics["speed"] = {"attn_implementation": attention, "packing": packing_on(cfg),
-                        "gradient_checkpointing": checkpointing, "liger": bool(cfg.model.get("liger", False)),
-                        "compiled_layers": compiled,
-                        "fused_adamw": use_fused_adamw(cfg.optim.get("fused", "auto"),
-                                                       [p for p in model.parameters() if p.requires_grad])}
+
+@contextmanager
+def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool):
+    """The W&B logger (rank 0, when configured), finished whatever happens: a failed run is marked failed (exit 1)
+    instead of being left running until W&B times it out."""
     loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] \
         if cfg.logger.get("wandb") and zero else []
-    log_filter_report(run_dir, loggers)
-    log_run_facts(loggers, metrics)
-    throughput = Throughput()
+    exit_code = 1
+    try:
+        yield loggers
+        exit_code = 0
+    finally:
+        for logger in loggers:
+            logger.experiment.finish(exit_code=exit_code)
+
+
+def run_stages(cfg: DictConfig, run_dir: Path, stages: list, datamodules: list, planned: list[int], run: ModelSetup,
+               metrics: dict, loggers: list, throughput: Throughput, zero: bool):
+    """Each stage not finished before a resume, carrying the adapter (and optimizer, unless restarted) between
+    stages; metrics.json gains a stage summary as each ends. The device the last stage trained on."""
     finished = len(metrics["stages"])
     replay_finished_stages(loggers, run_dir, stages[:finished], planned)
-    carried = None
+    device, carried = run.device, None
     for k, stage in enumerate(stages):
         if k < finished:
             continue  # finished before a resume
         stage_dir = stage_dir_of(run_dir, stages, k)
-        ckpt = stage_dir / "checkpoints" / "last.ckpt"
-        if k > 0 and not ckpt.exists():
-            carried = restore_previous_stage(model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, identity)
+        if k > 0 and not (stage_dir / "checkpoints" / "last.ckpt").exists():
+            carried = restore_previous_stage(run.model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, run.identity)
         restart = cfg.strategy.restart_optimizer
-        module.configure_stage(stage.lr, total_steps=planned[k] if restart else sum(planned),
-                               step_offset=0 if restart else sum(planned[:k]),
-                               val_names=datamodules[k].val_names, carried_optimizer_state=None if restart else carried)
-        summary, trainer = fit_stage(cfg, k, stage, module, datamodules[k], stage_dir, loggers, throughput,
+        run.module.configure_stage(stage.lr, total_steps=planned[k] if restart else sum(planned),
+                                   step_offset=0 if restart else sum(planned[:k]), val_names=datamodules[k].val_names,
+                                   carried_optimizer_state=None if restart else carried)
+        summary, trainer = fit_stage(cfg, k, stage, run.module, datamodules[k], stage_dir, loggers, throughput,
                                      planned[k], step_offset=sum(planned[:k]))
         device = trainer.strategy.root_device
         metrics["stages"].append(summary)
         if zero:
             atomic_write_json(run_dir / METRICS_FILE, metrics)
     if finished == len(stages):  # killed after its last stage: continue from that stage's adapter
-        load_adapter_strict(model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", identity)
-    if not zero:
-        return metrics  # samples, the final adapter and metrics.json are rank 0's
+        load_adapter_strict(run.model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", run.identity)
+    return device
 
-    model.save_pretrained(run_dir / "adapter")
-    tokenizer.save_pretrained(run_dir / "adapter")
-    samples = generate_samples(model, formatter, data.val, cfg.sample, device=device)
+
+def finish(cfg: DictConfig, run_dir: Path, run: ModelSetup, formatter: ExampleFormatter, data, metrics: dict,
+           loggers: list, throughput: Throughput, device) -> dict:
+    """The final adapter (with its tokenizer), samples for held-out prompts, and the run's metrics.json."""
+    run.model.save_pretrained(run_dir / "adapter")
+    formatter.tokenizer.save_pretrained(run_dir / "adapter")
+    samples = generate_samples(run.model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
-    metrics.update(final=metrics["stages"][-1]["val"], data=data.counts, base_model=str(cfg.model.name_or_path or model_path),
-                   throughput_tokens_per_s=round(throughput.tokens_per_s, 1), global_step=metrics["stages"][-1]["global_step"],
-                   **distributed.run_shape(cfg))
+    metrics.update(final=metrics["stages"][-1]["val"], data=data.counts,
+                   base_model=str(cfg.model.name_or_path or run.model_path),
+                   throughput_tokens_per_s=round(throughput.tokens_per_s, 1),
+                   global_step=metrics["stages"][-1]["global_step"], **distributed.run_shape(cfg))
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in metrics["final"].items()})
-        logger.experiment.finish()
     return metrics
 
 
