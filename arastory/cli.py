@@ -95,6 +95,10 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
         sys.exit(0)
     check_no_secrets(argv)
     groups = config_groups(conf_dir, config_name)
+    for extra in user_config_dirs(argv):   # a user's own options extend the packaged groups
+        for group, options in config_groups(extra).items():
+            if group in groups:
+                groups[group] = sorted(set(groups[group]) | set(options))
     for arg in argv:
         if "=" not in arg or arg.startswith(("-", "+", "~", "hydra.")):
             continue
@@ -176,6 +180,20 @@ def _default_choices(primary: Path) -> dict[str, str]:
             name = str(key).replace("optional ", "").replace("override ", "").lstrip("/").split("@")[0].strip()
             choices[name] = str(value)
     return choices
+
+
+def user_config_dirs(argv: list[str]) -> list[Path]:
+    """Config dirs a user adds on the command line: `--config-dir D` / `-cd D` and `hydra.searchpath=[file://D,...]`."""
+    dirs = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+        elif arg.startswith(("--config-dir=", "-cd=")):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            entries = arg.split("=", 1)[1].strip("[]").split(",")
+            dirs += [e.strip()[len("file://"):] for e in entries if e.strip().startswith("file://")]
+    return [Path(d) for d in dirs if Path(d).is_dir()]
 
 
 def check_no_secrets(argv: list[str]) -> None:

@@ -106,3 +106,15 @@ def test_override_check_knows_each_entry_points_own_groups(capsys):
     assert capsys.readouterr().err.strip() == "config error: judge: 'gpt5' is not one of: hf, none, openai"
     with pytest.raises(SystemExit):
         check_overrides(["sampler=nope"], "synthesize")  # a config group in synthesize
+
+
+def test_a_users_config_dir_extends_the_packaged_groups(tmp_path):
+    """`--config-dir` (and hydra.searchpath) add a user's own options to the packaged groups; unknown ones still fail."""
+    (tmp_path / "model").mkdir()
+    tiny = (CONF_DIR / "model" / "tiny.yaml").read_text(encoding="utf-8")
+    (tmp_path / "model" / "mine.yaml").write_text(tiny.replace("hidden_size: 128", "hidden_size: 96"), encoding="utf-8")
+    for args in (["--config-dir", str(tmp_path)], [f"hydra.searchpath=[file://{tmp_path}]"]):
+        proc = run_cli(["train.py", *args, "model=mine", "--cfg", "job"])
+        assert proc.returncode == 0 and "hidden_size: 96" in proc.stdout, proc.stderr[-2000:]
+    proc = run_cli(["train.py", "model=mine", "--cfg", "job"])
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("config error: model: 'mine' is not one of: ")
