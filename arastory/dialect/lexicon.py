@@ -63,10 +63,10 @@ _VERB_FORMS = {group: frozenset(normalize_arabic(prefix + stem + suffix) for pre
 
 
 # Morphology beyond the stem list (ours). Moroccan present/habitual كيـ + any stem of three letters or more (كيعاون,
-# كيتسناو), except the MSA words that start alike (كيف..., كيلو..., كيمياء, كيكة..., كيس, كيان). Negation by the ما...ش
+# كيتسناو), except the MSA words that start alike (كيف..., كيلو..., وكيل..., كيمياء, كيكة..., كيس, كيان). Negation by the ما...ش
 # circumfix (ماكيعرفش, مابغاش, ماعندوش), Moroccan and Egyptian alike, so it is evidence of dialect, not of which one.
 MIN_PATTERN_LENGTH = 5
-_KI_MSA_PREFIXES = ("كيف", "كيلو", "كيمي", "كينون", "كيان", "كيك")
+_KI_MSA_PREFIXES = ("كيف", "كيل", "كيمي", "كينون", "كيان", "كيك")
 _KI_MSA_WORDS = frozenset(normalize_arabic(w) for w in "كيسه كيسها كيسي كيسين كيسان كينيا".split())
 
 
@@ -85,11 +85,19 @@ def lexicon_words(text: str) -> dict[str, list[str]]:
     """Per group (egy, mor, dialect): the normalized tokens of `text` that are its words or forms, in order."""
     found: dict[str, list[str]] = {group: [] for group in GROUPS}
     for token in (normalize_arabic(t) for t in words(text)):
-        listed = [g for g in GROUPS if token in NORMALIZED_LEXICON[g] or token in _VERB_FORMS.get(g, frozenset())]
-        pattern = None if listed else _pattern_group(token)
-        for group in listed or ([pattern] if pattern else []):
+        groups = _groups_of(token)
+        # The conjunction و is written onto the word (وكيقول, وماعرفش); short words stay whole (ودي is MSA "my love").
+        if not groups and token.startswith("و") and len(token) > MIN_PATTERN_LENGTH - 1:
+            groups = _groups_of(token[1:])
+        for group in groups:
             found[group].append(token)
     return found
+
+
+def _groups_of(token: str) -> list[str]:
+    listed = [g for g in GROUPS if token in NORMALIZED_LEXICON[g] or token in _VERB_FORMS.get(g, frozenset())]
+    pattern = None if listed else _pattern_group(token)
+    return listed or ([pattern] if pattern else [])
 
 
 def lexicon_features(text: str) -> list[float]:
