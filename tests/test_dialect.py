@@ -87,3 +87,20 @@ def test_camel_backend_is_optional_with_a_one_line_error():
             CamelIdentifier()
     else:
         pytest.skip("camel_tools is installed here; the missing-package error cannot be exercised")
+
+
+def test_lexicon_reads_moroccan_morphology_and_not_msa_look_alikes():
+    """Moroccan كيـ verbs of stems not listed, ka-/ta- prefixes and ما...ش negation count; MSA words that start alike don't."""
+    from arastory.dialect.lexicon import GROUPS, lexicon_features, lexicon_words
+
+    def distinct(text):
+        return dict(zip(GROUPS, lexicon_features(text)[0::2]))
+
+    moroccan = "قال الولد لأمه: نبغيك تجي معايا، الطفلة كيعانقو باباها وكتسناه، وتايلعب الولد، ماكيعرفش علاش طاحت الكرة."
+    found = lexicon_words(moroccan)
+    assert {"كيعانقو", "وتايلعب", "نبغيك", "علاش", "طاحت"} <= set(found["mor"]), found
+    assert "ماكيعرفش" in found["dialect"] and not found["egy"], found
+    assert distinct(moroccan)["mor"] > 0 and distinct(moroccan)["dialect"] > 0
+    msa = ("كيف حالك؟ كان الكيميائي يزن كيلوغرامًا من السكر، ثم وضع الكيكة في كيسها، وكنت أكتب كتابًا عن كيان الأسرة "
+           "وعن كتلة الجليد، وكيف كانت وكيلتها ووكيلها، وماذا فعل الماريشال حين رأى النقوش المدهشة.")
+    assert not any(lexicon_words(msa).values()) and not any(distinct(msa).values())

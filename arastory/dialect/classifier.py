@@ -226,7 +226,8 @@ def recipe_fingerprint() -> str:
     from arastory.dialect import augment, evidence, lexicon
 
     return fingerprint(lexicon.LEXICON, lexicon.VERB_STEMS, lexicon.VERB_SUFFIXES, lexicon.VERB_PREFIXES,
-                       sorted(lexicon._MSA_LOOKALIKES), evidence.MIXTURE_PIS, evidence.FULL_WEIGHT_WORDS,
+                       sorted(lexicon._MSA_LOOKALIKES), lexicon.MIN_PATTERN_LENGTH,
+                       lexicon._KI_MSA_PREFIXES, sorted(lexicon._KI_MSA_WORDS), evidence.MIXTURE_PIS, evidence.FULL_WEIGHT_WORDS,
                        augment.DRIFT_FRACTIONS, augment.PAN_DIALECT_FRACTIONS, PASSAGES_PER_DOCUMENT)
 
 

@@ -29,6 +29,9 @@ LEXICON: dict[str, tuple[str, ...]] = {
         كتلعب كنلعب كيمشي كيمشيو كتمشي كنمشيو كيقول كتقول كيدير كتدير كنديرو كيشوف كتشوف كيعرف كتعرف كيبغي كتبغي
         كنبغي كيخدم كتخدم كيحب كتحب كيعيش كتعيش كيضحك كتضحك كيجري كيبكي كتبكي كيتسناو حنا نتوما هوما راني راك
          مشات جات لقات هضر هضرات تما عافاك
+        طاح طاحت طاحو طحت علاش شكون فوقاش هادوك هاديك هداك هاداك بصح ياك كاع زعما البارح فحال جوج بجوج
+        خويا ختي ختو نتا نتي بغيتي بغيتو نبغي نبغيك نبغيها نبغيو تبغي تبغيو عيط عيطات عيطو نوض نوضي ناض ناضت
+        الحانوت بنادم ولات عطاه عطاها عطيني شرات مزال وخا صاوب صاوبات
     """.split()),
     # Dialectal in both Egyptian and Moroccan (and elsewhere), never MSA: evidence of dialect, not of which one.
     "dialect": tuple("""
@@ -46,11 +49,12 @@ GROUPS = tuple(LEXICON)
 VERB_STEMS = tuple("""
     لعب شوف قول دير مشي عرف بغي خدم حب عيش ضحك جري بكي هضر شرب نعس قرا كتب سكن رجع خرج دخل طيب عاون حس فكر
     تعلم سمع جيب عطي خلي ركب طلع نزل هبط تكلم ساعد حاول تسنا فهم نسا لقا لبس غسل رسم غني جمع حط سول نام قعد
-    وقف بص عمل روح ضرب طير عوم صلي درس زور حكي
+    وقف بص عمل روح ضرب طير عوم صلي درس زور حكي خاف بدا صاوب قلب تفرج تسارا شري صيفط سكت فرح وصل كمل طلب هرب
+    اكل نط حضي عاود تسنى جلس تخبع
 """.split())
 VERB_SUFFIXES = ("", "و", "وا", "ي", "ه", "ها", "هم", "ني", "نا", "ك", "كم", "وه", "وها", "وهم", "ليه", "ليها", "ليهم",
                  "لي", "لك", "ش", "هاش", "وش")
-VERB_PREFIXES = {"mor": ("كي", "كت", "كن"), "egy": ("بي", "بت", "بن", "هي", "هت", "هن")}
+VERB_PREFIXES = {"mor": ("كي", "كت", "كن", "كاي", "كات", "كان", "تاي", "تات", "تان"), "egy": ("بي", "بت", "بن", "هي", "هت", "هن")}
 # Where ب + a noun reads as MSA (بتعاون "with cooperation", بتفهم "with understanding", بنعومة), those forms are out.
 _MSA_LOOKALIKES = {("بت", "عاون"), ("بت", "فهم"), ("بن", "عوم")}
 _VERB_FORMS = {group: frozenset(normalize_arabic(prefix + stem + suffix) for prefix in prefixes for stem in VERB_STEMS
@@ -58,13 +62,48 @@ _VERB_FORMS = {group: frozenset(normalize_arabic(prefix + stem + suffix) for pre
                for group, prefixes in VERB_PREFIXES.items()}
 
 
+# Morphology beyond the stem list (ours). Moroccan present/habitual كيـ + any stem of three letters or more (كيعاون,
+# كيتسناو), except the MSA words that start alike (كيف..., كيلو..., وكيل..., كيمياء, كيكة..., كيس, كيان). Negation by the ما...ش
+# circumfix (ماكيعرفش, مابغاش, ماعندوش), Moroccan and Egyptian alike, so it is evidence of dialect, not of which one.
+MIN_PATTERN_LENGTH = 5
+_KI_MSA_PREFIXES = ("كيف", "كيل", "كيمي", "كينون", "كيان", "كيك")
+_KI_MSA_WORDS = frozenset(normalize_arabic(w) for w in "كيسه كيسها كيسي كيسين كيسان كينيا".split())
+
+
+def _pattern_group(token: str) -> str | None:
+    """The lexicon group a normalized token belongs to by its morphology alone (None: no pattern matches)."""
+    if len(token) < MIN_PATTERN_LENGTH:
+        return None
+    if token.startswith("ما") and token.endswith("ش"):
+        return "dialect"
+    if token.startswith("كي") and not token.startswith(_KI_MSA_PREFIXES) and token not in _KI_MSA_WORDS:
+        return "mor"
+    return None
+
+
+def lexicon_words(text: str) -> dict[str, list[str]]:
+    """Per group (egy, mor, dialect): the normalized tokens of `text` that are its words or forms, in order."""
+    found: dict[str, list[str]] = {group: [] for group in GROUPS}
+    for token in (normalize_arabic(t) for t in words(text)):
+        groups = _groups_of(token)
+        # The conjunction و is written onto the word (وكيقول, وماعرفش); short words stay whole (ودي is MSA "my love").
+        if not groups and token.startswith("و") and len(token) > MIN_PATTERN_LENGTH - 1:
+            groups = _groups_of(token[1:])
+        for group in groups:
+            found[group].append(token)
+    return found
+
+
+def _groups_of(token: str) -> list[str]:
+    listed = [g for g in GROUPS if token in NORMALIZED_LEXICON[g] or token in _VERB_FORMS.get(g, frozenset())]
+    pattern = None if listed else _pattern_group(token)
+    return listed or ([pattern] if pattern else [])
+
+
 def lexicon_features(text: str) -> list[float]:
     """Per group (egy, mor, dialect): log(1 + distinct words seen) and hits per 100 words."""
-    tokens = [normalize_arabic(t) for t in words(text)]
-    seen = set(tokens)
-    total = max(len(tokens), 1)
+    total = max(len(words(text)), 1)
     out = []
-    for group in GROUPS:
-        vocab = NORMALIZED_LEXICON[group] | _VERB_FORMS.get(group, frozenset())
-        out += [math.log1p(len(seen & vocab)), 100.0 * sum(t in vocab for t in tokens) / total]
+    for hits in lexicon_words(text).values():
+        out += [math.log1p(len(set(hits))), 100.0 * len(hits) / total]
     return out
