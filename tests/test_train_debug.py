@@ -31,3 +31,16 @@ def test_callbacks_overrides_are_honoured_and_the_profiler_writes_into_the_stage
     assert any(row.get("lr-AdamW") for row in rows)             # the added LearningRateMonitor logged
     profile = (stage_dir / "fit-profile.txt").read_text()
     assert "run_training_batch" in profile
+
+
+def test_overfit_batches_trains_on_one_batch_every_epoch_and_its_loss_falls(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(["train.py", *FAST_TRAIN, "debug=overfit_batches", "strategy.stages.0.max_steps=6", "optim.warmup_steps=1",
+             "sample.per_variety=0", f"out={run_dir}"], check=True)
+    stage_dir = run_dir / "stages" / "0_synthetic"
+    batches = [json.loads(line) for line in (stage_dir / "batches.jsonl").read_text().splitlines()]
+    assert [b["epoch"] for b in batches] == list(range(6))          # one batch per epoch ...
+    assert len({tuple(b["ids"]) for b in batches}) == 1             # ... the same one each time
+    with open(stage_dir / "metrics.csv", newline="") as f:
+        losses = [float(row["train/loss_step"]) for row in csv.DictReader(f) if row.get("train/loss_step")]
+    assert len(losses) == 6 and all(b < a for a, b in zip(losses, losses[1:]))
