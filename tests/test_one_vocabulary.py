@@ -9,9 +9,11 @@ from tests.test_evaluate import evaluate_cli, lines, released_format_csvs
 
 def test_old_names_are_rewritten_with_a_note_and_prefixes_kept(capsys):
     argv = ["variety=egy", "+variety.name=x", "n=3", "-m", "dialect=mor"]
-    assert renamed_overrides(argv, {"variety": "dialect"}) == ["dialect=egy", "+variety.name=x", "n=3", "-m", "dialect=mor"]
+    rewritten = renamed_overrides(argv, {"variety": "dialect"})
+    assert rewritten == ["dialect=egy", "+variety.name=x", "n=3", "-m", "dialect=mor"]
     assert capsys.readouterr().err == "note: variety= is now dialect= (the old name still works)\n"
-    assert renamed_overrides(["dialect=egy,mor", "~dialect"], {}, {"dialect": "variety"}) == ["variety=egy,mor", "~dialect"]
+    mapped = renamed_overrides(["dialect=egy,mor", "~dialect"], {}, {"dialect": "variety"})
+    assert mapped == ["variety=egy,mor", "~dialect"]
     assert capsys.readouterr().err == ""
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from itertools import pairwise
 
 from tests.conftest import FAST_TRAIN, run_cli
 
@@ -43,4 +44,4 @@ def test_overfit_batches_trains_on_one_batch_every_epoch_and_its_loss_falls(tmp_
     assert len({tuple(b["ids"]) for b in batches}) == 1             # ... the same one each time
     with open(stage_dir / "metrics.csv", newline="") as f:
         losses = [float(row["train/loss_step"]) for row in csv.DictReader(f) if row.get("train/loss_step")]
-    assert len(losses) == 6 and all(b < a for a, b in zip(losses, losses[1:]))
+    assert len(losses) == 6 and all(b < a for a, b in pairwise(losses))

@@ -86,7 +86,8 @@ def main(cfg: DictConfig):
 
 # Each mode and the setting that holds its input; `score` (the default) needs none of them.
 MODES = {"compare": "compare", "human_export": "human.export", "human_import": "human.ratings"}
-RENAMED = {"human.import": "human.ratings", "varieties": "dialect"}   # old name -> new name; the old one still works, with a note
+# Old name -> new name; the old one still works, with a note.
+RENAMED = {"human.import": "human.ratings", "varieties": "dialect"}
 
 
 def evaluation_mode(cfg: DictConfig) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -122,12 +122,12 @@ TYPE_NAMES = {"float": "a number", "int": "an integer", "str": "a string"}
 def optim_settings(optim: DictConfig) -> OptimSettings:
     """The `optim` block typed and checked; a wrong type or an unknown key is one line naming `optim.<key>`."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OptimSettings), optim))
+        return cast(OptimSettings, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OptimSettings), optim)))
     except ConfigKeyError as error:
         names = ", ".join(f.name for f in fields(OptimSettings))
         raise ConfigError(f"optim.{error.key}", f"is not an optim setting (one of: {names})") from None
     except ValidationError as error:
-        kind = {f.name: f.type for f in fields(OptimSettings)}.get(str(error.key), "")
+        kind = {f.name: str(f.type) for f in fields(OptimSettings)}.get(str(error.key), "")
         value = OmegaConf.select(optim, str(error.key)) if error.key is not None else None
         raise ConfigError(f"optim.{error.key}", f"must be {TYPE_NAMES.get(kind, kind)}, got {value}") from None
 
