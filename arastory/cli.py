@@ -84,9 +84,11 @@ def _default_groups(primary: Path) -> set[str]:
     return groups
 
 
-def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR) -> None:
+def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR,
+                    hydra_names: dict[str, str] | None = None) -> None:
     """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts.
-    `--help` shows this command's own help (focused_help) and exits; `--hydra-help` is Hydra's."""
+    `--help` shows this command's own help (focused_help) and exits; `--hydra-help` is Hydra's. `hydra_names` maps a
+    public name to the group it selects (see renamed_overrides); errors name the public one."""
     if "--help" in argv or "-h" in argv:
         try:
             print(focused_help(config_name, conf_dir))
@@ -115,11 +117,12 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
                     Shard.parse(option)
                 except ArastoryError as error:
                     fail(str(error))
-        if key not in groups:
+        group = (hydra_names or {}).get(key, key)
+        if group not in groups:
             continue
         for option in _sweep_values(value):
-            if option not in groups[key] and option != "null":
-                fail(f"config error: {key}: '{option}' is not one of: {', '.join(groups[key])}")
+            if option not in groups[group] and option != "null":
+                fail(f"config error: {key}: '{option}' is not one of: {', '.join(groups[group])}")
 
 
 def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
@@ -321,3 +324,23 @@ def quiet_http_logs() -> None:
 
     for name in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "google"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def renamed_overrides(argv: list[str], renamed: dict[str, str], hydra_names: dict[str, str] | None = None) -> list[str]:
+    """Command-line overrides under one vocabulary: an old setting name (`renamed`: old -> new) is rewritten to the
+    new one with a one-line note on stderr; `hydra_names` then maps a public name to the config key or group that
+    holds it (e.g. synthesize's `dialect` is its `variety` group), silently. Prefixes (`+`, `~`, `++`) are kept."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        name = key.lstrip("+~")
+        prefix = key[:len(key) - len(name)]
+        if not sep or arg.startswith("-"):
+            out.append(arg)
+            continue
+        if name in renamed:
+            print(f"note: {name}= is now {renamed[name]}= (the old name still works)", file=sys.stderr)
+            name = renamed[name]
+        name = (hydra_names or {}).get(name, name)
+        out.append(f"{prefix}{name}={value}")
+    return out

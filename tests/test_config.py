@@ -59,6 +59,9 @@ BAD = [
     (["model=gpt5"], "model: 'gpt5' is not one of:"),
     (["peft.r=0"], "peft.r: must be a positive integer, got 0"),
     (["optim.lr=-1"], "optim.lr: must be > 0, got -1"),
+    (["optim.lr=abc"], "optim.lr: must be a number, got abc"),   # Structured Config (OptimSettings)
+    (["optim.warmup_steps=-2"], "optim.warmup_steps: must be >= 0, got -2"),
+    (["+optim.betas=[0.9,0.95]"], "optim.betas: is not an optim setting (one of: lr, weight_decay, warmup_steps,"),
     (["strategy.stages.0.data=wikipedia"], "strategy.stages[0].data: 'wikipedia' is not one of: synthetic, translated"),
     (["data.synthetic.size=0"], "data.synthetic.size: must be a positive integer or null, got 0"),
     (["model.name_or_path=/nonexistent/model"], "model.name_or_path: '/nonexistent/model' is neither an existing local path"),

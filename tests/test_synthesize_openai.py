@@ -248,7 +248,7 @@ def test_dry_run_writes_prompts_and_an_estimate_without_a_key_or_a_call(tmp_path
 
 
 @pytest.mark.parametrize("args,message", [
-    (["variety=lev"], "config error: variety: 'lev' is not one of: egy, mor, msa"),
+    (["dialect=lev"], "config error: dialect: 'lev' is not one of: egy, mor, msa"),
     (["generator=claude"], "config error: generator: 'claude' is not one of: hf, openai"),
     (["n=0"], "config error: n: must be a positive integer, got 0"),
     (["generator=hf", "generator.name_or_path=./no-such-model"],

@@ -22,7 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers, renamed_overrides
 from arastory.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def main(cfg: DictConfig):
 
 # Each mode and the setting that holds its input; `score` (the default) needs none of them.
 MODES = {"compare": "compare", "human_export": "human.export", "human_import": "human.ratings"}
-RENAMED = {"human.import": "human.ratings"}   # old name -> new name; the old one still works, with a note
+# Old name -> new name; the old one still works, with a note.
+RENAMED = {"human.import": "human.ratings", "varieties": "dialect"}
 
 
 def evaluation_mode(cfg: DictConfig) -> str:
@@ -107,21 +108,8 @@ def evaluation_mode(cfg: DictConfig) -> str:
     return mode
 
 
-def renamed_overrides(argv: list[str]) -> list[str]:
-    """Old setting names on the command line, rewritten to the new ones with a note on stderr."""
-    out = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+") in RENAMED:
-            new = RENAMED[key.lstrip("+")]
-            print(f"note: {key.lstrip('+')}= is now {new}= (the old name still works)", file=sys.stderr)
-            arg = f"{new}={value}"
-        out.append(arg)
-    return out
-
-
 def run() -> None:
     """Check the command line's overrides (one-line errors before Hydra starts), then run the Hydra main."""
-    sys.argv[1:] = renamed_overrides(sys.argv[1:])
+    sys.argv[1:] = renamed_overrides(sys.argv[1:], RENAMED)
     check_overrides(sys.argv[1:], "evaluate")
     main()

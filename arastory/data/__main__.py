@@ -3,7 +3,7 @@
 
     python -m arastory.data fetch arastories out=data/arastories
     python train.py data=arastories data.synthetic.path=data/arastories
-    python -m arastory.synthesize variety=mor n=100 dialect_id=released dialect_id.source=data/arastories
+    python -m arastory.synthesize dialect=mor n=100 dialect_id=released dialect_id.source=data/arastories
 
 Exit codes: 0 done; 1 the download was interrupted (rerun the same command: it resumes); 2 bad arguments or a
 file that is not the pinned one (checksum mismatch).
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
         print(f"[arastory.data] {file}: {how}, verified")
     print(f"[arastory.data] {name} ({release.license}, {release.homepage}) -> {options['out']} (SHA256SUMS written)")
     print(f"  use: python train.py data=arastories data.synthetic.path={options['out']}")
-    print(f"       python -m arastory.synthesize variety=mor dialect_id=released dialect_id.source={options['out']}")
+    print(f"       python -m arastory.synthesize dialect=mor dialect_id=released dialect_id.source={options['out']}")
 
 
 if __name__ == "__main__":

@@ -126,9 +126,7 @@ def check_eval_config(cfg: DictConfig) -> Sampling:
         raise ConfigError("sampling.temperature", f"must be > 0 when sampling (or sampling.do_sample=false), got {sampling.temperature}")
     if not 0 < sampling.top_p <= 1:
         raise ConfigError("sampling.top_p", f"must be in (0, 1], got {sampling.top_p}")
-    for variety in cfg.varieties or []:
-        if variety not in VARIETIES:
-            raise ConfigError("varieties", f"'{variety}' is not one of: {', '.join(VARIETIES)}")
+    chosen_varieties(cfg)   # a bad `dialect=` stops here
     if not 0 <= float(cfg.failure_budget) <= 1:
         raise ConfigError("failure_budget", f"must be a share in [0, 1], got {cfg.failure_budget}")
     return sampling
@@ -167,9 +165,21 @@ def training_prompt_keys(run_data) -> set[str]:
     return {normalize_for_hash(r.prompt) for r in records}
 
 
+def chosen_varieties(cfg: DictConfig) -> list[str]:
+    """`dialect=egy`, `dialect=[egy,mor]` or `dialect=all` as a list of varieties; empty when unset."""
+    value = cfg.get("dialect")
+    if value is None:
+        return []
+    given = [value] if isinstance(value, str) else [str(v) for v in value]
+    for variety in given:
+        if variety not in (*VARIETIES, "all"):
+            raise ConfigError("dialect", f"'{variety}' is not one of: {', '.join(VARIETIES)}, all")
+    return list(VARIETIES) if "all" in given else given
+
+
 def eval_varieties(cfg: DictConfig, run_cfg: DictConfig | None) -> list[str]:
-    if cfg.varieties:
-        return list(cfg.varieties)
+    if chosen := chosen_varieties(cfg):
+        return chosen
     if run_cfg is not None:
         from arastory.train.data import selected_varieties
         return list(selected_varieties(run_cfg.dialect))
@@ -186,9 +196,10 @@ def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -
     if getattr(system, "kind", None) == "file":
         if cfg.prompts:
             raise ConfigError("prompts", "system=file scores the prompts and stories of system.path; leave prompts= unset")
-        rows = [r for r in system.prompts() if not cfg.varieties or r["variety"] in cfg.varieties]
+        chosen = chosen_varieties(cfg)
+        rows = [r for r in system.prompts() if not chosen or r["variety"] in chosen]
         if not rows:
-            raise ConfigError("varieties", f"system.path holds no stories of {', '.join(cfg.varieties)}")
+            raise ConfigError("dialect", f"system.path holds no stories of {', '.join(chosen)}")
         for row in rows:
             row["prompt_key"] = prompt_key(row["variety"], row["prompt"])
         source = str(system.path)

@@ -1,8 +1,8 @@
-"""Write synthetic stories for one variety: `python -m arastory.synthesize variety=egy n=1000 out=<dir> generator=openai`.
+"""Write synthetic stories for one variety: `python -m arastory.synthesize dialect=egy n=1000 out=<dir> generator=openai`.
 
-    python -m arastory.synthesize variety=mor n=10 dry_run=true               # prompts + cost estimate, no calls
-    OPENAI_API_KEY=... python -m arastory.synthesize variety=egy n=1000       # GPT-4-Turbo, resumable
-    python -m arastory.synthesize variety=msa n=20 generator=hf generator.name_or_path=<model>
+    python -m arastory.synthesize dialect=mor n=10 dry_run=true               # prompts + cost estimate, no calls
+    OPENAI_API_KEY=... python -m arastory.synthesize dialect=egy n=1000       # GPT-4-Turbo, resumable
+    python -m arastory.synthesize dialect=msa n=20 generator=hf generator.name_or_path=<model>
 """
 
 import sys
@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
+from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers, renamed_overrides
 from arastory.paths import CONF_DIR
 
 register_resolvers()
@@ -43,6 +43,11 @@ def check_budget(report: dict, max_failure_rate: float) -> None:
                          detail="see generations.jsonl.errors.jsonl" if report.get("failed") else "")
 
 
+# `dialect=` is the setting's name on every command; here it picks a prompt template of the variety group.
+RENAMED, HYDRA_NAMES = {"variety": "dialect"}, {"dialect": "variety"}
+
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:], "synthesize")
+    argv = renamed_overrides(sys.argv[1:], RENAMED)
+    check_overrides(argv, "synthesize", hydra_names=HYDRA_NAMES)
+    sys.argv[1:] = renamed_overrides(argv, {}, HYDRA_NAMES)
     main()

@@ -76,7 +76,7 @@ def sample_prompts(cfg: DictConfig, count: int | None = None) -> list[dict]:
 
 
 def variety_name(cfg: DictConfig) -> str:
-    """`variety=egy` selects arastory/conf/variety/egy.yaml; its `name` is the variety's id."""
+    """`dialect=egy` (or the old `variety=egy`) selects arastory/conf/variety/egy.yaml; its `name` is the id."""
     return str(cfg.variety.name)
 
 

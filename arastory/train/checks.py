@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from dataclasses import dataclass, fields
+from typing import Any, cast
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from arastory.errors import ConfigError
 from arastory.train.data import DIALECTS
@@ -20,9 +24,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("peft.lora_alpha", f"must be positive, got {cfg.peft.lora_alpha}")
     if not 0 <= cfg.peft.lora_dropout < 1:
         raise ConfigError("peft.lora_dropout", f"must be in [0, 1), got {cfg.peft.lora_dropout}")
-    _check_positive("optim.lr", cfg.optim.lr)
-    if cfg.optim.schedule not in SCHEDULES:
-        raise ConfigError("optim.schedule", f"'{cfg.optim.schedule}' is not one of: {', '.join(SCHEDULES)}")
+    optim_settings(cfg.optim)
     _check_positive("batch_size", cfg.batch_size)
     check_batch_split(cfg.batch_size, world_size(cfg.trainer))   # the global batch, split over the processes
     split_seed = cfg.data.get("split_seed")
@@ -89,8 +91,45 @@ def _check_speed(cfg: DictConfig) -> None:
                                              "set model.liger=false")
         if cfg.trainer.get("accelerator") == "cpu":
             raise ConfigError("model.liger", "Liger kernels run on a GPU only; set model.liger=false with trainer=cpu")
-    if cfg.optim.get("fused", "auto") not in (True, False, "auto"):
-        raise ConfigError("optim.fused", f"must be true, false or auto, got {cfg.optim.fused}")
+
+
+@dataclass
+class OptimSettings:
+    """`optim:` of train.yaml as a Structured Config: OmegaConf checks each value's type (and refuses unknown keys)
+    when the YAML is merged onto it; `__post_init__` checks the ranges when it becomes this object."""
+
+    lr: float = MISSING
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"     # one of SCHEDULES
+    fused: Any = "auto"          # true | false | auto (OmegaConf types have no bool-or-string union)
+
+    def __post_init__(self) -> None:
+        _check_positive("optim.lr", self.lr)
+        if self.weight_decay < 0:
+            raise ConfigError("optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ConfigError("optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError("optim.schedule", f"'{self.schedule}' is not one of: {', '.join(SCHEDULES)}")
+        if self.fused not in (True, False, "auto"):
+            raise ConfigError("optim.fused", f"must be true, false or auto, got {self.fused}")
+
+
+TYPE_NAMES = {"float": "a number", "int": "an integer", "str": "a string"}
+
+
+def optim_settings(optim: DictConfig) -> OptimSettings:
+    """The `optim` block typed and checked; a wrong type or an unknown key is one line naming `optim.<key>`."""
+    try:
+        return cast(OptimSettings, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OptimSettings), optim)))
+    except ConfigKeyError as error:
+        names = ", ".join(f.name for f in fields(OptimSettings))
+        raise ConfigError(f"optim.{error.key}", f"is not an optim setting (one of: {names})") from None
+    except ValidationError as error:
+        kind = {f.name: str(f.type) for f in fields(OptimSettings)}.get(str(error.key), "")
+        value = OmegaConf.select(optim, str(error.key)) if error.key is not None else None
+        raise ConfigError(f"optim.{error.key}", f"must be {TYPE_NAMES.get(kind, kind)}, got {value}") from None
 
 
 def _check_positive(key: str, value) -> None:

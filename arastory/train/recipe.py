@@ -271,7 +271,8 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
         max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
         logger=[csv_logger] + loggers if zero else False,
         callbacks=[throughput, RngStreams(), *([BatchLog(stage_dir, resumed_from or 0)] if zero else []), StepMetrics(),
-                   StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps)])
+                   StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps),
+                   *optional_callbacks(cfg, with_logger=zero)])
     packed = f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens " \
              f"({datamodule.packed.fill():.0%} full)" if datamodule.packed is not None else ""
     if zero:
@@ -291,6 +292,16 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {
         "resumed_from_step": resumed_from, "padding_fraction": None if padding is None else round(padding, 4),
         "packed_rows": None if datamodule.packed is None else len(datamodule.packed)}, trainer
+
+
+def optional_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
+    """The `callbacks` group's entries (arastory/conf/callbacks), each built from its `_target_`; a null entry is off.
+    Ranks without a logger leave out the callbacks that only log (Lightning refuses them there)."""
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    entries = cfg.get("callbacks") or {}   # run dirs from before the group existed lack it
+    built = [instantiate(entry) for entry in entries.values() if entry is not None]
+    return [c for c in built if with_logger or not isinstance(c, LearningRateMonitor)]
 
 
 def replay_finished_stages(loggers: list, run_dir: Path, finished: list, planned: list[int]) -> None:
