@@ -37,7 +37,6 @@ class StoredStory:
     """A StoryRecord whose prompt, story and meta live in a `TextStore` (id, variety and source in memory)."""
 
     __slots__ = ("id", "variety", "source", "_store", "_index")
-    features: dict = {}
 
     def __init__(self, id: str, variety: str, source: str, store: TextStore, index: int):
         self.id, self.variety, self.source, self._store, self._index = id, variety, source, store, index
@@ -49,6 +48,10 @@ class StoredStory:
     @property
     def story(self) -> str:
         return self._store.get(self._index)["story"]
+
+    @property
+    def features(self) -> dict:
+        return {}   # translated pairs carry no sampled prompt features
 
     @property
     def meta(self) -> dict:
