@@ -3,6 +3,7 @@ see each other, rows hold every example once within the budget; the length-group
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,11 +135,18 @@ def test_a_second_run_reads_the_token_cache_and_a_new_max_length_misses_it(tiny_
     records, val = load_bundled_stories()[:12], {"egy": load_bundled_stories()[12:15]}
 
     def build(max_length, cache=tmp_path):
-        return StoryDataModule(records, val, ExampleFormatter(tiny_tokenizer, max_length=max_length), batch_size=2,
-                               token_cache=cache)
+        module = StoryDataModule(records, val, ExampleFormatter(tiny_tokenizer, max_length=max_length), batch_size=2,
+                                 token_cache=cache)
+        assert encodes == [], "constructing the data module tokenizes nothing (setup() does)"
+        module.setup("fit")
+        return module
 
     first = build(300)
     assert len(encodes) == 15 and first.format_stats.truncated > 0
+    assert isinstance(first.train_set.arrays["input_ids"], np.memmap), "token ids are read from the cache's file"
+    encodes.clear()
+    first.setup("validate")
+    assert encodes == [], "setup() tokenizes once"
     encodes.clear()
     second = build(300)
     assert encodes == [], "the second run tokenizes nothing"

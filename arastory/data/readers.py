@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from arastory.errors import DataError
 from arastory.data.validate import is_placeholder, screen_stories
@@ -129,14 +129,17 @@ def _read_story_files(path: Path, variety: str | None, source: str | None, skipp
 
 
 def read_parallel_jsonl(path: str | Path, skipped: list | None = None) -> list[ParallelRecord]:
-    records = []
+    return list(iter_parallel_jsonl(path, skipped))
+
+
+def iter_parallel_jsonl(path: str | Path, skipped: list | None = None) -> Iterator[ParallelRecord]:
+    """The pairs of a parallel .jsonl one at a time (bad lines: raised, or appended to `skipped` and passed over)."""
     for lineno, obj in iter_jsonl(path, on_error="raise" if skipped is None else "skip", errors=skipped):
         missing = _missing_text(obj, PARALLEL_REQUIRED)
         if missing:
             _bad(DataError(path, f"missing or empty field(s): {', '.join(missing)}", lineno), skipped)
             continue
-        records.append(ParallelRecord.from_dict(obj))
-    return records
+        yield ParallelRecord.from_dict(obj)
 
 
 def to_hf_dataset(records: Iterable[StoryRecord | ParallelRecord]):

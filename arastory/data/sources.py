@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arastory.budget import check_failure_budget
-from arastory.data.readers import read_parallel_jsonl, read_stories
+from arastory.data.readers import iter_parallel_jsonl, read_parallel_jsonl, read_stories
+from arastory.data.stored import TextStore
 from arastory.data.validate import label_disagreement, screen_pairs, screen_stories
 from arastory.errors import ConfigError, DataError
 from arastory.records import ParallelRecord, StoryRecord
@@ -56,15 +57,26 @@ class ParallelSource:
         if self.path == "bundled":
             from arastory.data.bundled import load_bundled_parallel
             return load_bundled_parallel()
-        if not Path(self.path).exists() and not Path(self.path).is_symlink():
-            raise ConfigError(f"{self.key}.path", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
+        self._check_path()
         bad: list[DataError] = []
         screened = screen_pairs(read_parallel_jsonl(self.path, skipped=bad))
         self.skipped = [str(e) for e in bad] + screened.skipped
         return _within_budget(self.key, self.path, screened.kept, self.skipped, self.max_failure_rate)
 
     def load(self) -> list[StoryRecord]:
-        return [pair.as_story() for pair in self.load_pairs()]
+        """The Arabic sides as training records; from a file, streamed, their texts kept on disk (`StoredStory`)."""
+        if self.path == "bundled":
+            return [pair.as_story() for pair in self.load_pairs()]
+        self._check_path()
+        bad: list[DataError] = []
+        store = TextStore()
+        screened = screen_pairs(iter_parallel_jsonl(self.path, skipped=bad), keep=lambda pair: store.add(pair.as_story()))
+        self.skipped = [str(e) for e in bad] + screened.skipped
+        return _within_budget(self.key, self.path, screened.kept, self.skipped, self.max_failure_rate)
+
+    def _check_path(self) -> None:
+        if not Path(self.path).exists() and not Path(self.path).is_symlink():
+            raise ConfigError(f"{self.key}.path", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
 
     def input_path(self) -> Path:
         """The parallel .jsonl behind `path` (the bundled file for `bundled`), for the streaming filter."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
@@ -118,15 +119,15 @@ def screen_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VARI
     return _screen(records, problem)
 
 
-def _screen(records: list, problem) -> Screened:
-    """Records split by `problem(record)`: None keeps it, a reason skips it."""
+def _screen(records: Iterable, problem, keep=None) -> Screened:
+    """Records split by `problem(record)`: None keeps it (as `keep(record)` when given), a reason skips it."""
     out = Screened(kept=[])
     for record in records:
         reason = problem(record)
         if reason:
             out.skipped.append(f"{record.id}: {reason}")
         else:
-            out.kept.append(record)
+            out.kept.append(keep(record) if keep else record)
     return out
 
 
@@ -147,9 +148,10 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
     return None
 
 
-def screen_pairs(records: list[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
+def screen_pairs(records: Iterable[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000,
+                 keep=None) -> Screened:
     """Skip translated pairs with an empty/NaN/None side, an Arabic side that is not Arabic script, or a repeated id
-    (the filter, when enabled, judges the rest)."""
+    (the filter, when enabled, judges the rest). `records` may be a stream; `keep` maps each kept pair."""
     seen: set[str] = set()
 
     def problem(record: ParallelRecord) -> str | None:
@@ -165,7 +167,7 @@ def screen_pairs(records: list[ParallelRecord], min_arabic: float = MIN_ARABIC_S
         seen.add(record.id)
         return None
 
-    return _screen(records, problem)
+    return _screen(records, problem, keep)
 
 
 def label_disagreement(records: list[StoryRecord], identifier, min_agreement: float = MIN_LABEL_AGREEMENT,

@@ -19,6 +19,7 @@ from arastory.train.sampler import LengthGroupedSampler, ResumableLoader, Resuma
 from arastory.train.token_cache import cached_examples
 
 COUNT_KEYS = ("story_chars", "story_words")   # per-example counts batched as tensors when the examples carry them
+TOKENIZED = ("train_set", "format_stats", "val_sets", "val_format_stats", "val_names", "packed", "sampler")
 
 
 def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False):
@@ -49,7 +50,8 @@ def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False)
 
 
 class StoryDataModule(pl.LightningDataModule):
-    """One training set and named validation sets (one per variety), tokenized once (and cached under `token_cache`).
+    """One training set and named validation sets (one per variety), tokenized once in `setup()` (and cached under
+    `token_cache`, memory-mapped from there); constructing it reads nothing.
 
     The training order is a seeded permutation per epoch (`ResumableSampler`), checkpointed by Lightning through
     the training loader's `state_dict`, so a resumed stage continues with the very batches the killed run had next.
@@ -61,18 +63,37 @@ class StoryDataModule(pl.LightningDataModule):
                  batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0, packing: bool = False,
                  packing_max_tokens: int | None = None, group_by_length: bool = False, token_cache: Path | None = None):
         super().__init__()
-        self.formatter = formatter
-        train_formatter = dataclasses.replace(formatter, stats=FormatStats())  # this stage's own counts
-        self.train_set = cached_examples(train, train_formatter, token_cache)
+        self.formatter, self.token_cache = formatter, token_cache
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self._settings = {"packing": packing, "max_tokens": packing_max_tokens, "seed": seed, "grouped": group_by_length}
+        self._records: tuple | None = (train, val_sets)   # dropped once tokenized: the examples are what training reads
+        self.collate = pad_collate(formatter.tokenizer.pad_token_id, extras=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Tokenize (through the token cache) once, on the first call: Lightning calls it on every rank before its
+        loaders; the recipe calls it earlier where it plans steps, so a second call is free."""
+        if self._records is None:
+            return
+        train, val_sets = self._records
+        train_formatter = dataclasses.replace(self.formatter, stats=FormatStats())  # this stage's own counts
+        self.train_set = cached_examples(train, train_formatter, self.token_cache)
         self.format_stats = train_formatter.stats
-        val_formatter = dataclasses.replace(formatter, stats=FormatStats())
-        self.val_sets = {name: cached_examples(records, val_formatter, token_cache) for name, records in val_sets.items()}
+        val_formatter = dataclasses.replace(self.formatter, stats=FormatStats())
+        self.val_sets = {name: cached_examples(records, val_formatter, self.token_cache)
+                         for name, records in val_sets.items()}
         self.val_format_stats = val_formatter.stats
         self.val_names = [name for name, ds in self.val_sets.items() if len(ds)]
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.packed = self._pack(packing, packing_max_tokens, seed)
-        self.sampler = self._sampler(seed, group_by_length)
-        self.collate = pad_collate(formatter.tokenizer.pad_token_id, extras=True)
+        settings = self._settings
+        self.packed = self._pack(settings["packing"], settings["max_tokens"], settings["seed"])
+        self.sampler = self._sampler(settings["seed"], settings["grouped"])
+        self._records = None
+
+    def __getattr__(self, name: str):
+        # The examples and what is derived from them exist after setup(); reading one first runs it.
+        if name in TOKENIZED and self.__dict__.get("_records") is not None:
+            self.setup()
+            return getattr(self, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def _pack(self, packing: bool, max_tokens: int | None, seed: int) -> PackedRows | None:
         if not packing:

@@ -151,6 +151,9 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     formatter = build_formatter(cfg, tokenizer, model_path, data)
     datamodules = [build_datamodule(cfg, data.train[s.data], data.val, formatter, k) for k, s in enumerate(stages)]
+    for datamodule in datamodules:
+        datamodule.setup("fit")   # here, not first in trainer.fit: planning the steps needs the examples' count and lengths
+    data.train.clear()            # the texts: training reads the (memory-mapped) token ids from here on
     if zero:
         warn_truncation(stages, datamodules, formatter.max_length)
     return data, formatter, datamodules

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from arastory.train.formatting import IGNORE_INDEX, PLAIN_TEMPLATE, ExampleForma
 
 ENCODER_VERSION = 1      # bump when ExampleFormatter.encode changes what it produces
 PROGRESS_FROM = 5_000    # show a progress bar when encoding at least this many records
+SINK_CHUNK = 1 << 22       # token ids held in memory before a write (16 MB)
 ARRAYS = ("input_ids", "offsets", "prompt_lengths", "story_chars", "story_words")
 
 
@@ -36,23 +38,29 @@ class EncodedExamples:
         self._offsets = arrays["offsets"]
 
     @classmethod
-    def encode(cls, records: list[StoryRecord], formatter: ExampleFormatter) -> "EncodedExamples":
+    def encode(cls, records: list[StoryRecord], formatter: ExampleFormatter,
+               directory: Path | None = None) -> "EncodedExamples":
+        """Encode `records` into flat arrays; with `directory`, the token ids stream to `input_ids.npy` there and are
+        memory-mapped, so the heap holds the example ids and four numbers per example, whatever the token count."""
         stats_before = FormatStats(**vars(formatter.stats))
-        ids, tokens, prompt_lengths, chars, words = [], [], [], [], []
+        tokens = TokenSink(directory)
+        ids, lengths, prompt_lengths = [], array("q"), array("i")
+        chars, words = array("q"), array("q")
         for record in tqdm(records, desc="tokenize", unit="story", disable=len(records) < PROGRESS_FROM):
             example = formatter.encode(record.prompt, record.story)
             if example is None:
                 continue
             ids.append(record.id)
-            tokens.append(np.asarray(example["input_ids"], dtype=np.int32))
+            tokens.append(example["input_ids"])
+            lengths.append(len(example["input_ids"]))
             prompt_lengths.append(sum(1 for label in example["labels"] if label == IGNORE_INDEX))
             chars.append(example["story_chars"])
             words.append(example["story_words"])
-        lengths = np.array([len(t) for t in tokens], dtype=np.int64)
-        arrays = {"input_ids": np.concatenate(tokens) if tokens else np.zeros(0, np.int32),
-                  "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                  "prompt_lengths": np.array(prompt_lengths, dtype=np.int32),
-                  "story_chars": np.array(chars, dtype=np.int64), "story_words": np.array(words, dtype=np.int64)}
+        arrays = {"input_ids": tokens.finish(),
+                  "offsets": np.concatenate([[0], np.cumsum(np.frombuffer(lengths, dtype=np.int64))]).astype(np.int64),
+                  "prompt_lengths": np.frombuffer(prompt_lengths, dtype=np.int32).copy(),
+                  "story_chars": np.frombuffer(chars, dtype=np.int64).copy(),
+                  "story_words": np.frombuffer(words, dtype=np.int64).copy()}
         stats = FormatStats(**{k: getattr(formatter.stats, k) - getattr(stats_before, k) for k in vars(stats_before)})
         return cls(arrays, ids, stats)
 
@@ -71,6 +79,8 @@ class EncodedExamples:
 
     def save(self, directory: Path) -> None:
         for name in ARRAYS:
+            if name == "input_ids" and (directory / "input_ids.npy").exists():
+                continue   # streamed there by encode()
             np.save(directory / f"{name}.npy", self.arrays[name])
         (directory / "meta.json").write_text(json.dumps({"ids": self.ids, "stats": vars(self.stats)}, ensure_ascii=False))
 
@@ -86,6 +96,43 @@ def _load_array(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an empty array
         return np.load(path)
+
+
+class TokenSink:
+    """The token ids of consecutive examples, appended as int32: in memory, or streamed to `<directory>/input_ids.npy`
+    (written raw first, then given its .npy header by a chunked copy, since the count is known only at the end)."""
+
+    def __init__(self, directory: Path | None):
+        self.directory, self.buffer = directory, array("i")
+        self.handle = open(directory / "input_ids.bin", "wb") if directory is not None else None
+
+    def append(self, token_ids: list[int]) -> None:
+        self.buffer.extend(token_ids)
+        if self.handle is not None and len(self.buffer) >= SINK_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.handle.write(self.buffer.tobytes())
+        self.buffer = array("i")
+
+    def finish(self) -> np.ndarray:
+        if self.handle is None:
+            return np.frombuffer(self.buffer, dtype=np.int32).copy()
+        self._flush()
+        self.handle.close()
+        raw, target = self.directory / "input_ids.bin", self.directory / "input_ids.npy"
+        count = raw.stat().st_size // 4
+        if count == 0:
+            np.save(target, np.zeros(0, np.int32))
+        else:
+            source = np.memmap(raw, dtype=np.int32, mode="r", shape=(count,))
+            out = np.lib.format.open_memmap(target, mode="w+", dtype=np.int32, shape=(count,))
+            for start in range(0, count, SINK_CHUNK):
+                out[start:start + SINK_CHUNK] = source[start:start + SINK_CHUNK]
+            out.flush()
+            del out, source
+        raw.unlink()
+        return _load_array(target)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -125,14 +172,16 @@ def cached_examples(records: list[StoryRecord], formatter: ExampleFormatter, roo
         for key, value in vars(examples.stats).items():
             setattr(formatter.stats, key, getattr(formatter.stats, key) + value)
         return examples
-    examples = EncodedExamples.encode(records, formatter)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
+        examples = EncodedExamples.encode(records, formatter, staging)
         examples.save(staging)
-        os.rename(staging, target)   # atomic; when another job got there first, its copy (identical) stays
-    except OSError:
-        pass
+        try:
+            os.rename(staging, target)   # atomic; when another job got there first, its copy (identical) stays
+        except OSError:
+            pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return examples
+    # Read back memory-mapped: the arrays live in the page cache, not the heap (the staging copy may be gone).
+    return EncodedExamples.load(target) if (target / "meta.json").exists() else examples
