@@ -21,7 +21,7 @@ def test_a_single_variety_dialect_source_and_an_api_key_override_are_one_line(tm
     source = tmp_path / "stories_egy.jsonl"
     bundled = (REPO / "arastory" / "data" / "bundled" / "stories_egy.jsonl").read_text(encoding="utf-8")
     source.write_text(bundled, encoding="utf-8")
-    proc = cli(["-m", "arastory.synthesize", "variety=egy", "n=2", f"out={tmp_path / 'a'}",
+    proc = cli(["-m", "arastory.synthesize", "dialect=egy", "n=2", f"out={tmp_path / 'a'}",
                 f"dialect_id.source={source}", "dialect_id.use_cache=false"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == ("config error: dialect_id.source: the dialect classifier needs "

@@ -204,7 +204,7 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
 
     out = tmp_path / "egy"
     with OpenAIServer(respond) as server:
-        args = ["-m", "arastory.synthesize", "variety=egy", "n=12", f"out={out}", f"generator.base_url={server.base_url}",
+        args = ["-m", "arastory.synthesize", "dialect=egy", "n=12", f"out={out}", f"generator.base_url={server.base_url}",
                 "generator.concurrency=2", "generator.backoff_base=0.01", "gates.check_variety=false"]
         first = start(args)
         printed = kill_when(first, lambda: sum(asked.values()) >= 2)      # both first requests in flight, none answered
@@ -219,7 +219,7 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
         message = intruder.stderr.strip()
         assert intruder.returncode == 2 and "\n" not in message, intruder.stderr
         assert message.startswith(f"lock error: {out}: in use by another arastory process (pid {second.pid}: ")
-        assert message.endswith("wait for it to finish or use another out dir") and "variety=egy" in message
+        assert message.endswith("wait for it to finish or use another out dir") and "=egy n=12" in message
         release.set()
         printed += kill_when(second, lambda: count_lines(out / "generations.jsonl") >= 6)
         final = finish(args)

@@ -172,7 +172,7 @@ def resumed_run(tmp_path_factory):
     responder.order = {p["prompt"]: i for i, p in enumerate(sample_prompts(compose_synth(["variety=egy", "n=12"])))}
     env = {**os.environ, "OPENAI_API_KEY": KEY, "HYDRA_FULL_ERROR": "0"}
     with OpenAIServer(respond) as server:
-        args = [sys.executable, "-m", "arastory.synthesize", "variety=egy", "n=12", f"out={out}",
+        args = [sys.executable, "-m", "arastory.synthesize", "dialect=egy", "n=12", f"out={out}",
                 f"generator.base_url={server.base_url}", "generator.concurrency=2", *FAST_CLIENT]
         first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -231,7 +231,7 @@ def test_synthetic_output_trains_directly(resumed_run, released_dir):
 def test_dry_run_writes_prompts_and_an_estimate_without_a_key_or_a_call(tmp_path):
     env_without_key = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     with OpenAIServer(lambda n, body: Reply("x")) as server:
-        proc = subprocess.run([sys.executable, "-m", "arastory.synthesize", "variety=mor", "n=30", f"out={tmp_path}",
+        proc = subprocess.run([sys.executable, "-m", "arastory.synthesize", "dialect=mor", "n=30", f"out={tmp_path}",
                                f"generator.base_url={server.base_url}", "dry_run=true"],
                               cwd=REPO, env=env_without_key, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
