@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,25 @@ FAST_TRAIN = ["logger=csv", "data.synthetic.size=6", "data.translated.size=6", "
               "trainer.log_every_n_steps=1"]
 
 
-def run_cli(args: list[str], cwd: Path = REPO, timeout: int = 600, check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path = REPO, timeout: int = 600, check: bool = False,
+            env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+                          env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def wait_until(ready, proc: subprocess.Popen, what: str = "the awaited point") -> None:
+    """Poll until `ready()` holds; fail at once, with the process's stderr, if `proc` ends first. No time limit: the
+    process's work is finite, so a loaded machine makes this slower, never a failure."""
+    while not ready():
+        if proc.poll() is not None:
+            if ready():
+                return
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from arastory.io import read_jsonl
-from tests.conftest import FAST_TRAIN, REPO
+from tests.conftest import FAST_TRAIN, REPO, wait_until
 from tests.openai_server import OpenAIServer, Reply
 
 CANARY = "test-canary-" + "5d41402abc4b2a76b9719d911017c592"
@@ -36,16 +35,10 @@ def finish(args: list[str], cwd: Path = REPO, timeout: int = 600, **env) -> subp
                           capture_output=True, text=True, timeout=timeout)
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> str:
+def kill_when(proc: subprocess.Popen, ready) -> str:
     """SIGKILL the whole process group once `ready()` holds; returns what the run printed."""
-    deadline = time.time() + timeout
     try:
-        while not ready():
-            if proc.poll() is not None:
-                raise AssertionError(f"the run ended before the kill point:\n{proc.stderr.read()[-3000:]}")
-            if time.time() > deadline:
-                raise AssertionError("the kill point was never reached")
-            time.sleep(0.02)
+        wait_until(ready, proc, "the kill point")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -211,10 +204,8 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
         assert count_lines(out / "generations.jsonl") == 0
         second = start(args)
         lock_file = out / ".arastory.lock"
-        deadline = time.time() + 120
-        while f"pid {second.pid}" not in (lock_file.read_text() if lock_file.exists() else ""):
-            assert time.time() < deadline and second.poll() is None
-            time.sleep(0.05)
+        wait_until(lambda: f"pid {second.pid}" in (lock_file.read_text() if lock_file.exists() else ""), second,
+                   "it held the lock")
         intruder = finish(args)     # a second writer on the same out dir, while the first one runs
         message = intruder.stderr.strip()
         assert intruder.returncode == 2 and "\n" not in message, intruder.stderr

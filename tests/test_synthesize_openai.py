@@ -20,7 +20,7 @@ from arastory.io import read_jsonl
 from arastory.llm.client import LLMAuthError
 from arastory.paths import CONF_DIR
 from arastory.synthesize.run import sample_prompts, synthesize
-from tests.conftest import FAST_TRAIN, REPO, run_cli
+from tests.conftest import FAST_TRAIN, REPO, run_cli, wait_until
 from tests.openai_server import OpenAIServer, Reply
 
 register_resolvers()
@@ -142,15 +142,9 @@ def test_a_rejected_key_stops_the_run_with_one_error(tmp_path):
     assert len(server.requests) <= 2
 
 
-def wait_for_lines(path: Path, count: int, proc, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists() and len(path.read_text(encoding="utf-8").splitlines()) >= count:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"synthesize exited early: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {count} lines")
+def wait_for_lines(path: Path, count: int, proc) -> None:
+    wait_until(lambda: path.exists() and len(path.read_text(encoding="utf-8").splitlines()) >= count, proc,
+               f"{path.name} had {count} lines")
 
 
 @pytest.fixture(scope="module")

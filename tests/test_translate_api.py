@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,7 +15,7 @@ from arastory.io import read_jsonl
 from arastory.paths import CONF_DIR
 from arastory.translate.base import TranslatorError
 from arastory.translate.pipeline import translate
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_until
 from tests.openai_server import LocalJSONServer, OpenAIServer, Reply
 
 register_resolvers()
@@ -118,9 +117,7 @@ def test_killed_cli_run_resumes_and_never_asks_twice_for_a_finished_item(tmp_pat
         proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env={**os.environ, "HYDRA_FULL_ERROR": "0"})
         parallel = out / "parallel.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline and (not parallel.exists() or len(read_jsonl(parallel)) < 8):
-            time.sleep(0.05)
+        wait_until(lambda: parallel.exists() and len(read_jsonl(parallel)) >= 8, proc, "8 rows were written")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         finished = {r["id"]: r for r in read_jsonl(parallel)}
