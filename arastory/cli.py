@@ -67,21 +67,9 @@ def fresh_dir(base: str) -> str:
 
 def config_groups(conf_dir: Path = CONF_DIR, config_name: str | None = None) -> dict[str, list[str]]:
     """Config groups and their options; with `config_name`, only the groups that config's defaults list selects."""
-    names = None if config_name is None else _default_groups(conf_dir / f"{config_name}.yaml")
+    names = None if config_name is None else set(_default_choices(conf_dir / f"{config_name}.yaml"))
     return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in conf_dir.iterdir()
             if d.is_dir() and (names is None or d.name in names)}
-
-
-def _default_groups(primary: Path) -> set[str]:
-    """Group names in a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
-    groups = set()
-    for entry in OmegaConf.load(primary).get("defaults", []):
-        if isinstance(entry, str) or entry is None:
-            continue
-        for key in entry:
-            name = str(key).replace("optional ", "").replace("override ", "").lstrip("/").split("@")[0].strip()
-            groups.add(name)
-    return groups
 
 
 def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR,
@@ -174,7 +162,7 @@ def _settings(text: str) -> list[str]:
 
 
 def _default_choices(primary: Path) -> dict[str, str]:
-    """`{group: option}` chosen by a primary config's defaults list."""
+    """`{group: option}` chosen by a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
     choices = {}
     for entry in OmegaConf.load(primary).get("defaults", []):
         if isinstance(entry, str) or entry is None:
