@@ -18,9 +18,18 @@ class BudgetExceeded(ArastoryError):
         self.exit_code = exit_code
 
 
-def check_failure_budget(command: str, succeeded: int, failed: int, max_failure_rate: float, *,
-                         already_done: int = 0, noun: str = "items", detail: str = "", key: str = "max_failure_rate",
-                         failed_are_input: bool = False) -> str:
+def check_failure_budget(
+    command: str,
+    succeeded: int,
+    failed: int,
+    max_failure_rate: float,
+    *,
+    already_done: int = 0,
+    noun: str = "items",
+    detail: str = "",
+    key: str = "max_failure_rate",
+    failed_are_input: bool = False,
+) -> str:
     """A one-line summary when within budget; raises BudgetExceeded otherwise.
 
     `succeeded`/`failed` count this run's items (skipped bad input counts as failed); `already_done` counts
@@ -29,6 +38,7 @@ def check_failure_budget(command: str, succeeded: int, failed: int, max_failure_
     """
     if not 0 <= max_failure_rate <= 1:
         from arastory.errors import ConfigError
+
         raise ConfigError(key, f"must be in [0, 1], got {max_failure_rate}")
     attempted = succeeded + failed
     detail = f" ({detail})" if detail else ""

@@ -27,7 +27,7 @@ def register_resolvers() -> None:
         "fresh_dir": fresh_dir,
         "hydra_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
         "suffix": lambda name: f"_{name}" if name else "",
-        "shard_dir": _shard_resolver("shard_dir"),        # <out>/shards/<i>-of-<n> for shard=i/n (data stages)
+        "shard_dir": _shard_resolver("shard_dir"),  # <out>/shards/<i>-of-<n> for shard=i/n (data stages)
         "shard_subdir": _shard_resolver("shard_subdir"),
     }
     for name, fn in resolvers.items():
@@ -40,7 +40,9 @@ def register_resolvers() -> None:
 def _shard_resolver(name: str):
     def resolve(*args):
         from arastory.data import shards
+
         return getattr(shards, name)(*args)
+
     return resolve
 
 
@@ -68,24 +70,28 @@ def fresh_dir(base: str) -> str:
 def config_groups(conf_dir: Path = CONF_DIR, config_name: str | None = None) -> dict[str, list[str]]:
     """Config groups and their options; with `config_name`, only the groups that config's defaults list selects."""
     names = None if config_name is None else set(_default_choices(conf_dir / f"{config_name}.yaml"))
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in conf_dir.iterdir()
-            if d.is_dir() and (names is None or d.name in names)}
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in conf_dir.iterdir()
+        if d.is_dir() and (names is None or d.name in names)
+    }
 
 
-def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR,
-                    hydra_names: dict[str, str] | None = None) -> None:
+def check_overrides(
+    argv: list[str], config_name: str, conf_dir: Path = CONF_DIR, hydra_names: dict[str, str] | None = None
+) -> None:
     """Reject unknown config-group options (e.g. `strategy=foo`, `model=bar`) with one line, before Hydra starts.
     `--help` shows this command's own help (focused_help) and exits; `--hydra-help` is Hydra's. `hydra_names` maps a
     public name to the group it selects (see renamed_overrides); errors name the public one."""
     if "--help" in argv or "-h" in argv:
         try:
             print(focused_help(config_name, conf_dir))
-        except BrokenPipeError:   # `--help | head`
+        except BrokenPipeError:  # `--help | head`
             pass
         sys.exit(0)
     check_no_secrets(argv)
     groups = config_groups(conf_dir, config_name)
-    for extra in user_config_dirs(argv):   # a user's own options extend the packaged groups
+    for extra in user_config_dirs(argv):  # a user's own options extend the packaged groups
         for group, options in config_groups(extra).items():
             if group in groups:
                 groups[group] = sorted(set(groups[group]) | set(options))
@@ -100,6 +106,7 @@ def check_overrides(argv: list[str], config_name: str, conf_dir: Path = CONF_DIR
                 fail("config error: resume: takes no other overrides (the run continues with its saved config.yaml)")
         if key == "shard":  # resolved into run dirs before any task starts: checked here, one line
             from arastory.data.shards import Shard
+
             for option in _sweep_values(value):
                 try:
                     Shard.parse(option)
@@ -126,11 +133,18 @@ def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
         width = max(map(len, options))
         for option in options:
             marker = "*" if defaults.get(group) == option else " "
-            first = next(iter(_leading_comments((conf_dir / group / f"{option}.yaml").read_text(encoding="utf-8"))), "#")
+            first = next(
+                iter(_leading_comments((conf_dir / group / f"{option}.yaml").read_text(encoding="utf-8"))), "#"
+            )
             lines.append(f"   {marker}{option:<{width}}  {first[2:]}")
-    lines += ["", "Settings (override with key=value; comments from " + f"{primary.name}):", *_settings(text), "",
-              "Hydra: --cfg job prints the composed config, -m sweeps comma-separated values, --hydra-help is Hydra's "
-              "own help."]
+    lines += [
+        "",
+        "Settings (override with key=value; comments from " + f"{primary.name}):",
+        *_settings(text),
+        "",
+        "Hydra: --cfg job prints the composed config, -m sweeps comma-separated values, --hydra-help is Hydra's "
+        "own help.",
+    ]
     return "\n".join(lines)
 
 
@@ -140,7 +154,7 @@ def _leading_comments(text: str) -> list[str]:
     for line in text.splitlines():
         if not line.startswith("#"):
             break
-        if not line.startswith("# @package"):   # a Hydra directive, not a description
+        if not line.startswith("# @package"):  # a Hydra directive, not a description
             lines.append(line)
     return lines
 
@@ -148,7 +162,7 @@ def _leading_comments(text: str) -> list[str]:
 def _settings(text: str) -> list[str]:
     """The primary config's own keys with their comments: all but the defaults list and the `hydra:` block."""
     body, skipping = [], False
-    for line in text.splitlines()[len(_leading_comments(text)):]:
+    for line in text.splitlines()[len(_leading_comments(text)) :]:
         if line.startswith(("defaults:", "hydra:")):
             skipping = True
             continue
@@ -183,7 +197,7 @@ def user_config_dirs(argv: list[str]) -> list[Path]:
             dirs.append(arg.split("=", 1)[1])
         elif arg.lstrip("+").startswith("hydra.searchpath="):
             entries = arg.split("=", 1)[1].strip("[]").split(",")
-            dirs += [e.strip()[len("file://"):] for e in entries if e.strip().startswith("file://")]
+            dirs += [e.strip()[len("file://") :] for e in entries if e.strip().startswith("file://")]
     return [Path(d) for d in dirs if Path(d).is_dir()]
 
 
@@ -198,18 +212,22 @@ def check_no_secrets(argv: list[str]) -> None:
             continue
         key = key.lstrip("+~")
         if is_secret_key(key.rsplit(".", 1)[-1]):
-            fail(f"config error: {key}: secrets are never taken from the command line or a config file; put the key "
-                 "in the environment variable the config names (e.g. generator.api_key_env=OPENAI_API_KEY)")
+            fail(
+                f"config error: {key}: secrets are never taken from the command line or a config file; put the key "
+                "in the environment variable the config names (e.g. generator.api_key_env=OPENAI_API_KEY)"
+            )
         if looks_secret(value):
-            fail(f"config error: {key}: the value looks like an API key or token (value not shown); secrets are read "
-                 "from environment variables only")
+            fail(
+                f"config error: {key}: the value looks like an API key or token (value not shown); secrets are read "
+                "from environment variables only"
+            )
 
 
 def _sweep_values(value: str) -> list[str]:
     """`direct,sequential` → both; `choice(a,b)` → both."""
     value = value.strip()
     if value.startswith(("choice(", "range(")) and value.endswith(")"):
-        value = value[value.index("(") + 1:-1]
+        value = value[value.index("(") + 1 : -1]
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -233,6 +251,7 @@ def one_line_errors(fn):
             fail(str(error), getattr(error, "exit_code", 2))
         except InstantiationException as error:
             fail(instantiation_message(error))
+
     return wrapper
 
 
@@ -266,6 +285,7 @@ def guard_out_dir(fn):
             subdir = ".hydra/resumed" if cfg.get("resume") else ".hydra"
             write_hydra_record(out / subdir, cfg, hydra_cfg)
             return fn(cfg, *args, **kwargs)
+
     return wrapper
 
 
@@ -279,6 +299,7 @@ def guard_run_dir(fn):
         from arastory.train.ranks import env_rank
 
         return (fn if env_rank() > 0 else guarded)(cfg, *args, **kwargs)
+
     return wrapper
 
 
@@ -322,7 +343,7 @@ def renamed_overrides(argv: list[str], renamed: dict[str, str], hydra_names: dic
     for arg in argv:
         key, sep, value = arg.partition("=")
         name = key.lstrip("+~")
-        prefix = key[:len(key) - len(name)]
+        prefix = key[: len(key) - len(name)]
         if not sep or arg.startswith("-"):
             out.append(arg)
             continue

@@ -29,6 +29,8 @@ class LockError(ArastoryError):
 
     def __init__(self, directory, holder: str):
         who = holder or "pid unknown"
-        super().__init__(f"lock error: {directory}: in use by another arastory process ({who}); "
-                         "wait for it to finish or use another out dir")
+        super().__init__(
+            f"lock error: {directory}: in use by another arastory process ({who}); "
+            "wait for it to finish or use another out dir"
+        )
         self.directory, self.holder = str(directory), holder

@@ -7,9 +7,10 @@ import logging
 import os
 import stat
 import tempfile
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -55,7 +56,7 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 
 BOM = b"\xef\xbb\xbf"
-MAX_LINE_BYTES = 32 << 20   # ours: a JSONL record over 32 MiB is no story; it is skipped (or raised) as a bad line
+MAX_LINE_BYTES = 32 << 20  # ours: a JSONL record over 32 MiB is no story; it is skipped (or raised) as a bad line
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 TRUNCATED = "truncated last line (no newline at the end: an interrupted write?)"
 
@@ -69,7 +70,9 @@ def open_input(path: str | os.PathLike):
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise DataError(path, "file not found" if not path.is_symlink() else "file not found (a dangling symlink)") from None
+        raise DataError(
+            path, "file not found" if not path.is_symlink() else "file not found (a dangling symlink)"
+        ) from None
     except OSError as error:
         raise DataError(path, f"cannot read: {_os_reason(error)}") from None
     if stat.S_ISDIR(info.st_mode):
@@ -115,8 +118,10 @@ def iter_lines(handle, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[i
         yield lineno, raw
 
 
-def iter_jsonl_entries(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_BYTES,
-                       ) -> Iterator[tuple[int, dict | DataError]]:
+def iter_jsonl_entries(
+    path: str | os.PathLike,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[tuple[int, dict | DataError]]:
     """(line number, object or DataError) for each non-blank line, decoded line by line from bytes.
 
     A bad line (not UTF-8, not JSON, not an object, too long) is one DataError with its true line number and the
@@ -141,15 +146,21 @@ def iter_jsonl_entries(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_B
                 obj = orjson.loads(text)
             except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
                 if first and raw.lstrip().startswith(b"["):
-                    raise DataError(path, "holds a JSON array, not JSON Lines (one object per line; "
-                                          "convert with `jq -c '.[]'`)", lineno) from None
+                    raise DataError(
+                        path,
+                        "holds a JSON array, not JSON Lines (one object per line; convert with `jq -c '.[]'`)",
+                        lineno,
+                    ) from None
                 yield lineno, DataError(path, TRUNCATED if not complete else _bad_line(raw, exc), lineno)
                 first = False
                 continue
             if not isinstance(obj, dict):
                 if first and isinstance(obj, list):
-                    raise DataError(path, "holds a JSON array, not JSON Lines (one object per line; "
-                                          "convert with `jq -c '.[]'`)", lineno)
+                    raise DataError(
+                        path,
+                        "holds a JSON array, not JSON Lines (one object per line; convert with `jq -c '.[]'`)",
+                        lineno,
+                    )
                 yield lineno, DataError(path, f"expected a JSON object, found {_json_type(obj)}", lineno)
             else:
                 yield lineno, obj
@@ -163,11 +174,11 @@ def _size(n: int) -> str:
 def _bad_line(raw: bytes, exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
-    try:   # the standard library names the problem better than orjson ("Expecting ',' delimiter at column 33")
+    try:  # the standard library names the problem better than orjson ("Expecting ',' delimiter at column 33")
         json.loads(raw.decode("utf-8").rstrip("\r\n"))
     except json.JSONDecodeError as detail:
         exc = detail
-    except (RecursionError, ValueError):   # nested too deep for it: orjson's own words
+    except (RecursionError, ValueError):  # nested too deep for it: orjson's own words
         pass
     return f"invalid JSON ({exc.msg} at column {exc.colno})"
 
@@ -176,7 +187,9 @@ def _json_type(obj) -> str:
     return {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(type(obj), "a number")
 
 
-def iter_jsonl(path: str | os.PathLike, on_error: str = "raise", errors: list | None = None) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(
+    path: str | os.PathLike, on_error: str = "raise", errors: list | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line (see `iter_jsonl_entries` for what counts as bad).
 
     on_error="raise" stops at the first bad line with a DataError naming file and line;
@@ -221,7 +234,7 @@ def iter_csv_records(path: str | os.PathLike) -> Iterator[tuple[int, list[str] |
     """
     import csv
 
-    csv.field_size_limit(MAX_LINE_BYTES)   # stories can be long; a field over this is not a story
+    csv.field_size_limit(MAX_LINE_BYTES)  # stories can be long; a field over this is not a story
     path = Path(path)
     with open_input(path) as handle:
         lines = _DecodedLines(handle, path)
@@ -234,8 +247,12 @@ def iter_csv_records(path: str | os.PathLike) -> Iterator[tuple[int, list[str] |
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise DataError(path, f"broken quoting in the record that starts on line {start} ({exc}); an "
-                                      "unclosed quote would merge the rows after it into one field", start) from None
+                raise DataError(
+                    path,
+                    f"broken quoting in the record that starts on line {start} ({exc}); an "
+                    "unclosed quote would merge the rows after it into one field",
+                    start,
+                ) from None
             last = reader.line_num
             bad = [n for n in range(start, last + 1) if n in lines.bad]
             yield start, (DataError(path, lines.bad[bad[0]], bad[0]) if bad else values)
@@ -264,8 +281,11 @@ class JsonlAppender:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.trimmed_bytes = _truncate_partial_line(self.path)
         if self.trimmed_bytes:
-            logging.getLogger("arastory").warning("%s: dropped a partial last line (%d bytes) left by an interrupted "
-                                                  "run; that row is redone", self.path, self.trimmed_bytes)
+            logging.getLogger("arastory").warning(
+                "%s: dropped a partial last line (%d bytes) left by an interrupted run; that row is redone",
+                self.path,
+                self.trimmed_bytes,
+            )
         self._handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, row: dict) -> None:
@@ -299,7 +319,7 @@ def _truncate_partial_line(path: Path) -> int:
     with open(path, "r+b") as handle:
         size = handle.seek(0, os.SEEK_END)
         tail_start = max(0, size - (1 << 16))
-        while True:   # find the last newline, reading back from the end in 64 KiB steps
+        while True:  # find the last newline, reading back from the end in 64 KiB steps
             handle.seek(tail_start)
             tail = handle.read(size - tail_start)
             if tail.endswith(b"\n"):
@@ -393,7 +413,7 @@ class DirLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)   # closing the descriptor drops the flock
+            os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
     def __enter__(self):

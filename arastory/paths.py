@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-CONF_DIR = PACKAGE_DIR / "conf"   # inside the package, so a wheel carries its configs
+CONF_DIR = PACKAGE_DIR / "conf"  # inside the package, so a wheel carries its configs
 BUNDLED_DIR = PACKAGE_DIR / "data" / "bundled"
 
 

@@ -25,7 +25,7 @@ class StoryRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, obj: dict) -> "StoryRecord":
+    def from_dict(cls, obj: dict) -> StoryRecord:
         known = {k: obj[k] for k in ("id", "variety", "prompt", "story", "features", "source", "meta") if k in obj}
         return cls(**known)
 
@@ -47,13 +47,17 @@ class ParallelRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, obj: dict) -> "ParallelRecord":
+    def from_dict(cls, obj: dict) -> ParallelRecord:
         keys = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story", "translator", "flaw", "meta")
         return cls(**{k: obj[k] for k in keys if k in obj})
 
     def as_story(self) -> StoryRecord:
         """The Arabic side as an MSA training example."""
         return StoryRecord(
-            id=self.id, variety="msa", prompt=self.ar_prompt, story=self.ar_story,
-            source="translated", meta={"translator": self.translator, **self.meta},
+            id=self.id,
+            variety="msa",
+            prompt=self.ar_prompt,
+            story=self.ar_story,
+            source="translated",
+            meta={"translator": self.translator, **self.meta},
         )

@@ -6,16 +6,21 @@ import os
 import re
 
 # Names of keys that hold secrets (api_key, hf_token, access_token, client_secret, password, ...), not max_new_tokens.
-SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|passwd|credentials?|authorization|private[_-]?key)$"
-                        r"|(^|[_-])((auth|access|api|hf|bearer|refresh)[_-]?)?token$", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(^|[_-])(api[_-]?key|secret|password|passwd|credentials?|authorization|private[_-]?key)$"
+    r"|(^|[_-])((auth|access|api|hf|bearer|refresh)[_-]?)?token$",
+    re.IGNORECASE,
+)
 # Shapes of real credentials: OpenAI, Hugging Face, Google API keys and OAuth tokens, GitHub, Slack, AWS, W&B-style hex.
-SECRET_VALUE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_\-]{30,}|ya29\.[0-9A-Za-z_\-]{20,}"
-                          r"|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
-                          r"|-----BEGIN [A-Z ]*PRIVATE KEY-----")
+SECRET_VALUE = re.compile(
+    r"sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_\-]{30,}|ya29\.[0-9A-Za-z_\-]{20,}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 # Environment variables whose values are secrets wherever they appear (OPENAI_API_KEY, HF_TOKEN, WANDB_API_KEY, ...).
 SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 REDACTED = "***redacted***"
-MIN_SECRET_LENGTH = 8   # shorter env values ("1", "true") are not treated as secrets
+MIN_SECRET_LENGTH = 8  # shorter env values ("1", "true") are not treated as secrets
 
 
 def env_secrets() -> list[str]:

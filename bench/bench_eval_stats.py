@@ -20,10 +20,10 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arastory.evaluate.metrics import diversity_at, distinct_n, self_bleu  # noqa: E402
-from arastory.evaluate.stats import bca_interval, bootstrap_means, wilson_interval  # noqa: E402
+from arastory.evaluate.metrics import distinct_n, diversity_at, self_bleu
+from arastory.evaluate.stats import bca_interval, bootstrap_means, wilson_interval
 
-JUDGE_LIKE = [0.05, 0.1, 0.2, 0.4, 0.25]   # a skewed 1-5 score distribution
+JUDGE_LIKE = [0.05, 0.1, 0.2, 0.4, 0.25]  # a skewed 1-5 score distribution
 
 
 def coverage_of_means(ns, repeats: int, n_boot: int) -> None:
@@ -42,7 +42,9 @@ def coverage_of_means(ns, repeats: int, n_boot: int) -> None:
             hits["BCa"] += low <= truth <= high
             half = scipy_stats.t.ppf(0.975, n - 1) * data.std(ddof=1) / np.sqrt(n) if data.std() > 0 else 0.0
             hits["t"] += data.mean() - half <= truth <= data.mean() + half
-        print(f"{n:>4} " + " ".join(f"{hits[k] / repeats:>{w}.3f}" for k, w in (("percentile", 11), ("BCa", 6), ("t", 6))))
+        print(
+            f"{n:>4} " + " ".join(f"{hits[k] / repeats:>{w}.3f}" for k, w in (("percentile", 11), ("BCa", 6), ("t", 6)))
+        )
 
 
 def coverage_of_rates(ns, p: float, repeats: int, n_boot: int) -> None:
@@ -67,6 +69,7 @@ def stories() -> tuple[str, list[str]]:
         with open(files[0], encoding="utf-8", newline="") as handle:
             return "released MSA stories", [row["Story"] for row in csv.DictReader(handle)]
     from arastory.data.bundled import load_bundled_stories
+
     return "bundled stories", [r.story for r in load_bundled_stories()]
 
 
@@ -74,12 +77,16 @@ def diversity_against_n(sizes, k: int) -> None:
     name, texts = stories()
     rng = np.random.default_rng(2)
     print(f"\n3. Diversity against the number of stories ({name}, one generator): whole set vs {k}-story subsets")
-    print(f"{'n':>5} {'distinct-2 (set)':>17} {'self-BLEU (set)':>16} {'distinct-2 @' + str(k):>15} {'self-BLEU @' + str(k):>14}")
+    print(
+        f"{'n':>5} {'distinct-2 (set)':>17} {'self-BLEU (set)':>16} {'distinct-2 @' + str(k):>15} {'self-BLEU @' + str(k):>14}"
+    )
     for n in [s for s in sizes if s <= len(texts)]:
         sample = [texts[i] for i in rng.choice(len(texts), size=n, replace=False)]
         fixed = diversity_at(sample, k, repeats=100)
-        cell = lambda m: "–" if fixed[m]["mean"] is None else f"{fixed[m]['mean']:.3f}"  # noqa: E731
-        print(f"{n:>5} {distinct_n(sample, 2):>17.3f} {self_bleu(sample):>16.2f} {cell('distinct_2'):>15} {cell('self_bleu'):>14}")
+        cell = lambda m: "–" if fixed[m]["mean"] is None else f"{fixed[m]['mean']:.3f}"
+        print(
+            f"{n:>5} {distinct_n(sample, 2):>17.3f} {self_bleu(sample):>16.2f} {cell('distinct_2'):>15} {cell('self_bleu'):>14}"
+        )
 
 
 def main() -> None:

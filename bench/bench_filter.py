@@ -29,8 +29,8 @@ def make_pairs(copies: int, path: Path) -> int:
             row["id"] = f"{pair.id}-{k}"
             ar, en = row["ar_story"].split(". "), row["en_story"].split(". ")
             drop = rng.randrange(len(ar))
-            row["ar_story"] = ". ".join(ar[:drop] + ar[drop + 1:]) + f" ({k})"
-            row["en_story"] = ". ".join(en[:min(drop, len(en) - 1)] + en[min(drop, len(en) - 1) + 1:]) + f" ({k})"
+            row["ar_story"] = ". ".join(ar[:drop] + ar[drop + 1 :]) + f" ({k})"
+            row["en_story"] = ". ".join(en[: min(drop, len(en) - 1)] + en[min(drop, len(en) - 1) + 1 :]) + f" ({k})"
             rows.append(row)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return len(rows)
@@ -97,8 +97,10 @@ def main() -> None:
         print(f"  scoring, {name}: {scoring_rate(encoder, pairs):.0f} pairs/s")
     for name, make in (("lexicon", lexicon), ("tiny sentence encoder", tiny_encoder)):
         one, five, kept = sweep_cost(make, data, work / name.replace(" ", "_"))
-        print(f"  sweep, {name}: one threshold {one:.2f}s, five thresholds {five:.2f}s -> {five / one:.2f}x "
-              f"(aim <= 1.3x); kept at 0.92/0.8/0.85/0.9/0.95: {kept}")
+        print(
+            f"  sweep, {name}: one threshold {one:.2f}s, five thresholds {five:.2f}s -> {five / one:.2f}x "
+            f"(aim <= 1.3x); kept at 0.92/0.8/0.85/0.9/0.95: {kept}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ H100/H200). flash-attn and liger-kernel are optional: their rows say "not instal
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import statistics
 import sys
@@ -32,17 +31,52 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PEAK_FLOPS = 989e12   # H100/H200 SXM dense bf16
+PEAK_FLOPS = 989e12  # H100/H200 SXM dense bf16
 # Tokens of prompt + story + 12 template tokens of the 2,546 released stories with the Llama-2 tokenizer, at the
 # 0th, 5th, ..., 100th percentile; the prompt is ~18% of an example (median 298 of 1,628 tokens).
-PERCENTILES = [998, 1314, 1384, 1434, 1472, 1505, 1532, 1558, 1583, 1605, 1628, 1650, 1680, 1705, 1733, 1764, 1795,
-               1831, 1884, 1963, 2320]
+PERCENTILES = [
+    998,
+    1314,
+    1384,
+    1434,
+    1472,
+    1505,
+    1532,
+    1558,
+    1583,
+    1605,
+    1628,
+    1650,
+    1680,
+    1705,
+    1733,
+    1764,
+    1795,
+    1831,
+    1884,
+    1963,
+    2320,
+]
 PROMPT_SHARE = 0.18
 SHAPES = {
-    "llama2_7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096),
-    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=4000, max_position_embeddings=4096),
+    "llama2_7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+    },
+    "tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 4000,
+        "max_position_embeddings": 4096,
+    },
 }
 GPU = {"shape": "llama2_7b", "examples": 96, "max_length": 2048, "batch": 4, "warmup": 2, "steps": 6, "scale": 1.0}
 CPU_QUICK = {"shape": "tiny", "examples": 24, "max_length": 256, "batch": 4, "warmup": 1, "steps": 2, "scale": 1 / 12}
@@ -60,7 +94,7 @@ def build_base(shape: dict, device, dtype):
         model = LlamaForCausalLM._from_config(config, dtype=dtype)
     parameters = sum(p.numel() for p in model.parameters())
     quantize_linears(model, dtype)
-    model.is_loaded_in_4bit = True   # what from_pretrained(quantization_config=...) sets: peft prepares it as QLoRA
+    model.is_loaded_in_4bit = True  # what from_pretrained(quantization_config=...) sets: peft prepares it as QLoRA
     return model, parameters
 
 
@@ -73,11 +107,18 @@ def quantize_linears(model, compute_dtype) -> None:
         if not isinstance(module, torch.nn.Linear) or name.endswith("lm_head"):
             continue
         weight = module.weight.data
-        layer = bnb.nn.Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
-                                  compute_dtype=compute_dtype, compress_statistics=True, quant_type="nf4",
-                                  device="meta")
-        layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, compress_statistics=True, quant_type="nf4",
-                                         module=layer)._quantize(weight.device)
+        layer = bnb.nn.Linear4bit(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            compute_dtype=compute_dtype,
+            compress_statistics=True,
+            quant_type="nf4",
+            device="meta",
+        )
+        layer.weight = bnb.nn.Params4bit(
+            weight, requires_grad=False, compress_statistics=True, quant_type="nf4", module=layer
+        )._quantize(weight.device)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer)
         del module, weight
@@ -137,7 +178,7 @@ def batches(examples: list[dict], batch: int, packed: bool, max_length: int) -> 
         collate = packed_collate(with_ids=False)
         return [collate([[examples[i] for i in row]]) for row in rows]
     collate = pad_collate(0, extras=True)
-    return [collate(examples[k:k + batch]) for k in range(0, len(examples), batch)]
+    return [collate(examples[k : k + batch]) for k in range(0, len(examples), batch)]
 
 
 # ------------------------------------------------------------------------------------------------------ the setups
@@ -145,19 +186,28 @@ def setups(flash: bool, liger: bool) -> list[dict]:
     """Each setup: batch (examples per step, or packed-row budget in max_lengths), packing, attention, fused AdamW,
     story-only logits, gradient checkpointing ('auto': arastory's memory rule), liger, compile. The last two are
     applied in place and cannot be undone, so they come last and stack."""
-    packed = dict(batch=4, packed=True, attention="auto", fused=True, story_logits=True, checkpointing="auto")
+    packed = {"batch": 4, "packed": True, "attention": "auto", "fused": True, "story_logits": True, "checkpointing": "auto"}
     return [
-        dict(name="study_bs1", batch=1, packed=False, attention="sdpa", fused=False, story_logits=False,
-             checkpointing=True),
+        {
+            "name": "study_bs1",
+            "batch": 1,
+            "packed": False,
+            "attention": "sdpa",
+            "fused": False,
+            "story_logits": False,
+            "checkpointing": True,
+        },
         dict(packed, name="arastory_unpacked", packed=False),
         dict(packed, name="arastory_packed"),
         dict(packed, name="packed_without_fused_adamw", fused=False),
         dict(packed, name="packed_without_story_only_logits", story_logits=False),
         dict(packed, name="packed_with_gradient_checkpointing", checkpointing=True),
-        dict(packed, name="packed_sdpa_not_flash", attention="sdpa") if flash else
-        dict(name="packed_flash_attention_2", skip="flash-attn not installed"),
-        dict(packed, name="packed_with_liger", liger=True) if liger else
-        dict(name="packed_with_liger", skip="liger-kernel not installed"),
+        dict(packed, name="packed_sdpa_not_flash", attention="sdpa")
+        if flash
+        else {"name": "packed_flash_attention_2", "skip": "flash-attn not installed"},
+        dict(packed, name="packed_with_liger", liger=True)
+        if liger
+        else {"name": "packed_with_liger", "skip": "liger-kernel not installed"},
         dict(packed, name="packed_with_compile" + ("_and_liger" if liger else ""), compile=True, liger=liger),
     ]
 
@@ -169,8 +219,9 @@ def full_logits_nll(model, batch: dict):
     from arastory.train.loss import FORWARD_KEYS
 
     logits = model(**{k: batch[k] for k in FORWARD_KEYS if k in batch}, use_cache=False).logits[:, :-1]
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch["labels"][:, 1:].reshape(-1),
-                           ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
+    )
 
 
 def configure(model, setup: dict, device, tokens_per_step: int) -> dict:
@@ -224,18 +275,24 @@ def run_setup(model, setup: dict, examples: list[dict], plan: dict, device, para
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach().item())   # one sync per step, as Lightning's logged loss
+        losses.append(loss.detach().item())  # one sync per step, as Lightning's logged loss
         if index >= plan["warmup"]:
             times.append(time.perf_counter() - start)
             tokens.append(batch["num_tokens"])
             slots.append(batch["num_slots"])
-    rates = sorted(t / s for t, s in zip(tokens, times))
+    rates = sorted(t / s for t, s in zip(tokens, times, strict=False))
     rate = statistics.median(rates)
-    return {"tokens_per_s": round(rate, 1), "padding_fraction": round(1 - sum(tokens) / sum(slots), 4),
-            "tokens_per_step": round(statistics.mean(tokens)), "timed_steps": len(times),
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
-            "mfu": round(4 * parameters * rate / PEAK_FLOPS, 4) if cuda else None,
-            "fused_adamw": fused, "final_loss": round(losses[-1], 4), **resolved}
+    return {
+        "tokens_per_s": round(rate, 1),
+        "padding_fraction": round(1 - sum(tokens) / sum(slots), 4),
+        "tokens_per_step": round(statistics.mean(tokens)),
+        "timed_steps": len(times),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
+        "mfu": round(4 * parameters * rate / PEAK_FLOPS, 4) if cuda else None,
+        "fused_adamw": fused,
+        "final_loss": round(losses[-1], 4),
+        **resolved,
+    }
 
 
 def main() -> None:
@@ -262,8 +319,11 @@ def main() -> None:
     flash = importlib.util.find_spec("flash_attn") is not None and device.type == "cuda"
     liger = importlib.util.find_spec("liger_kernel") is not None and device.type == "cuda"
     results = {}
-    print(f"{plan['shape']} ({parameters / 1e6:,.1f}M parameters) built and quantized in {built:.0f} s on {device}; "
-          f"{len(examples)} examples, median {statistics.median(lengths)} tokens", flush=True)
+    print(
+        f"{plan['shape']} ({parameters / 1e6:,.1f}M parameters) built and quantized in {built:.0f} s on {device}; "
+        f"{len(examples)} examples, median {statistics.median(lengths)} tokens",
+        flush=True,
+    )
     for setup in setups(flash, liger):
         name = setup["name"]
         if "skip" in setup:
@@ -279,15 +339,25 @@ def main() -> None:
     for row in results.values():
         if "tokens_per_s" in row:
             row["ratio_to_study"] = round(row["tokens_per_s"] / study, 2)
-    summary = {**results, "settings": {**plan, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-                                       else "cpu", "parameters": parameters, "peak_flops": PEAK_FLOPS,
-                                       "median_example_tokens": statistics.median(lengths),
-                                       "seconds": round(time.perf_counter() - started, 1),
-                                       "torch": torch.__version__}}
-    print(f"arastory packed / study setup: {results['arastory_packed']['ratio_to_study']:.2f}x; total "
-          f"{summary['settings']['seconds']:.0f} s")
+    summary = {
+        **results,
+        "settings": {
+            **plan,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "parameters": parameters,
+            "peak_flops": PEAK_FLOPS,
+            "median_example_tokens": statistics.median(lengths),
+            "seconds": round(time.perf_counter() - started, 1),
+            "torch": torch.__version__,
+        },
+    }
+    print(
+        f"arastory packed / study setup: {results['arastory_packed']['ratio_to_study']:.2f}x; total "
+        f"{summary['settings']['seconds']:.0f} s"
+    )
     if args.json:
         from arastory.io import atomic_write_json
+
         atomic_write_json(args.json, summary)
 
 

@@ -35,8 +35,11 @@ def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
 
     from arastory.filter.lexicon import BUNDLED_LEXICON
 
-    entries = [line.split("\t") for line in BUNDLED_LEXICON.read_text(encoding="utf-8").splitlines()
-               if line and not line.startswith("#") and "\t" in line]
+    entries = [
+        line.split("\t")
+        for line in BUNDLED_LEXICON.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#") and "\t" in line
+    ]
     english = [e for e, _ in entries]
     arabic = [a.split("|")[0] for _, a in entries]
     rng = np.random.default_rng(0)
@@ -51,8 +54,20 @@ def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
                 prompt_en = f"Write a story about {english[row[0]]} and {english[row[1]]}."
                 prompt_ar = f"اكتب قصة عن {arabic[row[0]]} و{arabic[row[1]]}."
                 en_out.write(json.dumps({"id": f"b{i}", "prompt": prompt_en, "story": en}) + "\n")
-                pair_out.write(json.dumps({"id": f"b{i}", "en_prompt": prompt_en, "en_story": en, "ar_prompt": prompt_ar,
-                                           "ar_story": ar, "translator": "bench"}, ensure_ascii=False) + "\n")
+                pair_out.write(
+                    json.dumps(
+                        {
+                            "id": f"b{i}",
+                            "en_prompt": prompt_en,
+                            "en_story": en,
+                            "ar_prompt": prompt_ar,
+                            "ar_story": ar,
+                            "translator": "bench",
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     return english_path, pairs_path
 
 
@@ -66,7 +81,9 @@ def run_translate(english: Path, pairs: Path, out: Path) -> dict:
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("translate", overrides=[f"source={english}", "translator=identity", f"out={out}", "batch_size=512"])
+        cfg = compose(
+            "translate", overrides=[f"source={english}", "translator=identity", f"out={out}", "batch_size=512"]
+        )
     report = translate(cfg)
     return {"items": report["translated"]}
 
@@ -78,8 +95,9 @@ def run_filter(english: Path, pairs: Path, out: Path) -> dict:
     from arastory.filter.pipeline import Filter
     from arastory.paths import CONF_DIR
 
-    section = OmegaConf.merge(OmegaConf.load(CONF_DIR / "filter_settings" / "default.yaml"),
-                              {"progress": False, "plots": False, "workers": 1})
+    section = OmegaConf.merge(
+        OmegaConf.load(CONF_DIR / "filter_settings" / "default.yaml"), {"progress": False, "plots": False, "workers": 1}
+    )
     report = Filter(pairs, out, build_encoder(encoder_config("lexicon")), settings_from_config(section)).run()
     return {"items": report["counts"]["read"], "kept": report["counts"]["kept"], "index": report["dedup_index"]}
 
@@ -98,15 +116,18 @@ def run_train_data(english: Path, pairs: Path, out: Path) -> dict:
     from arastory.train.tiny import build_tiny_model
 
     data_cfg = OmegaConf.load(CONF_DIR / "data" / "bundled.yaml")
-    data_cfg = OmegaConf.merge({k: v for k, v in data_cfg.items() if k != "defaults"},
-                               {"translated": {"path": str(pairs)}, "filter": {"enabled": False}, "max_length": 256})
+    data_cfg = OmegaConf.merge(
+        {k: v for k, v in data_cfg.items() if k != "defaults"},
+        {"translated": {"path": str(pairs)}, "filter": {"enabled": False}, "max_length": 256},
+    )
     data = build_training_data(data_cfg, "egy", needed=["translated"], seed=0)
     spec = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
     formatter = ExampleFormatter(load_tokenizer(build_tiny_model(**spec)), 256, "truncate")
-    module = StoryDataModule(data.train["translated"], data.val, formatter, batch_size=8,
-                             token_cache=cache_dir() / "tokens")
+    module = StoryDataModule(
+        data.train["translated"], data.val, formatter, batch_size=8, token_cache=cache_dir() / "tokens"
+    )
     module.setup("fit")
-    data.train.clear()   # as the recipe does once the examples are tokenized
+    data.train.clear()  # as the recipe does once the examples are tokenized
     batches = sum(1 for _ in module.train_dataloader())
     return {"items": len(module.train_set), "batches": batches}
 
@@ -140,19 +161,28 @@ class AnonymousPeak:
 
 def child(stage: str, english: Path, pairs: Path, out: Path) -> None:
     start, anonymous = time.perf_counter(), AnonymousPeak()
-    result = {"translate": run_translate, "filter": run_filter, "train_data": run_train_data}[stage](english, pairs, out)
+    result = {"translate": run_translate, "filter": run_filter, "train_data": run_train_data}[stage](
+        english, pairs, out
+    )
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result.update(seconds=round(time.perf_counter() - start, 2), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
-                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                  peak_anon_mb=anonymous.stop())
+    result.update(
+        seconds=round(time.perf_counter() - start, 2),
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_anon_mb=anonymous.stop(),
+    )
     print("RESULT " + json.dumps(result))
 
 
 def measure(stage: str, n: int, work: Path) -> dict:
     english, pairs = work / f"english-{n}.jsonl", work / f"pairs-{n}.jsonl"
     env = {**os.environ, "ARASTORY_CACHE": str(work / f"cache-{stage}-{n}"), "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, __file__, "--child", stage, str(english), str(pairs), str(work / f"{stage}-{n}")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", stage, str(english), str(pairs), str(work / f"{stage}-{n}")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise SystemExit(f"{stage} at {n} failed:\n{proc.stderr[-3000:]}")
@@ -167,7 +197,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--base", type=int, default=100_000)
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--work", type=Path, default=None, help="a dir for the inputs and outputs (default: a temp dir)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="a dir for the inputs and outputs (default: a temp dir)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -176,23 +208,30 @@ def main() -> None:
             start = time.perf_counter()
             write_inputs(n, work)
             print(f"[bench_scale] wrote {n} English items and {n} pairs in {time.perf_counter() - start:.0f}s ({work})")
-    print(f"[bench_scale] {os.cpu_count()} CPU cores; each stage in its own process; ratios are {args.n:,} items vs "
-          f"{args.base:,} (linear time: {args.n / args.base:.1f}x)")
+    print(
+        f"[bench_scale] {os.cpu_count()} CPU cores; each stage in its own process; ratios are {args.n:,} items vs "
+        f"{args.base:,} (linear time: {args.n / args.base:.1f}x)"
+    )
     for stage in args.stages:
         base = measure(stage, args.base, work)
         print(f"  {stage:<10} {args.base:>9,}: {summary(base)}", flush=True)
         big = measure(stage, args.n, work)
         per_item = (big["peak_anon_mb"] - base["peak_anon_mb"]) * 2**20 / (args.n - args.base)
-        print(f"  {stage:<10} {args.n:>9,}: {summary(big)} | CPU time x{big['cpu_seconds'] / base['cpu_seconds']:.2f}, "
-              f"wall x{big['seconds'] / base['seconds']:.2f}, heap x{big['peak_anon_mb'] / base['peak_anon_mb']:.2f} "
-              f"({per_item:.0f} bytes/item)  "
-              f"{json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'cpu_seconds', 'peak_rss_mb', 'peak_anon_mb')})}",
-              flush=True)
+        print(
+            f"  {stage:<10} {args.n:>9,}: {summary(big)} | CPU time x{big['cpu_seconds'] / base['cpu_seconds']:.2f}, "
+            f"wall x{big['seconds'] / base['seconds']:.2f}, heap x{big['peak_anon_mb'] / base['peak_anon_mb']:.2f} "
+            f"({per_item:.0f} bytes/item)  "
+            f"{json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'cpu_seconds', 'peak_rss_mb', 'peak_anon_mb')})}",
+            flush=True,
+        )
 
 
 def summary(result: dict) -> str:
-    return (f"{result['cpu_seconds']:>7.1f}s CPU ({result['seconds']:>7.1f}s wall), peak RSS {result['peak_rss_mb']:>6.0f} MB "
-            f"(heap {result['peak_anon_mb']:>5.0f} MB)")
+    return (
+        f"{result['cpu_seconds']:>7.1f}s CPU ({result['seconds']:>7.1f}s wall), peak RSS {result['peak_rss_mb']:>6.0f} MB "
+        f"(heap {result['peak_anon_mb']:>5.0f} MB)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -38,10 +38,17 @@ def main() -> None:
         tokenizer = Tokenizer.from_file(path)
         name = Path(path).parent.parent.name if Path(path).parent.name == "models" else Path(path).stem
         for variety in sorted({r.variety for r in records}):
-            lengths = np.array([len(tokenizer.encode(r.story, add_special_tokens=False).ids) + 1   # + EOS
-                                for r in records if r.variety == variety])
-            print(f"{name:<40} {variety:>7} {int(np.median(lengths)):>7} {int(np.percentile(lengths, 99)):>6} "
-                  f"{lengths.max():>6} {np.mean(lengths > 512):>7.0%} {np.mean(lengths > default):>10.0%}")
+            lengths = np.array(
+                [
+                    len(tokenizer.encode(r.story, add_special_tokens=False).ids) + 1  # + EOS
+                    for r in records
+                    if r.variety == variety
+                ]
+            )
+            print(
+                f"{name:<40} {variety:>7} {int(np.median(lengths)):>7} {int(np.percentile(lengths, 99)):>6} "
+                f"{lengths.max():>6} {np.mean(lengths > 512):>7.0%} {np.mean(lengths > default):>10.0%}"
+            )
 
 
 if __name__ == "__main__":

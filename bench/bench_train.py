@@ -24,8 +24,12 @@ from arastory.train.tiny import build_tiny_model
 
 def measure(model_path: str, quant_name: str, steps: int, batch_size: int) -> dict:
     model_cfg = OmegaConf.load(CONF_DIR / "model" / "tiny.yaml")
-    quant = instantiate(OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / f"{quant_name}.yaml"),
-                                        {"bnb_4bit_compute_dtype": "float32"} if quant_name == "nf4" else {}))
+    quant = instantiate(
+        OmegaConf.merge(
+            OmegaConf.load(CONF_DIR / "quant" / f"{quant_name}.yaml"),
+            {"bnb_4bit_compute_dtype": "float32"} if quant_name == "nf4" else {},
+        )
+    )
     peft_cfg = OmegaConf.load(CONF_DIR / "peft" / "lora.yaml")
     peft_cfg.target_modules = list(model_cfg.lora_target_modules)
     peft_cfg.modules_to_save = list(model_cfg.lora_modules_to_save)
@@ -46,8 +50,11 @@ def measure(model_path: str, quant_name: str, steps: int, batch_size: int) -> di
         if step >= 3:  # warm-up steps are not timed
             seconds += time.perf_counter() - start
             tokens += int(batch["attention_mask"].sum())
-    return {"quant": quant_name, "tokens_per_s": tokens / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "quant": quant_name,
+        "tokens_per_s": tokens / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -63,7 +70,9 @@ def main() -> None:
     print(f"{'config':<14}{'tokens/s':>12}{'ratio':>8}")
     for row in (baseline, qlora):
         print(f"{row['quant']:<14}{row['tokens_per_s']:>12.0f}{row['tokens_per_s'] / baseline['tokens_per_s']:>8.2f}")
-    print(f"peak RSS after both runs: {qlora['peak_rss_mb']:.0f} MB (tiny model; on a 7B base NF4 cuts weight memory ~4x)")
+    print(
+        f"peak RSS after both runs: {qlora['peak_rss_mb']:.0f} MB (tiny model; on a 7B base NF4 cuts weight memory ~4x)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,15 +22,30 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ARASTORY_CACHE", tempfile.mkdtemp(prefix="arastory-test-cache-"))
 
 # Small, fast settings for end-to-end runs of train.py (the real code path, just fewer steps).
-FAST_TRAIN = ["logger=csv", "data.synthetic.size=6", "data.translated.size=6", "batch_size=2", "data.max_length=160",
-              "strategy.stages.0.max_steps=3", "sample.max_new_tokens=8", "trainer.enable_progress_bar=false",
-              "trainer.log_every_n_steps=1"]
+FAST_TRAIN = [
+    "logger=csv",
+    "data.synthetic.size=6",
+    "data.translated.size=6",
+    "batch_size=2",
+    "data.max_length=160",
+    "strategy.stages.0.max_steps=3",
+    "sample.max_new_tokens=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
 
 
-def run_cli(args: list[str], cwd: Path = REPO, timeout: int = 600, check: bool = False,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
+def run_cli(
+    args: list[str], cwd: Path = REPO, timeout: int = 600, check: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

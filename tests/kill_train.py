@@ -41,6 +41,7 @@ def install(point: str) -> None:
         def on_train_batch_end(self, outputs, batch, batch_idx):
             if in_stage(self.trainer, stage) and self.trainer.global_step == int(step):
                 die()
+
         module.StoryLM.on_train_batch_end = on_train_batch_end
     elif kind == "validation":
         stage, epoch = params
@@ -51,6 +52,7 @@ def install(point: str) -> None:
             if trainer.state.fn == "fit" and in_stage(trainer, stage) and trainer.current_epoch == int(epoch):
                 die()
             return validation_step(self, *args, **kwargs)
+
         module.StoryLM.validation_step = killing_validation_step
     elif kind == "boundary":
         (stage,) = params
@@ -60,6 +62,7 @@ def install(point: str) -> None:
             if Path(prev_dir).name.startswith(f"{int(stage) - 1}_"):
                 die()
             return restore(model, prev_dir, *args)
+
         recipe.restore_previous_stage = killing_restore
     elif kind == "sampling":
         (n,) = params
@@ -70,6 +73,7 @@ def install(point: str) -> None:
             if len(calls) == int(n):
                 die()
             return stories(*args, **kwargs)
+
         generate.generate_batch = killing_batch
     else:
         raise SystemExit(f"unknown kill point {point!r}")
@@ -91,6 +95,7 @@ def train_then_die(point: str, run_dir: str, overrides: list[str] | None = None)
         from hydra import compose, initialize_config_dir
 
         from arastory.paths import CONF_DIR
+
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
     train(cfg, run_dir)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 @dataclass
@@ -21,8 +21,8 @@ class Reply:
     text: str = "ok"
     status: int = 200
     headers: dict = field(default_factory=dict)
-    delay: float = 0.0          # seconds to wait before answering (timeouts, concurrency)
-    raw: str | None = None      # a body sent as-is (malformed answers)
+    delay: float = 0.0  # seconds to wait before answering (timeouts, concurrency)
+    raw: str | None = None  # a body sent as-is (malformed answers)
     prompt_tokens: int = 10
     completion_tokens: int = 20
     finish_reason: str = "stop"  # "length": the answer was cut at max_tokens
@@ -110,10 +110,24 @@ class OpenAIServer(LocalJSONServer):
     def payload(self, reply: Reply, body: dict) -> bytes:
         if reply.status != 200:
             return json.dumps({"error": {"message": f"status {reply.status}", "type": "test"}}).encode()
-        return json.dumps({
-            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "test-model"),
-            "choices": [{"index": 0, "finish_reason": reply.finish_reason, "message": {"role": "assistant", "content": reply.text}}],
-            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                      "total_tokens": reply.prompt_tokens + reply.completion_tokens},
-        }, ensure_ascii=False).encode()
+        return json.dumps(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "test-model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": reply.finish_reason,
+                        "message": {"role": "assistant", "content": reply.text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": reply.prompt_tokens,
+                    "completion_tokens": reply.completion_tokens,
+                    "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+                },
+            },
+            ensure_ascii=False,
+        ).encode()

@@ -43,10 +43,11 @@ def test_each_command_help_shows_only_its_own_groups_with_their_comments(tmp_pat
         own, other = groups[name]
         assert f"  {own}" in out and f"  {other}" not in out, (name, out[:2000])
         assert "Config groups" in out and "Settings (override with key=value" in out and "hydra:" not in out, name
-    train_help = subprocess.run([sys.executable, "-m", "arastory.train", "--help"], capture_output=True, text=True,
-                                cwd=REPO, timeout=120).stdout
-    assert "   *direct      Model A (\"direct\"): one stage on the synthetic stories only." in train_help
-    assert "  batch_size: 4         # ours; the study used 1" in train_help   # the YAML's comments are kept
+    train_help = subprocess.run(
+        [sys.executable, "-m", "arastory.train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+    ).stdout
+    assert '   *direct      Model A ("direct"): one stage on the synthetic stories only.' in train_help
+    assert "  batch_size: 4         # ours; the study used 1" in train_help  # the YAML's comments are kept
     assert list(tmp_path.iterdir()) == [], "help writes nothing"
 
     script = Path(sys.executable).parent / "arastory"  # installed by `pip install -e .` ([project.scripts])

@@ -1,6 +1,5 @@
 """Config composition and fail-fast errors: every group option composes; bad values stop before any model is built."""
 
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -59,12 +58,15 @@ BAD = [
     (["model=gpt5"], "model: 'gpt5' is not one of:"),
     (["peft.r=0"], "peft.r: must be a positive integer, got 0"),
     (["optim.lr=-1"], "optim.lr: must be > 0, got -1"),
-    (["optim.lr=abc"], "optim.lr: must be a number, got abc"),   # Structured Config (OptimSettings)
+    (["optim.lr=abc"], "optim.lr: must be a number, got abc"),  # Structured Config (OptimSettings)
     (["optim.warmup_steps=-2"], "optim.warmup_steps: must be >= 0, got -2"),
     (["+optim.betas=[0.9,0.95]"], "optim.betas: is not an optim setting (one of: lr, weight_decay, warmup_steps,"),
     (["strategy.stages.0.data=wikipedia"], "strategy.stages[0].data: 'wikipedia' is not one of: synthetic, translated"),
     (["data.synthetic.size=0"], "data.synthetic.size: must be a positive integer or null, got 0"),
-    (["model.name_or_path=/nonexistent/model"], "model.name_or_path: '/nonexistent/model' is neither an existing local path"),
+    (
+        ["model.name_or_path=/nonexistent/model"],
+        "model.name_or_path: '/nonexistent/model' is neither an existing local path",
+    ),
     (["data.synthetic.path=/nonexistent.jsonl"], "data.synthetic.path: '/nonexistent.jsonl' does not exist"),
     (["resume=/nonexistent/run"], "resume: '/nonexistent/run' is not a run dir"),
 ]
@@ -84,10 +86,16 @@ def test_bad_config_fails_fast_with_one_line(overrides, message, tmp_path):
 def test_empty_selection_fails_before_model(tmp_path):
     empty = tmp_path / "egy_only.jsonl"
     from arastory.data.bundled import story_file
+
     empty.write_text(story_file("egy").read_text(encoding="utf-8"), encoding="utf-8")
-    proc = run_cli(["train.py", *FAST_TRAIN, f"data.synthetic.path={empty}", "dialect=mor", f"hydra.run.dir={tmp_path}/run"])
+    proc = run_cli(
+        ["train.py", *FAST_TRAIN, f"data.synthetic.path={empty}", "dialect=mor", f"hydra.run.dir={tmp_path}/run"]
+    )
     assert proc.returncode == 2
-    assert "config error: data.synthetic: no training examples left for dialect=mor" in proc.stderr.strip().splitlines()[-1]
+    assert (
+        "config error: data.synthetic: no training examples left for dialect=mor"
+        in proc.stderr.strip().splitlines()[-1]
+    )
 
 
 def test_wandb_runs_are_named_grouped_and_tagged_by_strategy_dialect_experiment():
@@ -102,7 +110,9 @@ def test_wandb_runs_are_named_grouped_and_tagged_by_strategy_dialect_experiment(
 def test_override_check_knows_each_entry_points_own_groups(capsys):
     from arastory.cli import check_overrides
 
-    check_overrides(["prompts=outputs/eval/a/prompts.jsonl", "judge=none"], "evaluate")  # `prompts` is a plain key there
+    check_overrides(
+        ["prompts=outputs/eval/a/prompts.jsonl", "judge=none"], "evaluate"
+    )  # `prompts` is a plain key there
     with pytest.raises(SystemExit) as exit_info:
         check_overrides(["judge=gpt5"], "evaluate")
     assert exit_info.value.code == 2

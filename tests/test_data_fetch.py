@@ -40,8 +40,8 @@ class FileServer:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                if name in server.cut:   # the connection drops mid-body, once
-                    self.wfile.write(body[start:start + server.cut.pop(name)])
+                if name in server.cut:  # the connection drops mid-body, once
+                    self.wfile.write(body[start : start + server.cut.pop(name)])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -67,13 +67,21 @@ def pinned(name: str, body: bytes) -> PinnedFile:
 @pytest.fixture
 def tiny_release(monkeypatch):
     """A two-file release in the released CSV format, pinned the same way as the real one."""
-    def csv(prompt: str, story: str, rows: int) -> bytes:   # many stories of ordinary length, as released
+
+    def csv(prompt: str, story: str, rows: int) -> bytes:  # many stories of ordinary length, as released
         return (",Prompt,Story\n" + "".join(f"{i},{prompt} {i},{story * 20}{i}\n" for i in range(rows))).encode()
 
-    files = {"Formatted-Egyptian-prompts-stories-for-fine-tuning.csv": csv("اكتب قصة", "كان فيه ولد صغير. ", 200),
-             "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv": csv("كتب قصة", "كان واحد الدري. ", 150)}
-    release = Release("arastories", "https://example.invalid/unused", tuple(pinned(n, b) for n, b in files.items()),
-                      "MIT", "https://example.invalid")
+    files = {
+        "Formatted-Egyptian-prompts-stories-for-fine-tuning.csv": csv("اكتب قصة", "كان فيه ولد صغير. ", 200),
+        "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv": csv("كتب قصة", "كان واحد الدري. ", 150),
+    }
+    release = Release(
+        "arastories",
+        "https://example.invalid/unused",
+        tuple(pinned(n, b) for n, b in files.items()),
+        "MIT",
+        "https://example.invalid",
+    )
     monkeypatch.setitem(fetch_module.RELEASES, "arastories", release)
     return files
 
@@ -81,8 +89,11 @@ def tiny_release(monkeypatch):
 def test_an_interrupted_download_resumes_with_a_range_request(tmp_path, tiny_release):
     egy = "Formatted-Egyptian-prompts-stories-for-fine-tuning.csv"
     with FileServer(tiny_release, cut={egy: 20_000}) as server:
-        with pytest.raises(DownloadError, match=rf"{egy}: .* after 20000 of {len(tiny_release[egy])} bytes; "
-                                                rf"{egy}.part is kept and the next run resumes it"):
+        with pytest.raises(
+            DownloadError,
+            match=rf"{egy}: .* after 20000 of {len(tiny_release[egy])} bytes; "
+            rf"{egy}.part is kept and the next run resumes it",
+        ):
             fetch("arastories", tmp_path, base_url=server.base_url, progress=False)
         assert (tmp_path / f"{egy}.part").stat().st_size == 20_000 and not (tmp_path / egy).exists()
         done = fetch("arastories", tmp_path, base_url=server.base_url, progress=False)
@@ -93,10 +104,13 @@ def test_an_interrupted_download_resumes_with_a_range_request(tmp_path, tiny_rel
         sums = (tmp_path / "SHA256SUMS").read_text().splitlines()
         assert sums == [f"{sha256_of(tmp_path / n)}  {n}" for n in tiny_release]
         asked = len(server.requests)
-        assert set(fetch("arastories", tmp_path, base_url=server.base_url, progress=False).values()) == {"already verified"}
+        assert set(fetch("arastories", tmp_path, base_url=server.base_url, progress=False).values()) == {
+            "already verified"
+        }
         assert len(server.requests) == asked, "verified files are not downloaded again"
 
-    from arastory.data.readers import read_stories   # the format `data=arastories` / `dialect_id=released` read
+    from arastory.data.readers import read_stories  # the format `data=arastories` / `dialect_id=released` read
+
     assert {r.variety for r in read_stories(tmp_path)} == {"egy", "mor"}
 
 
@@ -113,16 +127,27 @@ def test_the_cli_checks_the_real_pins_and_says_what_is_wrong(tmp_path, released_
     """The copies in ../shared are a subset of the release (846/850/850 of 996/1000/1000 rows): refused as such."""
     files = {p.name: p.read_bytes() for p in released_dir.glob("*.csv")}
     with FileServer(files) as server:
-        proc = run_cli(["-m", "arastory.data", "fetch", "arastories", f"out={tmp_path}", f"base_url={server.base_url}",
-                        "progress=false"])
+        proc = run_cli(
+            [
+                "-m",
+                "arastory.data",
+                "fetch",
+                "arastories",
+                f"out={tmp_path}",
+                f"base_url={server.base_url}",
+                "progress=false",
+            ]
+        )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("data error: ") and "checksum mismatch: size" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*.csv*"))
-    for args, message in ((["fetch", "other", f"out={tmp_path}"], "config error: dataset: 'other' is not one of: arastories"),
-                          (["fetch", "arastories"], "config error: out: where to put the files? out=<dir>"),
-                          (["get", "arastories", f"out={tmp_path}"], "usage: python -m arastory.data fetch <dataset>")):
+    for args, message in (
+        (["fetch", "other", f"out={tmp_path}"], "config error: dataset: 'other' is not one of: arastories"),
+        (["fetch", "arastories"], "config error: out: where to put the files? out=<dir>"),
+        (["get", "arastories", f"out={tmp_path}"], "usage: python -m arastory.data fetch <dataset>"),
+    ):
         proc = run_cli(["-m", "arastory.data", *args])
         assert proc.returncode == 2 and proc.stderr.strip().startswith(message), proc.stderr
-    with FileServer({}) as server:   # nothing there: a download error, exit 1 (rerun to retry)
+    with FileServer({}) as server:  # nothing there: a download error, exit 1 (rerun to retry)
         proc = run_cli(["-m", "arastory.data", "fetch", "arastories", f"out={tmp_path}", f"base_url={server.base_url}"])
     assert proc.returncode == 1 and "download error:" in proc.stderr and "HTTP 404" in proc.stderr

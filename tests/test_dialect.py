@@ -22,7 +22,7 @@ def split_released(released_dir, per_variety: int = 100, held_out: int = 200, se
         records = sorted(records, key=lambda r: r.id)
         rng.shuffle(records)
         train += records[:per_variety]
-        test += records[per_variety:per_variety + held_out]
+        test += records[per_variety : per_variety + held_out]
     return train, test
 
 
@@ -31,17 +31,17 @@ def test_classifier_trained_on_part_of_the_release_labels_held_out_stories(relea
     train, test = split_released(released_dir)
     model = DialectClassifier().fit(train)
     predicted = model.predict([r.story for r in test])
-    accuracy = sum(p == r.variety for p, r in zip(predicted, test)) / len(test)
+    accuracy = sum(p == r.variety for p, r in zip(predicted, test, strict=False)) / len(test)
     assert len(test) == 600 and accuracy >= 0.95, accuracy
-    for variety in ("msa", "egy", "mor"):   # and per variety, not only on average
-        pairs = [(p, r) for p, r in zip(predicted, test) if r.variety == variety]
+    for variety in ("msa", "egy", "mor"):  # and per variety, not only on average
+        pairs = [(p, r) for p, r in zip(predicted, test, strict=False) if r.variety == variety]
         assert sum(p == r.variety for p, r in pairs) / len(pairs) >= 0.9, variety
 
     egy_story = next(r.story for r in test if r.variety == "egy" and "مش" in r.story.split())
     analysis = model.analyze(egy_story, "egy")
     assert analysis.predicted == "egy" and abs(sum(analysis.probabilities.values()) - 1) < 1e-3
     assert analysis.dialect_share > 0.5 and "مش" in analysis.markers["egy"]
-    assert model.analyze(egy_story, "msa").dialect_share < 0.5   # the share is of sentences in the *target*
+    assert model.analyze(egy_story, "msa").dialect_share < 0.5  # the share is of sentences in the *target*
 
 
 def test_training_text_is_configurable(tmp_path, released_dir):
@@ -49,11 +49,17 @@ def test_training_text_is_configurable(tmp_path, released_dir):
     egy_txt.write_text("الولد ده مش عايز يروح المدرسة النهارده\n\nعشان كده قعد في البيت\n", encoding="utf-8")
     mor_txt.write_text("الدري بغا يمشي للمدرسة دابا\nهاد الشي زوين بزاف\n", encoding="utf-8")
     records = training_records({"egy": str(egy_txt), "mor": str(mor_txt)})
-    assert [(r.variety, r.story) for r in records][:2] == [("egy", "الولد ده مش عايز يروح المدرسة النهارده"),
-                                                            ("egy", "عشان كده قعد في البيت")]
+    assert [(r.variety, r.story) for r in records][:2] == [
+        ("egy", "الولد ده مش عايز يروح المدرسة النهارده"),
+        ("egy", "عشان كده قعد في البيت"),
+    ]
     assert len(records) == 4 and records[-1].variety == "mor"
     mixed = training_records(["bundled", str(released_dir / "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv")])
-    assert len(mixed) == 3 * 64 + len(bundled_text_documents()) + 850 and {r.variety for r in mixed} == {"msa", "egy", "mor"}
+    assert len(mixed) == 3 * 64 + len(bundled_text_documents()) + 850 and {r.variety for r in mixed} == {
+        "msa",
+        "egy",
+        "mor",
+    }
     with pytest.raises(DataError, match=r"missing\.txt: file not found"):
         training_records({"egy": str(tmp_path / "missing.txt")})
 
@@ -65,10 +71,10 @@ def test_classifier_is_cached_by_data_and_params(released_dir):
     made = set((cache_dir() / "dialect").glob("*.joblib")) - before
     assert len(made) == 1
     again = load_or_train(train, ngram_range=(2, 4), max_features=20_000)
-    assert set((cache_dir() / "dialect").glob("*.joblib")) - before == made   # loaded, not retrained
+    assert set((cache_dir() / "dialect").glob("*.joblib")) - before == made  # loaded, not retrained
     assert again.predict([train[0].story]) == first.predict([train[0].story])
     load_or_train(train, ngram_range=(2, 4), max_features=10_000)
-    assert len(set((cache_dir() / "dialect").glob("*.joblib")) - before) == 2   # new params, new model
+    assert len(set((cache_dir() / "dialect").glob("*.joblib")) - before) == 2  # new params, new model
 
 
 def test_bundled_identifier_knows_the_three_varieties():
@@ -94,13 +100,17 @@ def test_lexicon_reads_moroccan_morphology_and_not_msa_look_alikes():
     from arastory.dialect.lexicon import GROUPS, lexicon_features, lexicon_words
 
     def distinct(text):
-        return dict(zip(GROUPS, lexicon_features(text)[0::2]))
+        return dict(zip(GROUPS, lexicon_features(text)[0::2], strict=False))
 
-    moroccan = "قال الولد لأمه: نبغيك تجي معايا، الطفلة كيعانقو باباها وكتسناه، وتايلعب الولد، ماكيعرفش علاش طاحت الكرة."
+    moroccan = (
+        "قال الولد لأمه: نبغيك تجي معايا، الطفلة كيعانقو باباها وكتسناه، وتايلعب الولد، ماكيعرفش علاش طاحت الكرة."
+    )
     found = lexicon_words(moroccan)
     assert {"كيعانقو", "وتايلعب", "نبغيك", "علاش", "طاحت"} <= set(found["mor"]), found
     assert "ماكيعرفش" in found["dialect"] and not found["egy"], found
     assert distinct(moroccan)["mor"] > 0 and distinct(moroccan)["dialect"] > 0
-    msa = ("كيف حالك؟ كان الكيميائي يزن كيلوغرامًا من السكر، ثم وضع الكيكة في كيسها، وكنت أكتب كتابًا عن كيان الأسرة "
-           "وعن كتلة الجليد، وكيف كانت وكيلتها ووكيلها، وماذا فعل الماريشال حين رأى النقوش المدهشة.")
+    msa = (
+        "كيف حالك؟ كان الكيميائي يزن كيلوغرامًا من السكر، ثم وضع الكيكة في كيسها، وكنت أكتب كتابًا عن كيان الأسرة "
+        "وعن كتلة الجليد، وكيف كانت وكيلتها ووكيلها، وماذا فعل الماريشال حين رأى النقوش المدهشة."
+    )
     assert not any(lexicon_words(msa).values()) and not any(distinct(msa).values())

@@ -34,7 +34,7 @@ def test_the_default_classifier_and_gate_hold_up_on_released_stories(released_re
     assert accuracy["msa"] >= 0.99 and accuracy["egy"] >= 0.97 and accuracy["mor"] >= 0.94, accuracy
     gate = report["gate"]
     assert gate["false_reject"]["egy"] <= 0.08 and gate["false_reject"]["mor"] <= 0.08, gate
-    assert gate["false_accept"]["egy"] <= 0.05 and gate["false_accept"]["mor"] <= 0.05, gate   # MSA offered as dialect
+    assert gate["false_accept"]["egy"] <= 0.05 and gate["false_accept"]["mor"] <= 0.05, gate  # MSA offered as dialect
     assert gate["thresholds"] == OmegaConf.load(CONF_DIR / "dialect_id" / "ngram.yaml")["thresholds"]
     assert report["calibration"]["ece"] < 0.05 and 0 <= report["calibration"]["brier"] < 0.2
     assert np.array(report["confusion"]["matrix"]).sum() == 2546
@@ -42,7 +42,9 @@ def test_the_default_classifier_and_gate_hold_up_on_released_stories(released_re
     assert 0.1 < report["drift"]["mor"]["mean"] < 0.5 and sum(report["drift"]["egy"]["histogram"]["counts"]) == 850
     # Stories without a single dialect word bound what any dialect identifier can reach.
     assert report["no_dialect_words"]["mor"]["share"] < 1 - accuracy["mor"] + 0.01
-    assert {"confusion_matrix.png", "calibration.png", "gate_tradeoff.png", "drift.png"} <= {p.name for p in out.iterdir()}
+    assert {"confusion_matrix.png", "calibration.png", "gate_tradeoff.png", "drift.png"} <= {
+        p.name for p in out.iterdir()
+    }
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == 2546 and {"probabilities", "msa_share", "gate_kept"} <= set(rows[0])
     assert "accuracy: msa" in stdout and "false reject" in stdout
@@ -64,8 +66,17 @@ def trained(tmp_path_factory):
     train = [r for v in ("msa", "egy", "mor") for r in [s for s in stories if s.variety == v][:24]]
     held = [r for v in ("msa", "egy", "mor") for r in [s for s in stories if s.variety == v][24:30]]
     write_jsonl(work / "train.jsonl", [r.to_dict() for r in train])
-    proc = run_cli(["-m", "arastory.dialect", "train", f"source={work / 'train.jsonl'}", f"out={work / 'model'}",
-                    "cv_folds=2", "progress=false"])
+    proc = run_cli(
+        [
+            "-m",
+            "arastory.dialect",
+            "train",
+            f"source={work / 'train.jsonl'}",
+            f"out={work / 'model'}",
+            "cv_folds=2",
+            "progress=false",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, held, proc.stdout
 
@@ -87,11 +98,19 @@ def test_a_saved_classifier_serves_evaluate_the_gate_and_evaluation_metrics(trai
     work, held, _ = trained
     path = work / "model" / "model.joblib"
     write_jsonl(tmp_path / "held.jsonl", [r.to_dict() for r in held if r.variety != "mor"])
-    write_released_csv(tmp_path / "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv",
-                       [r for r in held if r.variety == "mor"])
-    proc = run_cli(["-m", "arastory.dialect", "evaluate", f"input=[{tmp_path / 'held.jsonl'},"
-                    f"{tmp_path / 'Formatted-Moroccan-prompts-stories-for-fine-tuning.csv'}]",
-                    f"dialect_id.path={path}", f"out={tmp_path / 'eval'}"])
+    write_released_csv(
+        tmp_path / "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv", [r for r in held if r.variety == "mor"]
+    )
+    proc = run_cli(
+        [
+            "-m",
+            "arastory.dialect",
+            "evaluate",
+            f"input=[{tmp_path / 'held.jsonl'},{tmp_path / 'Formatted-Moroccan-prompts-stories-for-fine-tuning.csv'}]",
+            f"dialect_id.path={path}",
+            f"out={tmp_path / 'eval'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     saved = DialectClassifier.load(path)
@@ -99,13 +118,18 @@ def test_a_saved_classifier_serves_evaluate_the_gate_and_evaluation_metrics(trai
     assert report["gate"]["thresholds"] == saved.thresholds and report["identifier"]["training"]["documents"] == 72
 
     from arastory.synthesize.run import build_gates
+
     gates = build_gates(compose_synth(["variety=mor", f"dialect_id.path={path}"]))()
     assert gates.identifier.thresholds == saved.thresholds and gates.threshold("mor") == saved.thresholds["mor"]
     mor_story = next(r.story for r in held if r.variety == "mor")
-    assert gates.check("a", mor_story, "mor").checks["dialect"]["probabilities"] == saved.analyze(mor_story, "mor").probabilities
+    assert (
+        gates.check("a", mor_story, "mor").checks["dialect"]["probabilities"]
+        == saved.analyze(mor_story, "mor").probabilities
+    )
 
     from arastory.dialect.identify import metrics_identifier
     from arastory.evaluate.metrics import dialect_drift, story_metrics
+
     metrics_cfg = OmegaConf.load(CONF_DIR / "evaluate.yaml").metrics
     metrics_cfg.dialect_id.path = str(path)
     classifier = metrics_identifier(metrics_cfg)
@@ -120,24 +144,38 @@ def test_bad_input_is_one_line(tmp_path):
     (tmp_path / "stories.csv").write_text(",Prompt,Story\n0,a,b\n", encoding="utf-8")
     write_jsonl(tmp_path / "ok.jsonl", [load_bundled_stories()[0].to_dict()])
     cases = [
-        (["evaluate", f"input={tmp_path / 'stories.csv'}"], "data error: ", "cannot tell the variety from the file name"),
+        (
+            ["evaluate", f"input={tmp_path / 'stories.csv'}"],
+            "data error: ",
+            "cannot tell the variety from the file name",
+        ),
         (["evaluate", f"input={tmp_path / 'nothing.jsonl'}"], "data error: ", "nothing.jsonl: file not found"),
-        (["evaluate", f"input={tmp_path / 'ok.jsonl'}", f"dialect_id.path={tmp_path / 'none.joblib'}"], "data error: ",
-         "none.joblib: no saved dialect classifier here"),
+        (
+            ["evaluate", f"input={tmp_path / 'ok.jsonl'}", f"dialect_id.path={tmp_path / 'none.joblib'}"],
+            "data error: ",
+            "none.joblib: no saved dialect classifier here",
+        ),
         (["evaluate"], "config error: input: ", "which labelled stories?"),
         (["train", f"source={tmp_path / 'stories.csv'}", "cv_folds=1"], "data error: ", "cannot tell the variety"),
         (["score"], "usage: python -m arastory.dialect evaluate", ""),
     ]
     for args, start, part in cases:
         proc = run_cli(["-m", "arastory.dialect", *args, f"out={tmp_path / 'out'}"])
-        assert proc.returncode == 2 and proc.stderr.strip().startswith(start) and part in proc.stderr, (args, proc.stderr)
+        assert proc.returncode == 2 and proc.stderr.strip().startswith(start) and part in proc.stderr, (
+            args,
+            proc.stderr,
+        )
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_thresholds_sit_between_the_held_out_stories_of_both_kinds():
-    held = [HeldOut(f"e{i}", "egy", "original", {"egy": p, "mor": 0.0, "msa": 1 - p}) for i, p in enumerate([0.9, 0.8, 0.6])]
-    held += [HeldOut(f"m{i}", "msa", "original", {"egy": p, "mor": 0.0, "msa": 1 - p}) for i, p in enumerate([0.05, 0.2])]
+    held = [
+        HeldOut(f"e{i}", "egy", "original", {"egy": p, "mor": 0.0, "msa": 1 - p}) for i, p in enumerate([0.9, 0.8, 0.6])
+    ]
+    held += [
+        HeldOut(f"m{i}", "msa", "original", {"egy": p, "mor": 0.0, "msa": 1 - p}) for i, p in enumerate([0.05, 0.2])
+    ]
     # Every threshold in (0.20, 0.60] separates them; the smoothed error picks the one farthest from both sides.
     assert choose_thresholds(held, ["egy"])["egy"] in (0.4, 0.41)
-    drifted = held + [HeldOut("e9", "egy", "drift0.7", {"egy": 0.3, "mor": 0.0, "msa": 0.7})]
-    assert 0.2 < choose_thresholds(drifted, ["egy"])["egy"] <= 0.3   # a drifted genuine story at 0.3 pulls it down
+    drifted = [*held, HeldOut("e9", "egy", "drift0.7", {"egy": 0.3, "mor": 0.0, "msa": 0.7})]
+    assert 0.2 < choose_thresholds(drifted, ["egy"])["egy"] <= 0.3  # a drifted genuine story at 0.3 pulls it down

@@ -19,8 +19,14 @@ from tests.markdown import table_rows
 CRITERIA = ["fluency", "coherence", "instruction_following", "consistency", "variety"]
 VARIETIES = ["egy", "msa"]
 PROMPTS = [f"prompt-{v}-{i:06d}" for v in VARIETIES for i in range(12)]
-JUDGE = {"backend": "openai", "endpoint": "https://api.openai.com/v1", "model": "test-judge", "rubric": "r1",
-         "params": {"temperature": 0.0, "max_tokens": 300}, "key": "judge-key-1"}
+JUDGE = {
+    "backend": "openai",
+    "endpoint": "https://api.openai.com/v1",
+    "model": "test-judge",
+    "rubric": "r1",
+    "params": {"temperature": 0.0, "max_tokens": 300},
+    "key": "judge-key-1",
+}
 
 
 def prompt_text(pid: str, seed_of_prompts: int = 0) -> str:
@@ -28,8 +34,18 @@ def prompt_text(pid: str, seed_of_prompts: int = 0) -> str:
     return f"اكتب قصة رقم {pid.split('-')[-1]} من المجموعة {seed_of_prompts}"
 
 
-def write_eval(path, system, config, quality, seed, prompts=PROMPTS, judge=JUDGE, prompt_seed=0, unreadable=0.0,
-               val_fingerprint=None):
+def write_eval(
+    path,
+    system,
+    config,
+    quality,
+    seed,
+    prompts=PROMPTS,
+    judge=JUDGE,
+    prompt_seed=0,
+    unreadable=0.0,
+    val_fingerprint=None,
+):
     """An eval dir as the pipeline writes it: generations, judgments (some unreadable) and a scores.json of them."""
     rng = random.Random(seed)
     generations, judgments = [], []
@@ -37,36 +53,74 @@ def write_eval(path, system, config, quality, seed, prompts=PROMPTS, judge=JUDGE
         variety = pid.split("-")[1]
         text = prompt_text(pid, prompt_seed)
         words = [f"w{rng.randrange(40)}" for _ in range(30)]
-        generations.append({"id": pid, "system": system, "variety": variety, "prompt": text, "features": {},
-                            "story": " ".join(words), "meta": {}})
+        generations.append(
+            {
+                "id": pid,
+                "system": system,
+                "variety": variety,
+                "prompt": text,
+                "features": {},
+                "story": " ".join(words),
+                "meta": {},
+            }
+        )
         criteria = {c: max(1, min(5, round(quality + rng.gauss(0, 0.8)))) for c in CRITERIA}
         if rng.random() < unreadable:
             criteria = None
-        judgments.append({"id": f"{system}/{pid}", "system": system, "prompt_id": pid, "variety": variety,
-                          "prompt_key": prompt_key(variety, text), "criteria": criteria, "raw": ["{}"],
-                          "judge": judge["model"], "judge_key": judge["key"], "attempts": 1})
+        judgments.append(
+            {
+                "id": f"{system}/{pid}",
+                "system": system,
+                "prompt_id": pid,
+                "variety": variety,
+                "prompt_key": prompt_key(variety, text),
+                "criteria": criteria,
+                "raw": ["{}"],
+                "judge": judge["model"],
+                "judge_key": judge["key"],
+                "attempts": 1,
+            }
+        )
     metric_rows = [{"variety": j["variety"], "dialect_correct": int(rng.random() < quality / 5)} for j in judgments]
     atomic_write_jsonl(path / "generations.jsonl", generations)
     atomic_write_jsonl(path / "judgments.jsonl", judgments)
     scored = [j for j in judgments if j["criteria"]]
-    atomic_write_json(path / "scores.json", {
-        "system": system, "run": None if config is None else f"outputs/train/{system}", "config": config,
-        "n_prompts": len(prompts), "n_judged": len(scored), "judge_model": judge["model"],
-        "sampling": {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 2048, "do_sample": True},
-        "provenance": {"generation": {"prompts": {"hash": f"prompts-{prompt_seed}-{len(prompts)}"}}, "judge": judge},
-        "val_fingerprint": val_fingerprint,
-        # grouped under another key: "variety" is also a criterion and would overwrite the group
-        "judge": summarize([{"group": j["variety"], **j["criteria"]} for j in scored], "group", CRITERIA),
-        "metrics": summarize(metric_rows, "variety", ["dialect_correct"], rates=["dialect_correct"]),
-        "corpus_metrics": {}, "diversity": {"subsample": 50, "repeats": 200},
-        "perplexity": None if config is None else {v: 20.0 - quality for v in VARIETIES},
-        "bits_per_char": None if config is None else {v: 2.0 - quality / 10 for v in VARIETIES}})
+    atomic_write_json(
+        path / "scores.json",
+        {
+            "system": system,
+            "run": None if config is None else f"outputs/train/{system}",
+            "config": config,
+            "n_prompts": len(prompts),
+            "n_judged": len(scored),
+            "judge_model": judge["model"],
+            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 2048, "do_sample": True},
+            "provenance": {
+                "generation": {"prompts": {"hash": f"prompts-{prompt_seed}-{len(prompts)}"}},
+                "judge": judge,
+            },
+            "val_fingerprint": val_fingerprint,
+            # grouped under another key: "variety" is also a criterion and would overwrite the group
+            "judge": summarize([{"group": j["variety"], **j["criteria"]} for j in scored], "group", CRITERIA),
+            "metrics": summarize(metric_rows, "variety", ["dialect_correct"], rates=["dialect_correct"]),
+            "corpus_metrics": {},
+            "diversity": {"subsample": 50, "repeats": 200},
+            "perplexity": None if config is None else dict.fromkeys(VARIETIES, 20.0 - quality),
+            "bits_per_char": None if config is None else dict.fromkeys(VARIETIES, 2.0 - quality / 10),
+        },
+    )
     return judgments
 
 
 def config(strategy, threshold, size=40):
-    return {"strategy": strategy, "dialect": "all", "model": "tiny", "filter_threshold": threshold,
-            "synthetic_size": size, "translated_size": 100}
+    return {
+        "strategy": strategy,
+        "dialect": "all",
+        "model": "tiny",
+        "filter_threshold": threshold,
+        "synthetic_size": size,
+        "translated_size": 100,
+    }
 
 
 @pytest.fixture()
@@ -97,34 +151,51 @@ def test_sweep_table_plots_and_pairs(sweep, tmp_path):
     # per eval and variety: 5 criteria + 1 metric + 3 diversity metrics + perplexity + bits/char
     assert len(rows) == result["rows"] == 4 * 2 * (5 + 1 + 3 + 1 + 1)
     scores = json.loads((root / "1" / "scores.json").read_text())
-    cell = [r for r in rows if r["filter_threshold"] == "0.92" and r["strategy"] == "sequential"
-            and r["variety"] == "egy" and r["kind"] == "judge" and r["name"] == "coherence"]
+    cell = [
+        r
+        for r in rows
+        if r["filter_threshold"] == "0.92"
+        and r["strategy"] == "sequential"
+        and r["variety"] == "egy"
+        and r["kind"] == "judge"
+        and r["name"] == "coherence"
+    ]
     assert len(cell) == 1 and cell[0]["judge"] == "test-judge @ https://api.openai.com/v1" and cell[0]["rubric"] == "r1"
     expected = scores["judge"]["egy"]["coherence"]
     assert float(cell[0]["mean"]) == pytest.approx(expected["mean"])
     assert float(cell[0]["ci_low"]) == pytest.approx(expected["ci_low"])
     assert int(cell[0]["n"]) == 12
     diversity = [r for r in rows if r["kind"] == "corpus" and r["name"] == "self_bleu"]
-    assert len(diversity) == 8 and all(r["n"] == "10" and float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"])
-                                       for r in diversity)
+    assert len(diversity) == 8 and all(
+        r["n"] == "10" and float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"]) for r in diversity
+    )
 
     # threshold and strategy vary; dataset sizes do not
     plots = sorted(p.split("/")[-1] for p in result["files"]["plots"])
     assert plots == ["direct_vs_sequential.png", "score_vs_filter_threshold.png"]
     for name in plots:
         image = mpimg.imread(out / name)
-        assert image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 0.01   # a drawn figure, not blank
+        assert image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 0.01  # a drawn figure, not blank
 
     markdown = (out / "compare.md").read_text()
     assert "## Judge scores (1-5)" in markdown and "## Paired comparisons (identical prompts, same judge)" in markdown
     assert "![score_vs_filter_threshold](score_vs_filter_threshold.png)" in markdown
-    assert ["test-judge @ https://api.openai.com/v1", "r1", "T=0.7, top_p=0.95, max 2048", "prompts-0-24", "24",
-            "24"] in [row[-6:] for row in table_rows(markdown)]
+    assert [
+        "test-judge @ https://api.openai.com/v1",
+        "r1",
+        "T=0.7, top_p=0.95, max 2048",
+        "prompts-0-24",
+        "24",
+        "24",
+    ] in [row[-6:] for row in table_rows(markdown)]
 
     # 6 pairs x (2 varieties + pooled) x 5 criteria, each equal to a direct paired comparison on identical prompts
     assert len(result["paired"]) == 6 * 3 * 5
-    first = [p for p in result["paired"] if p["variety"] == "msa" and p["criterion"] == "fluency"
-             and p["a"] == names[0] and p["b"] == names[1]][0]
+    first = next(
+        p
+        for p in result["paired"]
+        if p["variety"] == "msa" and p["criterion"] == "fluency" and p["a"] == names[0] and p["b"] == names[1]
+    )
     a = {j["prompt_key"]: j["criteria"]["fluency"] for j in judged[0] if j["variety"] == "msa"}
     b = {j["prompt_key"]: j["criteria"]["fluency"] for j in judged[1] if j["variety"] == "msa"}
     assert first["n_pairs"] == 12 and {k: first[k] for k in paired_comparison(a, b)} == paired_comparison(a, b)
@@ -136,7 +207,7 @@ def test_sweep_table_plots_and_pairs(sweep, tmp_path):
 def test_size_sweep_plot_and_baselines_without_config(tmp_path):
     for size in (20, 40, 57):
         write_eval(tmp_path / "evals" / f"size{size}", f"direct-{size}", config("direct", None, size), 3.0, seed=size)
-    write_eval(tmp_path / "evals" / "gpt35", "gpt-3.5-turbo", None, 3.9, seed=9)   # an API baseline: no train config
+    write_eval(tmp_path / "evals" / "gpt35", "gpt-3.5-turbo", None, 3.9, seed=9)  # an API baseline: no train config
     result = compare_evaluations([str(tmp_path / "evals")], tmp_path / "cmp")
     assert [p.split("/")[-1] for p in result["files"]["plots"]] == ["score_vs_synthetic_size.png"]
     rows = read_csv(tmp_path / "cmp" / "compare.csv")
@@ -161,8 +232,8 @@ def test_pairs_only_the_shared_prompts_and_says_how_many(tmp_path):
     write_eval(tmp_path / "a", "sys-a", None, 3.0, seed=1, prompts=PROMPTS[:18])
     write_eval(tmp_path / "b", "sys-b", None, 3.0, seed=2, prompts=PROMPTS[6:])
     result = compare_evaluations([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "cmp")
-    pooled = [p for p in result["paired"] if p["variety"] == "all" and p["criterion"] == "fluency"][0]
-    assert pooled["n_pairs"] == 12                    # prompts 6..17 of 24
+    pooled = next(p for p in result["paired"] if p["variety"] == "all" and p["criterion"] == "fluency")
+    assert pooled["n_pairs"] == 12  # prompts 6..17 of 24
 
 
 def test_different_judges_are_flagged_not_paired_and_refused_when_strict(tmp_path):
@@ -196,9 +267,11 @@ def test_compare_over_evals_with_30_percent_unreadable_answers_exits_0_with_coun
     for name in ("a", "b"):
         missing = sum(j["criteria"] is None for j in judged[name])
         assert 0.15 * 24 <= missing <= 0.45 * 24
-        assert result["unreadable"][f"sys-{name}"] == {c: missing for c in CRITERIA}
-    pooled = [p for p in result["paired"] if p["variety"] == "all" and p["criterion"] == "coherence"][0]
-    both = {j["prompt_key"] for j in judged["a"] if j["criteria"]} & {j["prompt_key"] for j in judged["b"] if j["criteria"]}
+        assert result["unreadable"][f"sys-{name}"] == dict.fromkeys(CRITERIA, missing)
+    pooled = next(p for p in result["paired"] if p["variety"] == "all" and p["criterion"] == "coherence")
+    both = {j["prompt_key"] for j in judged["a"] if j["criteria"]} & {
+        j["prompt_key"] for j in judged["b"] if j["criteria"]
+    }
     assert pooled["n_pairs"] == len(both)
     assert "## Unreadable judge answers" in (tmp_path / "cmp" / "compare.md").read_text()
 
@@ -207,7 +280,7 @@ def test_diversity_needs_enough_stories(tmp_path):
     write_eval(tmp_path / "a", "sys-a", None, 3.0, seed=1)
     result = compare_evaluations([str(tmp_path / "a")], tmp_path / "cmp", diversity_subsample=20)
     rows = [r for r in read_csv(tmp_path / "cmp" / "compare.csv") if r["kind"] == "corpus"]
-    assert rows and all(r["mean"] == "" for r in rows)            # 12 stories per variety < 20
+    assert rows and all(r["mean"] == "" for r in rows)  # 12 stories per variety < 20
     assert any("fewer than 20 stories" in note for note in result["notes"])
 
 
@@ -230,7 +303,9 @@ def test_judgments_left_by_an_earlier_run_do_not_count_for_an_eval_without_a_jud
     write_eval(tmp_path / "a", "sys-a", None, 3.0, seed=1)
     write_eval(tmp_path / "b", "sys-b", None, 3.0, seed=2)
     scores = json.loads((tmp_path / "b" / "scores.json").read_text())
-    scores.update(judge={}, judge_model=None, provenance={**scores["provenance"], "judge": None})   # rerun with judge=none
+    scores.update(
+        judge={}, judge_model=None, provenance={**scores["provenance"], "judge": None}
+    )  # rerun with judge=none
     atomic_write_json(tmp_path / "b" / "scores.json", scores)
     result = compare_evaluations([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "cmp")
     assert result["paired"] == [] and list(result["unreadable"]) == ["sys-a"]

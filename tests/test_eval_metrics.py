@@ -7,10 +7,14 @@ from arastory.data.bundled import load_bundled_stories
 from arastory.dialect.classifier import load_or_train, training_records
 from arastory.evaluate.metrics import COUNTRY_ALIASES, corpus_metrics, feature_terms, mentions, story_metrics
 
-EGY = ("ياسين كان عايز يلعب كورة في الشارع، بس ماما قالت له: «مش دلوقتي يا حبيبي، الجو حر أوي النهارده.» "
-       "ياسين زعل شوية وقعد جنب الشباك. بعد شوية جه صاحبه وقال له: «إيه رأيك نروح المكتبة عشان نقرا؟»")
-MSA = ("في صباح يوم مشمس، خرجت ليلى إلى الحديقة لتلعب مع صديقتها. وعندما وصلتا، وجدتا طائرًا صغيرًا قد سقط "
-       "من عشّه. قالت ليلى: «يجب أن نساعده.» فحملتاه بلطف وأعادتاه إلى العش الذي كان فوق الشجرة.")
+EGY = (
+    "ياسين كان عايز يلعب كورة في الشارع، بس ماما قالت له: «مش دلوقتي يا حبيبي، الجو حر أوي النهارده.» "
+    "ياسين زعل شوية وقعد جنب الشباك. بعد شوية جه صاحبه وقال له: «إيه رأيك نروح المكتبة عشان نقرا؟»"
+)
+MSA = (
+    "في صباح يوم مشمس، خرجت ليلى إلى الحديقة لتلعب مع صديقتها. وعندما وصلتا، وجدتا طائرًا صغيرًا قد سقط "
+    "من عشّه. قالت ليلى: «يجب أن نساعده.» فحملتاه بلطف وأعادتاه إلى العش الذي كان فوق الشجرة."
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +49,20 @@ def test_length_and_script_share():
     assert out["words"] == 4 and out["arabic_share"] == pytest.approx(8 / 18, abs=1e-4)  # 10 Latin, 8 Arabic letters
 
 
-@pytest.mark.parametrize("text,country,expected", [
-    ("سافر أحمد مع أسرته إلى مصر في الصيف.", "egypt", 1),
-    ("كان الأطفال المصريون يلعبون في الشارع.", "egypt", 1),
-    ("وصل القطار إلى المملكة العربية السعودية.", "saudi_arabia", 1),
-    ("كانت سلمى ساكنة فالمغرب مع جدتها.", "morocco", 1),       # Darija ف + article
-    ("رجع من لبنان وبلبنان ترك قلبه.", "lebanon", 1),
-    ("الحكاية بتحصل في عُمان جنب البحر.", "oman", 1),           # diacritics are normalized away
-    ("سقطت قطرة ماء على الورقة.", "qatar", 0),                   # قطرة is a drop, not Qatar
-    ("سافر أحمد مع أسرته إلى مصر.", "tunisia", 0),
-    ("رفع يده اليمنى وسلّم على المعلم.", "yemen", 0),            # اليمنى is "the right (hand)"
-])
+@pytest.mark.parametrize(
+    "text,country,expected",
+    [
+        ("سافر أحمد مع أسرته إلى مصر في الصيف.", "egypt", 1),
+        ("كان الأطفال المصريون يلعبون في الشارع.", "egypt", 1),
+        ("وصل القطار إلى المملكة العربية السعودية.", "saudi_arabia", 1),
+        ("كانت سلمى ساكنة فالمغرب مع جدتها.", "morocco", 1),  # Darija ف + article
+        ("رجع من لبنان وبلبنان ترك قلبه.", "lebanon", 1),
+        ("الحكاية بتحصل في عُمان جنب البحر.", "oman", 1),  # diacritics are normalized away
+        ("سقطت قطرة ماء على الورقة.", "qatar", 0),  # قطرة is a drop, not Qatar
+        ("سافر أحمد مع أسرته إلى مصر.", "tunisia", 0),
+        ("رفع يده اليمنى وسلّم على المعلم.", "yemen", 0),  # اليمنى is "the right (hand)"
+    ],
+)
 def test_country_named(text, country, expected):
     assert story_metrics(text, "msa", {"country": country}, None)["country_named"] == expected
 
@@ -65,12 +72,15 @@ def test_feature_checks_are_none_unless_the_prompt_asked():
     assert (out["country_named"], out["place_named"], out["season_named"], out["dialogue_present"]) == (None,) * 4
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("قالت الأم: «تعال يا حبيبي.»", 1),
-    ('قال الولد: "أنا جائع".', 1),
-    ("ذهب الولد إلى السوق.\n- هل أنت جائع؟\n- نعم!", 1),
-    ("ذهب الولد إلى السوق واشترى تفاحة ثم رجع إلى البيت.", 0),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("قالت الأم: «تعال يا حبيبي.»", 1),
+        ('قال الولد: "أنا جائع".', 1),
+        ("ذهب الولد إلى السوق.\n- هل أنت جائع؟\n- نعم!", 1),
+        ("ذهب الولد إلى السوق واشترى تفاحة ثم رجع إلى البيت.", 0),
+    ],
+)
 def test_dialogue_present_when_asked(text, expected):
     assert story_metrics(text, "msa", {"dialogue": True}, None)["dialogue_present"] == expected
 
@@ -78,7 +88,7 @@ def test_dialogue_present_when_asked(text, expected):
 def test_place_and_season_use_localized_dialect_wording():
     darija = "فالشتا، كانت سلمى كتقرا فدارهم مع خوها."
     out = story_metrics(darija, "mor", {"place": "home", "season": "winter"}, None)
-    assert out["place_named"] == 1 and out["season_named"] == 1       # الدار with a possessive, الشتا
+    assert out["place_named"] == 1 and out["season_named"] == 1  # الدار with a possessive, الشتا
     out = story_metrics(darija, "mor", {"place": "hospital", "season": "summer"}, None)
     assert out["place_named"] == 0 and out["season_named"] == 0
     assert story_metrics("دخل أحمد السبيطار", "mor", {"place": "hospital"}, None)["place_named"] == 1
@@ -89,13 +99,18 @@ def test_checks_on_the_bundled_corpus_find_what_the_prompts_asked(bundled):
     """Written for their prompts, the bundled stories name their country; other countries are rarely named."""
     named = [story_metrics(r.story, r.variety, r.features, None)["country_named"] for r in bundled]
     assert sum(named) / len(named) >= 0.98
-    false_hits = sum(mentions(r.story, feature_terms("country", c)) for r in bundled
-                     for c in COUNTRY_ALIASES if c != r.features["country"])
+    false_hits = sum(
+        mentions(r.story, feature_terms("country", c))
+        for r in bundled
+        for c in COUNTRY_ALIASES
+        if c != r.features["country"]
+    )
     assert false_hits / (len(bundled) * (len(COUNTRY_ALIASES) - 1)) < 0.01
     asked = [r for r in bundled if r.features.get("dialogue")]
     assert asked and all(story_metrics(r.story, r.variety, r.features, None)["dialogue_present"] == 1 for r in asked)
-    seasons = [story_metrics(r.story, r.variety, r.features, None)["season_named"] for r in bundled
-               if r.features.get("season")]
+    seasons = [
+        story_metrics(r.story, r.variety, r.features, None)["season_named"] for r in bundled if r.features.get("season")
+    ]
     assert sum(seasons) / len(seasons) >= 0.95
 
 
@@ -108,7 +123,7 @@ def test_distinct_n_by_hand():
 def test_self_bleu_equals_sacrebleu_sentence_scores(bundled):
     stories = [r.story for r in bundled if r.variety == "egy"][:8]
     bleu = BLEU(effective_order=True)
-    naive = sum(bleu.sentence_score(s, stories[:i] + stories[i + 1:]).score for i, s in enumerate(stories)) / 8
+    naive = sum(bleu.sentence_score(s, stories[:i] + stories[i + 1 :]).score for i, s in enumerate(stories)) / 8
     assert corpus_metrics(stories)["self_bleu"] == pytest.approx(naive, abs=1e-3)
     assert 0 < naive < 50
 

@@ -9,8 +9,18 @@ from scipy.stats import bootstrap, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from arastory.errors import ArastoryError
-from arastory.evaluate.stats import (MIN_N_BOOTSTRAP, bootstrap_ci, cohen_kappa, holm_adjust, krippendorff_alpha,
-                                     paired_comparison, percentile_ci, spearman, summarize, wilson_interval)
+from arastory.evaluate.stats import (
+    MIN_N_BOOTSTRAP,
+    bootstrap_ci,
+    cohen_kappa,
+    holm_adjust,
+    krippendorff_alpha,
+    paired_comparison,
+    percentile_ci,
+    spearman,
+    summarize,
+    wilson_interval,
+)
 
 
 def test_constant_data_has_zero_width():
@@ -21,7 +31,7 @@ def test_constant_data_has_zero_width():
 def test_missing_values_are_skipped_empty_gives_none_and_small_n_gives_no_interval():
     assert bootstrap_ci([None, float("nan")]) == {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
     small = bootstrap_ci([1, None, 3, float("nan"), 4, 2, 5, 3])
-    assert small == {"mean": 3.0, "ci_low": None, "ci_high": None, "n": 6}     # below MIN_N_BOOTSTRAP: no CI
+    assert small == {"mean": 3.0, "ci_low": None, "ci_high": None, "n": 6}  # below MIN_N_BOOTSTRAP: no CI
     assert bootstrap_ci(list(range(1, MIN_N_BOOTSTRAP + 1)))["ci_low"] is not None
 
 
@@ -32,20 +42,23 @@ def test_rates_get_wilson_intervals_never_zero_width():
     assert (low, high) == (pytest.approx(0.39677, abs=1e-4), pytest.approx(0.89222, abs=1e-4))
     ci = bootstrap_ci([0] * 10, rate=True)
     assert (ci["mean"], ci["ci_low"], ci["n"]) == (0.0, 0.0, 10) and ci["ci_high"] == pytest.approx(0.27754, abs=1e-4)
-    assert bootstrap_ci([1, 0, 1], rate=True)["ci_high"] < 1.0   # Wilson even at n=3: rates always get an interval
-    assert bootstrap_ci([1] * 12) == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 12}   # a count, not a rate
+    assert bootstrap_ci([1, 0, 1], rate=True)["ci_high"] < 1.0  # Wilson even at n=3: rates always get an interval
+    assert bootstrap_ci([1] * 12) == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 12}  # a count, not a rate
     with pytest.raises(ValueError, match="0/1 values only"):
         bootstrap_ci([0, 2], rate=True)
 
 
 def test_bca_matches_scipy():
-    values = np.random.default_rng(3).exponential(1.0, size=40)   # skewed: BCa differs from the percentile interval
+    values = np.random.default_rng(3).exponential(1.0, size=40)  # skewed: BCa differs from the percentile interval
     ours = bootstrap_ci(values, n_boot=20000, seed=1)
     theirs = bootstrap((values,), np.mean, method="BCa", n_resamples=20000, random_state=2).confidence_interval
-    assert ours["ci_low"] == pytest.approx(theirs.low, abs=0.03) and ours["ci_high"] == pytest.approx(theirs.high, abs=0.03)
-    percentile = np.percentile([values[np.random.default_rng(s).integers(0, 40, 40)].mean() for s in range(4000)],
-                               [2.5, 97.5])
-    assert ours["ci_high"] > percentile[1]                         # shifted right, as BCa does for right skew
+    assert ours["ci_low"] == pytest.approx(theirs.low, abs=0.03) and ours["ci_high"] == pytest.approx(
+        theirs.high, abs=0.03
+    )
+    percentile = np.percentile(
+        [values[np.random.default_rng(s).integers(0, 40, 40)].mean() for s in range(4000)], [2.5, 97.5]
+    )
+    assert ours["ci_high"] > percentile[1]  # shifted right, as BCa does for right skew
 
 
 def test_seeded_and_deterministic():
@@ -64,13 +77,13 @@ def test_width_matches_the_normal_approximation_for_a_large_sample():
 
 def test_ci_covers_the_true_mean_at_about_the_nominal_rate_on_judge_like_scores():
     rng = np.random.default_rng(42)
-    probabilities = [0.05, 0.1, 0.2, 0.4, 0.25]                   # discrete, skewed 1-5 scores
+    probabilities = [0.05, 0.1, 0.2, 0.4, 0.25]  # discrete, skewed 1-5 scores
     true_mean = sum((i + 1) * p for i, p in enumerate(probabilities))
     repeats, hits = 300, 0
     for seed in range(repeats):
         ci = bootstrap_ci(rng.choice([1, 2, 3, 4, 5], p=probabilities, size=20), n_boot=1000, seed=seed)
         hits += ci["ci_low"] <= true_mean <= ci["ci_high"]
-    assert 0.90 <= hits / repeats <= 0.99                          # 95% nominal, binomial sd over 300 repeats ~1.3%
+    assert 0.90 <= hits / repeats <= 0.99  # 95% nominal, binomial sd over 300 repeats ~1.3%
 
 
 def test_paired_comparison_hand_computed():
@@ -81,7 +94,7 @@ def test_paired_comparison_hand_computed():
     assert result["n_pairs"] == 4
     assert (result["mean_a"], result["mean_b"], result["mean_diff"]) == (3.5, 3.0, 0.5)
     assert (result["win_rate"], result["tie_rate"], result["loss_rate"]) == (0.5, 0.25, 0.25)
-    assert result["ci_low"] is None and result["ci_high"] is None      # 4 pairs: too few for a bootstrap CI
+    assert result["ci_low"] is None and result["ci_high"] is None  # 4 pairs: too few for a bootstrap CI
     # Exact sign flips of |d| = 2, 0, 1, 1: signed sums 4, 2, 2, 0, 0, -2, -2, -4 (each twice); |sum| >= 2 in 6 of 8.
     assert result["p_value"] == 0.75
     assert result["win_ci"][0] == pytest.approx(wilson_interval(2, 4)[0])
@@ -93,7 +106,9 @@ def test_paired_comparison_is_antisymmetric():
     b = {f"p{i}": int(v) for i, v in enumerate(rng.integers(1, 6, size=60))}
     ab, ba = paired_comparison(a, b, seed=7), paired_comparison(b, a, seed=7)
     assert ab["mean_diff"] == pytest.approx(-ba["mean_diff"])
-    assert ab["ci_low"] == pytest.approx(-ba["ci_high"], abs=0.05) and ab["ci_high"] == pytest.approx(-ba["ci_low"], abs=0.05)
+    assert ab["ci_low"] == pytest.approx(-ba["ci_high"], abs=0.05) and ab["ci_high"] == pytest.approx(
+        -ba["ci_low"], abs=0.05
+    )
     assert (ab["win_rate"], ab["tie_rate"], ab["loss_rate"]) == (ba["loss_rate"], ba["tie_rate"], ba["win_rate"])
     assert ab["p_value"] == pytest.approx(ba["p_value"], abs=0.02)
 
@@ -126,29 +141,38 @@ def test_fast_kappa_and_spearman_equal_sklearn_and_scipy():
     b[:20] = a[:20]
     assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5]))
     assert cohen_kappa(a, b, weights="quadratic") == pytest.approx(
-        cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic"))
+        cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
+    )
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
     low, high = percentile_ci(lambda i: spearman(a[i], b[i]), len(a))
     assert low < spearman(a, b) < high
-    assert percentile_ci(lambda i: 0.0, 5) == (None, None)            # too few items for an interval
+    assert percentile_ci(lambda i: 0.0, 5) == (None, None)  # too few items for an interval
 
 
 def test_krippendorff_alpha_known_values():
     # Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 observers x 12 units, missing values.
     nan = np.nan
-    data = np.array([[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-                     [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-                     [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-                     [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]])
+    data = np.array(
+        [
+            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+        ]
+    )
     assert krippendorff_alpha(data, "nominal") == pytest.approx(0.743, abs=5e-4)
     assert krippendorff_alpha(data, "ordinal") == pytest.approx(0.815, abs=5e-4)
     assert krippendorff_alpha(data, "interval") == pytest.approx(0.849, abs=5e-4)
-    assert math.isnan(krippendorff_alpha(np.full((3, 4), 3.0)))       # no variation: undefined
+    assert math.isnan(krippendorff_alpha(np.full((3, 4), 3.0)))  # no variation: undefined
 
 
 def test_summarize_groups_and_skips_none():
-    rows = [{"variety": "egy", "fluency": 4, "words": 100}, {"variety": "egy", "fluency": None, "words": 120},
-            {"variety": "msa", "fluency": 2, "words": None}, {"variety": "msa", "fluency": 5}]
+    rows = [
+        {"variety": "egy", "fluency": 4, "words": 100},
+        {"variety": "egy", "fluency": None, "words": 120},
+        {"variety": "msa", "fluency": 2, "words": None},
+        {"variety": "msa", "fluency": 5},
+    ]
     out = summarize(rows, "variety", ["fluency", "words"], seed=3)
     assert summarize([{"v": "a", "ok": 0}] * 3, "v", ["ok"], rates=["ok"])["a"]["ok"]["ci_high"] > 0
     assert set(out) == {"egy", "msa"}

@@ -54,8 +54,10 @@ def test_lexicon_scorer_rejects_every_planted_flaw_at_default_settings(tmp_path)
     assert counts["read"] == 104 and counts["kept"] + counts["rejected"] == 104
     assert counts["kept"] == len(read_jsonl(tmp_path / "kept.jsonl"))
     assert all(r["meta"]["similarity"] >= 0.92 for r in read_jsonl(tmp_path / "kept.jsonl"))
-    print(f"\nbundled: flawed rejected {labels['flawed']['rejected']}/24, faithful kept {labels['faithful']['kept']}/80, "
-          f"mean similarity flawed {labels['flawed']['mean_similarity']} vs faithful {labels['faithful']['mean_similarity']}")
+    print(
+        f"\nbundled: flawed rejected {labels['flawed']['rejected']}/24, faithful kept {labels['faithful']['kept']}/80, "
+        f"mean similarity flawed {labels['flawed']['mean_similarity']} vs faithful {labels['faithful']['mean_similarity']}"
+    )
 
 
 def test_training_and_cli_compose_the_same_filter_settings():
@@ -76,9 +78,13 @@ def test_exact_and_near_duplicates_leave_the_set(tmp_path):
     pairs = [p.to_dict() for p in load_bundled_parallel() if p.flaw is None][:20]
     exact = {**pairs[3], "id": "copy-exact", "ar_story": "  " + pairs[3]["ar_story"].replace("،", " ، ") + "!"}
     sentences = pairs[5]["ar_story"].split(". ")
-    near = {**pairs[5], "id": "copy-near", "ar_story": ". ".join(sentences[:-1] + ["وكانت النهاية جميلة جدًا"]),
-            "en_story": pairs[5]["en_story"] + " The end."}
-    path = write_jsonl(tmp_path / "in.jsonl", pairs + [exact, near])
+    near = {
+        **pairs[5],
+        "id": "copy-near",
+        "ar_story": ". ".join([*sentences[:-1], "وكانت النهاية جميلة جدًا"]),
+        "en_story": pairs[5]["en_story"] + " The end.",
+    }
+    path = write_jsonl(tmp_path / "in.jsonl", [*pairs, exact, near])
     report = Filter(path, tmp_path / "out", lexicon(), settings()).run()
     rejected = {r["id"]: r["reason"] for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")}
     assert rejected == {"copy-exact": "duplicate", "copy-near": "near_duplicate"}
@@ -93,9 +99,12 @@ def test_ivf_index_finds_the_same_near_duplicates_as_flat():
     base[planted] = base[planted - 50] + 0.01 * rng.normal(size=(len(planted), 32))
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     candidates = np.arange(len(base))
-    flat, kind_flat = near_duplicates(candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=10_000))
-    ivf, kind_ivf = near_duplicates(candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=1000,
-                                                                    nprobe=64, chunk_size=500))
+    flat, kind_flat = near_duplicates(
+        candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=10_000)
+    )
+    ivf, kind_ivf = near_duplicates(
+        candidates, base, DedupSettings(similarity=0.97, index="auto", ivf_min_items=1000, nprobe=64, chunk_size=500)
+    )
     assert kind_flat == "flat" and kind_ivf.startswith("ivf")
     assert set(flat) == set(planted) and set(ivf) == set(planted)
 
@@ -103,8 +112,12 @@ def test_ivf_index_finds_the_same_near_duplicates_as_flat():
 def test_leakage_guard_drops_pairs_that_match_an_eval_item(tmp_path):
     pairs = [p for p in load_bundled_parallel() if p.flaw is None][:12]
     eval_file = tmp_path / "eval.jsonl"
-    leaked_story = StoryRecord(id="eval-1", variety="msa", prompt="اكتب قصة عن أي شيء.", story=pairs[2].ar_story + " ثم نام.")
-    leaked_prompt = StoryRecord(id="eval-2", variety="msa", prompt=pairs[7].ar_prompt, story="قصة أخرى تماما عن القمر والنجوم.")
+    leaked_story = StoryRecord(
+        id="eval-1", variety="msa", prompt="اكتب قصة عن أي شيء.", story=pairs[2].ar_story + " ثم نام."
+    )
+    leaked_prompt = StoryRecord(
+        id="eval-2", variety="msa", prompt=pairs[7].ar_prompt, story="قصة أخرى تماما عن القمر والنجوم."
+    )
     write_jsonl(eval_file, [leaked_story.to_dict(), leaked_prompt.to_dict()])
     path = write_jsonl(tmp_path / "in.jsonl", [p.to_dict() for p in pairs])
     report = Filter(path, tmp_path / "out", lexicon(), settings(leakage={"eval_files": [str(eval_file)]})).run()
@@ -142,21 +155,30 @@ def test_bad_input_names_file_and_line_or_is_skipped_and_counted(tmp_path):
     good = [p.to_dict() for p in load_bundled_parallel()[:4]]
     missing = {k: v for k, v in good[0].items() if k != "ar_story"} | {"id": "no-ar"}
     path = tmp_path / "bad.jsonl"
-    lines = [json.dumps(good[0], ensure_ascii=False), "{not json", json.dumps(missing, ensure_ascii=False),
-             *(json.dumps(g, ensure_ascii=False) for g in good[1:])]
+    lines = [
+        json.dumps(good[0], ensure_ascii=False),
+        "{not json",
+        json.dumps(missing, ensure_ascii=False),
+        *(json.dumps(g, ensure_ascii=False) for g in good[1:]),
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    proc = run_cli(["-m", "arastory.filter", f"input={path}", f"out={tmp_path}/out", "encoder=lexicon", "wandb.mode=disabled"])
+    proc = run_cli(
+        ["-m", "arastory.filter", f"input={path}", f"out={tmp_path}/out", "encoder=lexicon", "wandb.mode=disabled"]
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (f"data error: {path}:2: invalid JSON (Expecting property name "
-                                                    "enclosed in double quotes at column 2)")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"data error: {path}:2: invalid JSON (Expecting property name enclosed in double quotes at column 2)"
+    )
     assert not (tmp_path / "out" / "kept.jsonl").exists()
     with pytest.raises(BudgetExceeded, match=r"2 of 6 lines unusable .*more than filter.max_failure_rate=0.05"):
-        Filter(path, tmp_path / "over", lexicon(), settings(on_error="skip")).run()   # 2 of 6 lines is over budget
+        Filter(path, tmp_path / "over", lexicon(), settings(on_error="skip")).run()  # 2 of 6 lines is over budget
     report = Filter(path, tmp_path / "skip", lexicon(), settings(on_error="skip", max_failure_rate=0.5)).run()
     assert report["counts"]["input_errors"] == 2 and report["counts"]["read"] == 4
     assert f"{path}:3: missing field(s): ar_story" in report["input_error_examples"][1]
     proc = run_cli(["-m", "arastory.filter", f"input={path}", "encoder=nope"])
-    assert proc.returncode == 2 and proc.stderr.strip().endswith("config error: encoder: 'nope' is not one of: labse, lexicon")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        "config error: encoder: 'nope' is not one of: labse, lexicon"
+    )
 
 
 def test_worker_processes_give_the_same_decisions(tmp_path, monkeypatch):

@@ -13,15 +13,21 @@ from arastory.train.sampler import ResumableLoader, ResumableSampler
 
 # Three chat template styles, written here (no hub access): the story is the assistant turn, and each ends it
 # differently. `turn` is what the labels must decode to for story S: the rendered answer up to its end of turn.
-LLAMA2 = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + m['content'].strip() + ' [/INST]' }}"
-          "{% else %}{{ ' ' + m['content'].strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
-CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
-          "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-          "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-LLAMA3 = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' }}"
-          "{{ (m['content'] | trim) + '<|eot_id|>' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+LLAMA2 = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + m['content'].strip() + ' [/INST]' }}"
+    "{% else %}{{ ' ' + m['content'].strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+CHATML = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' }}"
+    "{{ (m['content'] | trim) + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 STYLES = {
     "llama2": (LLAMA2, [], "</s>", " {story} </s>"),
     "chatml": (CHATML, ["<|im_start|>", "<|im_end|>"], "<|im_end|>", "{story}<|im_end|>"),
@@ -64,8 +70,9 @@ def test_chat_templates_train_the_assistant_turn_up_to_its_end_of_turn(tiny_toke
     example = formatter.encode(record.prompt, record.story)
     ids, labels = example["input_ids"], example["labels"]
     n_prompt = labels.index(next(label for label in labels if label != IGNORE_INDEX))
-    generation_prompt = tokenizer.apply_chat_template([{"role": "user", "content": record.prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
+    generation_prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": record.prompt}], tokenize=False, add_generation_prompt=True
+    )
     assert tokenizer.decode(ids[:n_prompt]) == generation_prompt, "the masked part is the user turn + generation prompt"
     assert all(label == IGNORE_INDEX for label in labels[:n_prompt])
     assert labels[n_prompt:] == ids[n_prompt:], "every token after the prompt is learned, nothing after the turn is fed"
@@ -90,6 +97,7 @@ def test_generation_stops_at_the_end_of_turn_token(tiny_tokenizer, records):
         if len(calls) >= 4:
             logits[..., -1, im_end] += 1e4
         return logits
+
     model.lm_head.register_forward_hook(prefer_end_of_turn)
     story = generate_story(model, ExampleFormatter(tokenizer), records[0].prompt, max_new_tokens=20, do_sample=False)
     assert len(calls) == 4, "decoding stops at <|im_end|> although it is not EOS"
@@ -144,7 +152,9 @@ def test_default_and_auto_max_length_keep_every_bundled_story_whole(tiny_tokeniz
     auto = auto_max_length(ExampleFormatter(tiny_tokenizer), records, context=1024)
     longest = max(ExampleFormatter(tiny_tokenizer).example_length(r.prompt, r.story) for r in records)
     assert auto % 64 == 0 and longest <= auto < longest + 64
-    assert auto_max_length(ExampleFormatter(tiny_tokenizer), records, context=256) == 256, "capped at the model's context"
+    assert auto_max_length(ExampleFormatter(tiny_tokenizer), records, context=256) == 256, (
+        "capped at the model's context"
+    )
 
 
 def test_released_stories_fit_the_default_max_length(tiny_tokenizer, released_dir):
@@ -155,7 +165,7 @@ def test_released_stories_fit_the_default_max_length(tiny_tokenizer, released_di
 
     default = OmegaConf.load(CONF_DIR / "data" / "arastories.yaml").max_length
     formatter = ExampleFormatter(tiny_tokenizer, max_length=default)
-    released = read_stories(released_dir)[::5]   # every 5th of the 2,546 (all of them: see docs/training.md)
+    released = read_stories(released_dir)[::5]  # every 5th of the 2,546 (all of them: see docs/training.md)
     for record in released:
         formatter.encode(record.prompt, record.story)
     assert formatter.stats.truncated + formatter.stats.dropped <= 0.01 * len(released)

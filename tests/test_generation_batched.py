@@ -22,9 +22,10 @@ def chatml_model(tiny_tokenizer):
 
     def prefer_end_of_turn(module, inputs, logits):
         calls.append(1)
-        if len(calls) % 100 >= 4:   # from the 4th decoding step of a generate call on
+        if len(calls) % 100 >= 4:  # from the 4th decoding step of a generate call on
             logits[..., -1, im_end] += 1e4
         return logits
+
     model.lm_head.register_forward_hook(prefer_end_of_turn)
     return model, tokenizer, calls
 
@@ -53,8 +54,17 @@ def test_samples_come_in_batches_in_the_held_out_order(tiny_tokenizer):
     model.generate = lambda **kwargs: calls.append(kwargs["input_ids"].shape) or generate(**kwargs)
     records = load_bundled_stories()
     val = {"msa": [r for r in records if r.variety == "msa"][:4], "egy": [r for r in records if r.variety == "egy"][:4]}
-    sample_cfg = OmegaConf.create({"per_variety": 3, "batch_size": 4, "max_new_tokens": 6, "temperature": 0.8,
-                                   "top_p": 0.95, "do_sample": True, "seed": 0})
+    sample_cfg = OmegaConf.create(
+        {
+            "per_variety": 3,
+            "batch_size": 4,
+            "max_new_tokens": 6,
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "do_sample": True,
+            "seed": 0,
+        }
+    )
     rows = generate_samples(model, ExampleFormatter(tiny_tokenizer), val, sample_cfg)
     assert [len(shape) and shape[0] for shape in calls] == [4, 2], "6 stories in batches of 4"
     assert [(r["variety"], r["id"]) for r in rows] == [(v, r.id) for v in val for r in val[v][:3]]

@@ -30,11 +30,31 @@ def evals(tmp_path):
     dirs, judged = [], {}
     for system in SYSTEMS:
         path = tmp_path / "evals" / system
-        generations = [{"id": r.id, "system": system, "variety": r.variety, "prompt": r.prompt,
-                        "features": r.features, "story": r.story, "meta": {}} for r in records]
-        judgments = [{"id": f"{system}:{g['id']}", "system": system, "prompt_id": g["id"], "variety": g["variety"],
-                      "criteria": {c: rng.randint(1, 5) for c in CRITERIA}, "raw": ["{}"], "judge": "j",
-                      "attempts": 1} for g in generations]
+        generations = [
+            {
+                "id": r.id,
+                "system": system,
+                "variety": r.variety,
+                "prompt": r.prompt,
+                "features": r.features,
+                "story": r.story,
+                "meta": {},
+            }
+            for r in records
+        ]
+        judgments = [
+            {
+                "id": f"{system}:{g['id']}",
+                "system": system,
+                "prompt_id": g["id"],
+                "variety": g["variety"],
+                "criteria": {c: rng.randint(1, 5) for c in CRITERIA},
+                "raw": ["{}"],
+                "judge": "j",
+                "attempts": 1,
+            }
+            for g in generations
+        ]
         atomic_write_jsonl(path / "generations.jsonl", generations)
         atomic_write_jsonl(path / "judgments.jsonl", judgments)
         judged[system] = {j["prompt_id"]: j["criteria"] for j in judgments}
@@ -74,12 +94,12 @@ def test_export_is_blind_shuffled_and_paired(evals, tmp_path):
     assert by_system[SYSTEMS[0]] == by_system[SYSTEMS[1]] and len(by_system[SYSTEMS[0]]) == 6
     assert {i["variety"] for i in items.values()} == {"msa", "egy", "mor"}
     order = [items[k]["system"] for k in sorted(items)]
-    assert order != sorted(order) and order != sorted(order, reverse=True)      # shuffled, not grouped by system
+    assert order != sorted(order) and order != sorted(order, reverse=True)  # shuffled, not grouped by system
     other = export_sheet(dirs, tmp_path / "sheet2", per_system=6, seed=2)
     assert json.loads((tmp_path / "sheet2" / "key.json").read_text())["items"] != items and other["items"] == 12
     for name in ("sheet.csv", "sheet.html"):
         text = (tmp_path / "sheet" / name).read_text(encoding="utf-8")
-        assert not any(s in text for s in SYSTEMS + ["acegpt", "direct-run"]), f"{name} names a system"
+        assert not any(s in text for s in [*SYSTEMS, "acegpt", "direct-run"]), f"{name} names a system"
         assert not any(p in text for p in by_system[SYSTEMS[0]]), f"{name} shows prompt ids"
     with open(tmp_path / "sheet" / "sheet.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -114,13 +134,17 @@ def test_round_trip_agreement_matches_scipy_and_sklearn(evals, tmp_path):
 
     def rater_noisy(item, criterion):
         if item.endswith("1") and criterion == "fluency":
-            return None                                        # a few cells left empty
+            return None  # a few cells left empty
         return rng.randint(1, 5)
 
     filled_a = fill(tmp_path / "sheet" / "sheet.csv", tmp_path / "amal.csv", rater_near_judge, "Amal")
     filled_b = fill(tmp_path / "sheet" / "sheet.csv", tmp_path / "b.csv", rater_noisy, "", newline="\n")
-    result = import_sheets([str(tmp_path / "amal.csv"), str(tmp_path / "b.csv")], tmp_path / "sheet" / "key.json",
-                           [], tmp_path / "agreement")
+    result = import_sheets(
+        [str(tmp_path / "amal.csv"), str(tmp_path / "b.csv")],
+        tmp_path / "sheet" / "key.json",
+        [],
+        tmp_path / "agreement",
+    )
     assert result["raters"] == ["Amal", "b"] and result["n_items"] == 16
 
     for criterion in CRITERIA:
@@ -135,27 +159,33 @@ def test_round_trip_agreement_matches_scipy_and_sklearn(evals, tmp_path):
         rounded = [half_up(h) for h in human]
         assert got["kappa"] == pytest.approx(cohen_kappa_score(judge_scores, rounded, labels=[1, 2, 3, 4, 5]), abs=1e-6)
         assert got["kappa_quadratic"] == pytest.approx(
-            cohen_kappa_score(judge_scores, rounded, labels=[1, 2, 3, 4, 5], weights="quadratic"), abs=1e-6)
+            cohen_kappa_score(judge_scores, rounded, labels=[1, 2, 3, 4, 5], weights="quadratic"), abs=1e-6
+        )
         pair = result["rater_agreement"][criterion][0]
         shared = [i for i in sorted(key) if filled_a[i][criterion] and filled_b[i][criterion]]
         assert pair["n"] == len(shared) and pair["raters"] == ["Amal", "b"]
         a = [int(filled_a[i][criterion]) for i in shared]
         b = [int(filled_b[i][criterion]) for i in shared]
         assert pair["kappa_quadratic"] == pytest.approx(
-            cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic"), abs=1e-6)
+            cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic"), abs=1e-6
+        )
     # the rater who tracks the judge agrees with it more than the random one
     solo = import_sheets([str(tmp_path / "amal.csv")], tmp_path / "sheet" / "key.json", dirs, tmp_path / "solo")
     assert all(solo["criteria"][c]["spearman"] > 0.5 for c in CRITERIA) and solo["rater_agreement"] == {}
     assert set(result["systems"]) == set(SYSTEMS) and result["systems"][SYSTEMS[0]]["coherence"]["human"]["n"] == 8
-    pair = [p for p in result["paired"] if p["criterion"] == "consistency"][0]
+    pair = next(p for p in result["paired"] if p["criterion"] == "consistency")
     humans = {}
     for item, info in key.items():
         given = [int(f[item]["consistency"]) for f in (filled_a, filled_b)]
         humans.setdefault(info["system"], {})[info["prompt_id"]] = sum(given) / len(given)
     assert pair["n_pairs"] == 8 and pair["mean_diff"] == pytest.approx(
-        sum(humans[pair["a"]][k] - humans[pair["b"]][k] for k in humans[pair["a"]]) / 8)
-    assert result["criteria"]["fluency"]["kappa_ci"][0] <= result["criteria"]["fluency"]["kappa"] <= \
-        result["criteria"]["fluency"]["kappa_ci"][1]
+        sum(humans[pair["a"]][k] - humans[pair["b"]][k] for k in humans[pair["a"]]) / 8
+    )
+    assert (
+        result["criteria"]["fluency"]["kappa_ci"][0]
+        <= result["criteria"]["fluency"]["kappa"]
+        <= result["criteria"]["fluency"]["kappa_ci"][1]
+    )
     assert all("p_holm" in p and p["p_holm"] >= p["p_value"] for p in result["paired"])
     saved = json.loads((tmp_path / "agreement" / "agreement.json").read_text())
     assert saved["criteria"] == result["criteria"]
@@ -188,7 +218,9 @@ def test_malformed_sheets_name_file_and_line(evals, tmp_path):
     (tmp_path / "cols.csv").write_text("item_id,fluency\nitem-001,3\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"cols.csv:1: missing column\(s\): coherence"):
         read_sheet(tmp_path / "cols.csv", items)
-    (tmp_path / "other.csv").write_text(header.replace("\ufeff", "") + "\r\nitem-999,,,,3,3,3,3,3\r\n", encoding="utf-8")
+    (tmp_path / "other.csv").write_text(
+        header.replace("\ufeff", "") + "\r\nitem-999,,,,3,3,3,3,3\r\n", encoding="utf-8"
+    )
     with pytest.raises(DataError, match=r"other.csv:2: item_id 'item-999' is not in the key"):
         read_sheet(tmp_path / "other.csv", items)
     (tmp_path / "empty.csv").write_text(sheet, encoding="utf-8")
@@ -201,8 +233,14 @@ def test_cli_import_error_is_one_line(evals, tmp_path):
     dirs, _ = evals
     export_sheet(dirs, tmp_path / "sheet", per_system=2, seed=0)
     (tmp_path / "r.csv").write_text("item_id,fluency\n", encoding="utf-8")
-    proc = run_cli(["evaluate.py", f"human.ratings=[{tmp_path / 'r.csv'}]", f"human.key={tmp_path / 'sheet' / 'key.json'}",
-                    f"out={tmp_path / 'agreement'}"])
+    proc = run_cli(
+        [
+            "evaluate.py",
+            f"human.ratings=[{tmp_path / 'r.csv'}]",
+            f"human.key={tmp_path / 'sheet' / 'key.json'}",
+            f"out={tmp_path / 'agreement'}",
+        ]
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "r.csv:1: missing column(s)" in proc.stderr
 
@@ -210,25 +248,41 @@ def test_cli_import_error_is_one_line(evals, tmp_path):
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed: cannot run the page's JavaScript")
 def test_page_javascript_writes_the_csv_import_reads(evals, tmp_path):
     """The download button's code, run under Node: empty answers give sheet.csv byte for byte; filled ones import."""
-    dirs, judged = evals
+    dirs, _judged = evals
     export_sheet(dirs, tmp_path / "sheet", per_system=3, seed=5)
     page = (tmp_path / "sheet" / "sheet.html").read_text(encoding="utf-8")
     script = re.search(r'<script id="sheet-logic">(.*?)</script>', page, re.S).group(1)
     payload = re.search(r'<script type="application/json" id="sheet-data">(.*?)</script>', page, re.S).group(1)
     data = json.loads(payload)
-    answers = {item["item_id"]: {c: str(1 + (n + i) % 5) for i, c in enumerate(CRITERIA)}
-               for n, item in enumerate(data["items"])}
+    answers = {
+        item["item_id"]: {c: str(1 + (n + i) % 5) for i, c in enumerate(CRITERIA)}
+        for n, item in enumerate(data["items"])
+    }
     answers[data["items"][0]["item_id"]]["comment"] = 'قصة "جميلة"، لكن\nطويلة'
-    runner = script + """
+    runner = (
+        script
+        + """
 const fs = require("fs");
 const data = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
 const answers = JSON.parse(process.argv[2]);
 fs.writeFileSync(process.argv[3], toCsv(data.columns, sheetRows(data, {}, "")));
 fs.writeFileSync(process.argv[4], toCsv(data.columns, sheetRows(data, answers, "سارة")));
 """
+    )
     (tmp_path / "data.json").write_text(payload.replace("<\\/", "</"), encoding="utf-8")
-    subprocess.run(["node", "-e", runner, str(tmp_path / "data.json"), json.dumps(answers),
-                    str(tmp_path / "empty.csv"), str(tmp_path / "filled.csv")], check=True, timeout=60)
+    subprocess.run(
+        [
+            "node",
+            "-e",
+            runner,
+            str(tmp_path / "data.json"),
+            json.dumps(answers),
+            str(tmp_path / "empty.csv"),
+            str(tmp_path / "filled.csv"),
+        ],
+        check=True,
+        timeout=60,
+    )
     assert (tmp_path / "empty.csv").read_bytes() == (tmp_path / "sheet" / "sheet.csv").read_bytes()
     result = import_sheets([str(tmp_path / "filled.csv")], tmp_path / "sheet" / "key.json", dirs, tmp_path / "agr")
     assert result["raters"] == ["سارة"] and result["n_items"] == 6
@@ -273,39 +327,70 @@ def test_page_in_a_real_browser_downloads_an_importable_csv(evals, tmp_path):
     page = (tmp_path / "sheet" / "sheet.html").read_text(encoding="utf-8")
     harness = tmp_path / "sheet" / "clicked.html"
     harness.write_text(page.replace("</body>", RATER_CLICKS), encoding="utf-8")
-    proc = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", harness.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", harness.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     captured = re.search(r'<pre id="captured">(.*?)</pre>', proc.stdout, re.S)
     assert captured, proc.stderr[-2000:]
     download = json.loads(html_lib.unescape(captured.group(1)))
     assert download["file"] == "sheet-هدى.csv"
-    assert re.search(r'<b id="progress" dir="ltr">4 / 4</b>', proc.stdout) and proc.stdout.count('class="card done"') == 4
+    assert (
+        re.search(r'<b id="progress" dir="ltr">4 / 4</b>', proc.stdout) and proc.stdout.count('class="card done"') == 4
+    )
     (tmp_path / "huda.csv").write_bytes(download["csv"].encode("utf-8"))
     result = import_sheets([str(tmp_path / "huda.csv")], tmp_path / "sheet" / "key.json", dirs, tmp_path / "agr")
     assert result["raters"] == ["هدى"] and result["n_items"] == 4
-    rows = {json.loads(line)["item_id"]: json.loads(line)
-            for line in (tmp_path / "agr" / "human_scores.jsonl").read_text().splitlines()}
+    rows = {
+        json.loads(line)["item_id"]: json.loads(line)
+        for line in (tmp_path / "agr" / "human_scores.jsonl").read_text().splitlines()
+    }
     for n, item in enumerate(sorted(rows)):
         assert rows[item]["raters"]["هدى"] == {c: 1 + (n + i) % 5 for i, c in enumerate(CRITERIA)}
 
 
 # ---- issue 10: pairing by content, one order per rater, Krippendorff's alpha -------------------------------------
 
+
 def write_generations(path, system, prompts):
     """An eval dir with one story per (id, variety, prompt text)."""
-    atomic_write_jsonl(path / "generations.jsonl", [
-        {"id": pid, "system": system, "variety": "egy", "prompt": text, "features": {}, "story": f"{system} {text}", "meta": {}}
-        for pid, text in prompts])
-    atomic_write_jsonl(path / "judgments.jsonl", [
-        {"id": f"{system}/{pid}", "system": system, "prompt_id": pid, "variety": "egy",
-         "criteria": {c: 3 for c in CRITERIA}} for pid, _ in prompts])
+    atomic_write_jsonl(
+        path / "generations.jsonl",
+        [
+            {
+                "id": pid,
+                "system": system,
+                "variety": "egy",
+                "prompt": text,
+                "features": {},
+                "story": f"{system} {text}",
+                "meta": {},
+            }
+            for pid, text in prompts
+        ],
+    )
+    atomic_write_jsonl(
+        path / "judgments.jsonl",
+        [
+            {
+                "id": f"{system}/{pid}",
+                "system": system,
+                "prompt_id": pid,
+                "variety": "egy",
+                "criteria": dict.fromkeys(CRITERIA, 3),
+            }
+            for pid, _ in prompts
+        ],
+    )
     return str(path)
 
 
 def test_export_pairs_systems_by_prompt_text_not_by_id(tmp_path):
     same_ids = [(f"eval-egy-{i:04d}", f"نص {i}") for i in range(6)]
-    other_texts = [(f"eval-egy-{i:04d}", f"نص آخر {i}") for i in range(6)]      # another seed: same ids, other prompts
-    renamed = [(f"other-{i}", f"نص {i}") for i in range(6)]                     # other ids, the same prompts
+    other_texts = [(f"eval-egy-{i:04d}", f"نص آخر {i}") for i in range(6)]  # another seed: same ids, other prompts
+    renamed = [(f"other-{i}", f"نص {i}") for i in range(6)]  # other ids, the same prompts
     a = write_generations(tmp_path / "a", "sys-a", same_ids)
     result = export_sheet([a, write_generations(tmp_path / "b", "sys-b", other_texts)], tmp_path / "s1", per_system=3)
     assert not result["shared_prompts"]
@@ -333,22 +418,29 @@ def test_each_rater_gets_the_same_items_in_their_own_order_and_alpha_is_reported
     truth = {i: {c: judged[items[i]["system"]][items[i]["prompt_id"]][c] for c in CRITERIA} for i in items}
     sheets = []
     for k, name in enumerate(("Amal", "Omar", "Sara"), start=1):
-        noisy = lambda item, c: min(5, max(1, truth[item][c] + rng.choice([-1, 0, 0, 1])))  # noqa: E731
+        noisy = lambda item, c: min(5, max(1, truth[item][c] + rng.choice([-1, 0, 0, 1])))
         filled = fill(tmp_path / "sheet" / f"sheet-{k}.csv", tmp_path / f"{name}.csv", noisy, name)
         sheets.append(filled)
-    agreement = import_sheets([str(tmp_path / f"{n}.csv") for n in ("Amal", "Omar", "Sara")],
-                              tmp_path / "sheet" / "key.json", dirs, tmp_path / "agreement")
+    agreement = import_sheets(
+        [str(tmp_path / f"{n}.csv") for n in ("Amal", "Omar", "Sara")],
+        tmp_path / "sheet" / "key.json",
+        dirs,
+        tmp_path / "agreement",
+    )
     for criterion in CRITERIA:
         matrix = np.array([[float(f[i][criterion]) for i in sorted(items)] for f in sheets])
         alpha = agreement["rater_alpha"][criterion]
         assert alpha["raters"] == 3 and alpha["n_items"] == 16
-        assert alpha["alpha_ordinal"] == pytest.approx(krippendorff.alpha(
-            reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]), abs=1e-6)
+        assert alpha["alpha_ordinal"] == pytest.approx(
+            krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]),
+            abs=1e-6,
+        )
         assert alpha["alpha_ordinal_ci"][0] <= alpha["alpha_ordinal"] <= alpha["alpha_ordinal_ci"][1]
     assert "Krippendorff's alpha" in (tmp_path / "agreement" / "agreement.md").read_text()
 
 
 # ---- issue 15: the page from template files, sheets read through the byte-safe CSV reader ------------------------
+
 
 def test_the_page_is_its_template_with_the_css_and_js_files_inlined(evals, tmp_path):
     from importlib.resources import files
@@ -372,8 +464,8 @@ def test_a_sheet_that_is_not_utf8_text_names_the_line_and_a_directory_is_one_lin
     filled = tmp_path / "filled.csv"
     fill(tmp_path / "sheet" / "sheet.csv", filled, lambda item, criterion: 3, "Mona", newline="\n")
     lines = filled.read_bytes().split(b"\n")
-    last = len(lines) - 1   # the last physical line (holding the rater column); the error names that line
-    lines[last - 1] = lines[last - 1].replace(b"Mona", b"Mon\xe9")   # saved as Latin-1 by a spreadsheet program
+    last = len(lines) - 1  # the last physical line (holding the rater column); the error names that line
+    lines[last - 1] = lines[last - 1].replace(b"Mona", b"Mon\xe9")  # saved as Latin-1 by a spreadsheet program
     (tmp_path / "latin1.csv").write_bytes(b"\n".join(lines))
     with pytest.raises(DataError, match=rf"latin1.csv:{last}: not valid UTF-8 \(byte 0xe9"):
         read_sheet(tmp_path / "latin1.csv", items)
@@ -381,5 +473,5 @@ def test_a_sheet_that_is_not_utf8_text_names_the_line_and_a_directory_is_one_lin
     with pytest.raises(DataError, match=r"utf16.csv:1: is UTF-16 or UTF-32 encoded; save it as UTF-8"):
         read_sheet(tmp_path / "utf16.csv", items)
     (tmp_path / "folder.csv").mkdir()
-    with pytest.raises(DataError, match=r"folder.csv: is a directory, not a file"):   # was an IsADirectoryError
+    with pytest.raises(DataError, match=r"folder.csv: is a directory, not a file"):  # was an IsADirectoryError
         read_sheet(tmp_path / "folder.csv", items)

@@ -21,18 +21,37 @@ from tests.conftest import FAST_TRAIN, REPO, wait_until
 from tests.openai_server import OpenAIServer, Reply
 
 CANARY = "test-canary-" + "5d41402abc4b2a76b9719d911017c592"
-KEY_ENV = {"OPENAI_API_KEY": CANARY, "GOOGLE_API_KEY": CANARY, "WANDB_API_KEY": CANARY, "HF_TOKEN": CANARY,
-           "HYDRA_FULL_ERROR": "0", "WANDB_MODE": "offline"}
+KEY_ENV = {
+    "OPENAI_API_KEY": CANARY,
+    "GOOGLE_API_KEY": CANARY,
+    "WANDB_API_KEY": CANARY,
+    "HF_TOKEN": CANARY,
+    "HYDRA_FULL_ERROR": "0",
+    "WANDB_MODE": "offline",
+}
 
 
 def start(args: list[str], cwd: Path = REPO, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env={**os.environ, **KEY_ENV, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**os.environ, **KEY_ENV, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(args: list[str], cwd: Path = REPO, timeout: int = 600, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, env={**os.environ, **KEY_ENV, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**os.environ, **KEY_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready) -> str:
@@ -64,10 +83,16 @@ def assert_each_once(rows: list[dict], expected_ids: list, key: str = "id") -> N
     assert len(ids) == len(set(ids)), f"duplicate rows: {[i for i, n in Counter(ids).items() if n > 1]}"
 
 
-@pytest.mark.parametrize("command,override", [
-    ("-m arastory.translate", "+translator.api_key"), ("-m arastory.filter", "wandb.api_key"),
-    ("-m arastory.synthesize", "+generator.api_key"), ("train.py", "name"), ("evaluate.py", "judge.model"),
-])
+@pytest.mark.parametrize(
+    "command,override",
+    [
+        ("-m arastory.translate", "+translator.api_key"),
+        ("-m arastory.filter", "wandb.api_key"),
+        ("-m arastory.synthesize", "+generator.api_key"),
+        ("train.py", "name"),
+        ("evaluate.py", "judge.model"),
+    ],
+)
 def test_a_key_passed_as_an_override_is_refused_without_echoing_it(tmp_path, command, override):
     entry = command.split() if command.startswith("-m") else [str(REPO / command)]
     proc = finish([*entry, f"{override}={CANARY}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
@@ -91,17 +116,25 @@ def test_translate_killed_twice_loses_nothing_and_pays_at_most_the_batch_in_flig
 
     out = tmp_path / "out"
     with OpenAIServer(respond) as server:
-        args = ["-m", "arastory.translate", f"source={source}", f"out={out}", "translator=openai",
-                f"translator.base_url={server.base_url}", "translator.concurrency=1", "batch_size=3"]
+        args = [
+            "-m",
+            "arastory.translate",
+            f"source={source}",
+            f"out={out}",
+            "translator=openai",
+            f"translator.base_url={server.base_url}",
+            "translator.concurrency=1",
+            "batch_size=3",
+        ]
         printed = ""
-        for rows_before_kill in (3, 15):   # after the first batch, then mid-run
+        for rows_before_kill in (3, 15):  # after the first batch, then mid-run
             proc = start(args)
             printed += kill_when(proc, lambda: count_lines(out / "parallel.jsonl") >= rows_before_kill)
             done_at_kill = {r["id"] for r in read_jsonl(out / "parallel.jsonl")}
             assert rows_before_kill <= len(done_at_kill) < 30
         todo = next(f"s{i:02d}" for i in range(30) if f"s{i:02d}" not in done_at_kill)
-        half_row = f'{{"id": "{todo}", "ar_story": "'.encode() + "ترجمة".encode()[:5]   # cut inside a character
-        with open(out / "parallel.jsonl", "ab") as handle:   # what a kill in the middle of a write leaves
+        half_row = f'{{"id": "{todo}", "ar_story": "'.encode() + "ترجمة".encode()[:5]  # cut inside a character
+        with open(out / "parallel.jsonl", "ab") as handle:  # what a kill in the middle of a write leaves
             handle.write(half_row)
         final = finish(args)
     assert final.returncode == 0, final.stderr[-3000:]
@@ -111,7 +144,7 @@ def test_translate_killed_twice_loses_nothing_and_pays_at_most_the_batch_in_flig
     assert all(r["ar_story"] == "ترجمة " + r["en_story"].split()[2] for r in rows)
     paid_twice = [t for t, n in answered.items() if n > 1]
     assert max(answered.values()) <= 2 and len(paid_twice) <= 2 * 3, "more than one batch per kill was paid again"
-    log = (out / "translate.log").read_text()   # D16: no line per HTTP request (in the log or on the terminal)
+    log = (out / "translate.log").read_text()  # D16: no line per HTTP request (in the log or on the terminal)
     assert "HTTP Request" not in log + final.stdout + final.stderr and "translated" in final.stdout
     assert_no_canary(out, printed=printed + final.stdout + final.stderr)
 
@@ -124,20 +157,33 @@ def test_filter_killed_in_its_first_pass_resumes_to_the_same_outputs(tmp_path, m
 
     rows = read_jsonl(PARALLEL_FILE)
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(dict(r, id=f"{r['id']}-{k}"), ensure_ascii=False) + "\n"
-                            for k in range(20) for r in rows), encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(dict(r, id=f"{r['id']}-{k}"), ensure_ascii=False) + "\n" for k in range(20) for r in rows),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("ARASTORY_CACHE", str(tmp_path / "cache-reference"))
-    Filter(data, tmp_path / "reference", LexiconEncoder(), FilterSettings(plots=False, progress=False,
-                                                                        chunk_size=256)).run()
+    Filter(
+        data, tmp_path / "reference", LexiconEncoder(), FilterSettings(plots=False, progress=False, chunk_size=256)
+    ).run()
     cache = tmp_path / "cache-killed"
     out = tmp_path / "out"
-    args = ["-m", "arastory.filter", f"input={data}", f"out={out}", "encoder=lexicon", "wandb.mode=offline",
-            "filter.chunk_size=256", "filter.plots=false", "filter.progress=false"]
+    args = [
+        "-m",
+        "arastory.filter",
+        f"input={data}",
+        f"out={out}",
+        "encoder=lexicon",
+        "wandb.mode=offline",
+        "filter.chunk_size=256",
+        "filter.plots=false",
+        "filter.progress=false",
+    ]
 
     def filled(rows_done):
         def ready():
             states = list((cache / "filter").glob("*/state.json"))
             return any(json.loads(s.read_text() or "{}").get("done", 0) >= rows_done for s in states)
+
         return ready
 
     printed = ""
@@ -191,22 +237,36 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
         prompt = body["messages"][-1]["content"]
         with lock:
             asked[prompt] += 1
-            story = stories[assigned.setdefault(prompt, len(assigned)) % len(stories)]   # one story per prompt: no duplicates
-        release.wait(timeout=60)   # requests hang until the test lets them through
+            story = stories[
+                assigned.setdefault(prompt, len(assigned)) % len(stories)
+            ]  # one story per prompt: no duplicates
+        release.wait(timeout=60)  # requests hang until the test lets them through
         return Reply(story, delay=0.2)
 
     out = tmp_path / "egy"
     with OpenAIServer(respond) as server:
-        args = ["-m", "arastory.synthesize", "dialect=egy", "n=12", f"out={out}", f"generator.base_url={server.base_url}",
-                "generator.concurrency=2", "generator.backoff_base=0.01", "gates.check_variety=false"]
+        args = [
+            "-m",
+            "arastory.synthesize",
+            "dialect=egy",
+            "n=12",
+            f"out={out}",
+            f"generator.base_url={server.base_url}",
+            "generator.concurrency=2",
+            "generator.backoff_base=0.01",
+            "gates.check_variety=false",
+        ]
         first = start(args)
-        printed = kill_when(first, lambda: sum(asked.values()) >= 2)      # both first requests in flight, none answered
+        printed = kill_when(first, lambda: sum(asked.values()) >= 2)  # both first requests in flight, none answered
         assert count_lines(out / "generations.jsonl") == 0
         second = start(args)
         lock_file = out / ".arastory.lock"
-        wait_until(lambda: f"pid {second.pid}" in (lock_file.read_text() if lock_file.exists() else ""), second,
-                   "it held the lock")
-        intruder = finish(args)     # a second writer on the same out dir, while the first one runs
+        wait_until(
+            lambda: f"pid {second.pid}" in (lock_file.read_text() if lock_file.exists() else ""),
+            second,
+            "it held the lock",
+        )
+        intruder = finish(args)  # a second writer on the same out dir, while the first one runs
         message = intruder.stderr.strip()
         assert intruder.returncode == 2 and "\n" not in message, intruder.stderr
         assert message.startswith(f"lock error: {out}: in use by another arastory process (pid {second.pid}: ")
@@ -216,16 +276,24 @@ def test_synthesize_killed_at_the_start_and_midway_asks_each_prompt_at_most_twic
         final = finish(args)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_each_once(read_jsonl(out / "generations.jsonl"), [f"egy-s0-{i:06d}" for i in range(12)])
-    assert max(asked.values()) <= 3 and sum(asked.values()) <= 12 + 2 * 2, asked   # in flight at each kill: 2
+    assert max(asked.values()) <= 3 and sum(asked.values()) <= 12 + 2 * 2, asked  # in flight at each kill: 2
     assert_no_canary(out, printed=printed + intruder.stdout + intruder.stderr + final.stdout + final.stderr)
 
 
 # --- train ----------------------------------------------------------------------------------------------------
 def test_train_killed_in_its_second_stage_resumes_without_repeating_a_stage(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train.py", *[a for a in FAST_TRAIN if not a.startswith(("logger=", "strategy."))], "logger=wandb",
-            "strategy=sequential", "strategy.stages.0.max_steps=2", "strategy.stages.1.max_steps=4",
-            "checkpoint.every_n_steps=1", "sample.per_variety=1", f"hydra.run.dir={run_dir}"]
+    args = [
+        "train.py",
+        *[a for a in FAST_TRAIN if not a.startswith(("logger=", "strategy."))],
+        "logger=wandb",
+        "strategy=sequential",
+        "strategy.stages.0.max_steps=2",
+        "strategy.stages.1.max_steps=4",
+        "checkpoint.every_n_steps=1",
+        "sample.per_variety=1",
+        f"hydra.run.dir={run_dir}",
+    ]
     ckpt = run_dir / "stages" / "1_synthetic" / "checkpoints" / "last.ckpt"
     printed = kill_when(start(args), ckpt.exists)
     assert (run_dir / "stages" / "0_translated" / "adapter").exists() and not (run_dir / "samples.jsonl").exists()
@@ -259,9 +327,20 @@ def test_evaluate_killed_while_generating_and_while_judging_keeps_every_row_once
 
     out = tmp_path / "eval"
     with OpenAIServer(respond) as server:
-        args = ["evaluate.py", f"out={out}", "n_per_variety=5", "system=openai", "system.model=story-model",
-                f"system.base_url={server.base_url}", "system.concurrency=2", f"judge.base_url={server.base_url}",
-                "judge.model=judge-model", "judge.concurrency=2", "judge.cache=false", "wandb.enabled=false"]
+        args = [
+            "evaluate.py",
+            f"out={out}",
+            "n_per_variety=5",
+            "system=openai",
+            "system.model=story-model",
+            f"system.base_url={server.base_url}",
+            "system.concurrency=2",
+            f"judge.base_url={server.base_url}",
+            "judge.model=judge-model",
+            "judge.concurrency=2",
+            "judge.cache=false",
+            "wandb.enabled=false",
+        ]
         printed = kill_when(start(args), lambda: count_lines(out / "generations.jsonl") >= 4)
         printed += kill_when(start(args), lambda: count_lines(out / "judgments.jsonl") >= 4)
         final = finish(args)

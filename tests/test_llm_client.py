@@ -23,7 +23,7 @@ def test_retries_rate_limits_and_server_errors_then_succeeds():
     with OpenAIServer(lambda n, body: script[n]) as server:
         c = client(server)
         waits = []
-        c.retry.sleep = waits.append   # record the waits asked for instead of timing them
+        c.retry.sleep = waits.append  # record the waits asked for instead of timing them
         response = c.chat([{"role": "user", "content": "x"}], temperature=0)
     assert response.text == "قصة" and response.retries == 3
     assert waits[0] == 0.2, "Retry-After is honoured, above backoff_max"
@@ -93,22 +93,25 @@ def test_cost_estimates():
     assert estimate_cost("my-local-vllm-model", 10, 10) is None
 
 
-@pytest.mark.parametrize("model, per_million_in_and_out", [
-    ("gpt-4o-mini-2024-07-18", 0.15 + 0.60),   # was priced as gpt-4 ($30 + $60): the first prefix in the table
-    ("gpt-4o-2024-08-06", 2.5 + 10.0),
-    ("gpt-4o-2024-05-13", 5.0 + 15.0),          # a snapshot with its own list price
-    ("gpt-4-turbo-2024-04-09", 10.0 + 30.0),
-    ("gpt-4-turbo-preview", 10.0 + 30.0),
-    ("gpt-4-0613", 30.0 + 60.0),
-    ("gpt-4-32k-0613", 60.0 + 120.0),
-    ("gpt-3.5-turbo-0125", 0.50 + 1.50),
-    ("gpt-3.5-turbo-16k-0613", 3.0 + 4.0),
-    ("gpt-4.1-mini-2025-04-14", 0.40 + 1.60),
-])
+@pytest.mark.parametrize(
+    "model, per_million_in_and_out",
+    [
+        ("gpt-4o-mini-2024-07-18", 0.15 + 0.60),  # was priced as gpt-4 ($30 + $60): the first prefix in the table
+        ("gpt-4o-2024-08-06", 2.5 + 10.0),
+        ("gpt-4o-2024-05-13", 5.0 + 15.0),  # a snapshot with its own list price
+        ("gpt-4-turbo-2024-04-09", 10.0 + 30.0),
+        ("gpt-4-turbo-preview", 10.0 + 30.0),
+        ("gpt-4-0613", 30.0 + 60.0),
+        ("gpt-4-32k-0613", 60.0 + 120.0),
+        ("gpt-3.5-turbo-0125", 0.50 + 1.50),
+        ("gpt-3.5-turbo-16k-0613", 3.0 + 4.0),
+        ("gpt-4.1-mini-2025-04-14", 0.40 + 1.60),
+    ],
+)
 def test_dated_model_names_are_priced_as_their_own_family(model, per_million_in_and_out):
     assert estimate_cost(model, 1_000_000, 1_000_000) == pytest.approx(per_million_in_and_out)
 
 
 def test_a_name_that_only_shares_a_prefix_is_unpriced():
-    assert estimate_cost("gpt-4.5-preview", 1_000_000, 0) is None   # not gpt-4
+    assert estimate_cost("gpt-4.5-preview", 1_000_000, 0) is None  # not gpt-4
     assert estimate_cost("gpt-4omni", 1_000_000, 0) is None

@@ -29,14 +29,27 @@ def test_synthesize_takes_dialect_and_the_old_variety_with_a_note(tmp_path):
 
 
 def test_evaluate_takes_dialect_and_the_old_varieties_with_a_note(tmp_path):
-    released_format_csvs(tmp_path / "csvs")   # egy and mor stories
+    released_format_csvs(tmp_path / "csvs")  # egy and mor stories
     out = tmp_path / "eval"
-    proc = evaluate_cli(["system=file", f"system.path={tmp_path / 'csvs'}", "system.n_per_variety=3", "dialect=egy",
-                         "judge=none", "wandb.enabled=false", "diversity.subsample=2", "diversity.repeats=2",
-                         f"out={out}"], key=None)
+    proc = evaluate_cli(
+        [
+            "system=file",
+            f"system.path={tmp_path / 'csvs'}",
+            "system.n_per_variety=3",
+            "dialect=egy",
+            "judge=none",
+            "wandb.enabled=false",
+            "diversity.subsample=2",
+            "diversity.repeats=2",
+            f"out={out}",
+        ],
+        key=None,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {g["variety"] for g in lines(out / "generations.jsonl")} == {"egy"}
     proc = evaluate_cli(["varieties=[egy,lev]", f"out={tmp_path / 'bad'}"], key=None)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["note: varieties= is now dialect= (the old name still works)",
-                                        "config error: dialect: 'lev' is not one of: msa, egy, mor, all"]
+    assert proc.stderr.splitlines() == [
+        "note: varieties= is now dialect= (the old name still works)",
+        "config error: dialect: 'lev' is not one of: msa, egy, mor, all",
+    ]

@@ -33,11 +33,18 @@ def lora_model(tokenizer, attention: str):
     from arastory.train.attention import resolve_attn_implementation
     from arastory.train.model import apply_lora, load_model
 
-    implementation = resolve_attn_implementation("sdpa", packing=True, on_cuda=False) if attention == "sdpa_packed" \
-        else attention
+    implementation = (
+        resolve_attn_implementation("sdpa", packing=True, on_cuda=False) if attention == "sdpa_packed" else attention
+    )
     torch.manual_seed(0)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
-                        modules_to_save=["lm_head"], task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        modules_to_save=["lm_head"],
+        task_type="CAUSAL_LM",
+    )
     return apply_lora(load_model(tokenizer.name_or_path, None, "float32", implementation), config, quantized=False)
 
 
@@ -55,11 +62,14 @@ def test_a_packed_row_has_the_loss_and_gradients_of_its_examples_unpacked(tiny_t
     model = lora_model(tiny_tokenizer, attention)
     padded = pad_collate(tiny_tokenizer.pad_token_id, extras=True)(examples)
     packed = packed_collate()([examples])
-    assert packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples)) and "attention_mask" not in packed
+    assert (
+        packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples)) and "attention_mask" not in packed
+    )
     loss_padded, grads_padded = loss_and_grads(model, padded)
     loss_packed, grads_packed = loss_and_grads(model, packed)
-    hf_loss = float(model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
-                          labels=padded["labels"]).loss)
+    hf_loss = float(
+        model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], labels=padded["labels"]).loss
+    )
     assert loss_packed == pytest.approx(loss_padded, rel=1e-6) and loss_padded == pytest.approx(hf_loss, rel=1e-6)
     for name, grad in grads_padded.items():
         assert torch.allclose(grads_packed[name], grad, rtol=1e-4, atol=1e-7), name
@@ -82,14 +92,21 @@ def test_examples_of_a_packed_row_never_attend_to_each_other(tiny_tokenizer, exa
 def test_packed_collate_masks_each_first_label_and_learns_each_eos(tiny_tokenizer, examples):
     batch = packed_collate()([examples])
     starts = batch["cu_seq_lens_q"][:-1].tolist()
-    assert batch["cu_seq_lens_q"].tolist() == [0, *torch.tensor([len(e["input_ids"]) for e in examples]).cumsum(0).tolist()]
-    assert (batch["position_ids"][0, starts] == 0).all() and batch["position_ids"][0, -1] == len(examples[-1]["input_ids"]) - 1
+    assert batch["cu_seq_lens_q"].tolist() == [
+        0,
+        *torch.tensor([len(e["input_ids"]) for e in examples]).cumsum(0).tolist(),
+    ]
+    assert (batch["position_ids"][0, starts] == 0).all() and batch["position_ids"][0, -1] == len(
+        examples[-1]["input_ids"]
+    ) - 1
     eos = tiny_tokenizer.eos_token_id
     assert int((batch["targets"] == eos).sum()) == len(examples), "every example ends by learning EOS"
     story_tokens = sum(sum(1 for label in e["labels"] if label != IGNORE_INDEX) for e in examples)
     assert batch["targets"].numel() == story_tokens and batch["num_tokens"] == batch["num_slots"]
-    every_token = packed_collate()([[{**e, "labels": e["input_ids"]} for e in examples]])   # no masked prompt
-    assert (every_token["labels"][0, starts] == IGNORE_INDEX).all(), "no example's first token is predicted from another"
+    every_token = packed_collate()([[{**e, "labels": e["input_ids"]} for e in examples]])  # no masked prompt
+    assert (every_token["labels"][0, starts] == IGNORE_INDEX).all(), (
+        "no example's first token is predicted from another"
+    )
     assert every_token["targets"].numel() == sum(len(e["input_ids"]) - 1 for e in examples)
 
 
@@ -135,8 +152,9 @@ def test_a_second_run_reads_the_token_cache_and_a_new_max_length_misses_it(tiny_
     records, val = load_bundled_stories()[:12], {"egy": load_bundled_stories()[12:15]}
 
     def build(max_length, cache=tmp_path):
-        module = StoryDataModule(records, val, ExampleFormatter(tiny_tokenizer, max_length=max_length), batch_size=2,
-                                 token_cache=cache)
+        module = StoryDataModule(
+            records, val, ExampleFormatter(tiny_tokenizer, max_length=max_length), batch_size=2, token_cache=cache
+        )
         assert encodes == [], "constructing the data module tokenizes nothing (setup() does)"
         module.setup("fit")
         return module

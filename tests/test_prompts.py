@@ -4,8 +4,13 @@ import pytest
 
 from arastory.data.readers import read_stories
 from arastory.prompts import PromptSampler, load_variety
-from arastory.prompts.released import (RELEASED_CUES, count_distribution, feature_rates, released_features,
-                                       total_variation)
+from arastory.prompts.released import (
+    RELEASED_CUES,
+    count_distribution,
+    feature_rates,
+    released_features,
+    total_variation,
+)
 
 
 def test_sampler_is_seeded_and_keeps_features():
@@ -67,7 +72,7 @@ def test_sampler_matches_the_released_prompt_statistics(released_dir, variety):
     if variety == "msa":
         total = sum(PAPER_MSA_COUNTS.values())
         paper = {k: v / total for k, v in PAPER_MSA_COUNTS.items()}
-        assert total_variation(count_distribution(released_lists), paper) < 0.03   # our detector vs the paper
+        assert total_variation(count_distribution(released_lists), paper) < 0.03  # our detector vs the paper
         assert total_variation(count_distribution(ours), paper) < 0.06
 
 
@@ -85,10 +90,10 @@ def test_sampled_features_are_the_rendered_ones():
 
 def test_balanced_blocks_make_rates_exact_and_coin_mode_is_the_studys():
     optional = ["place", "dialogue", "moral", "topic", "season", "activity", "emotion", "plot_twist"]
-    balanced = PromptSampler("msa", seed=1).sample(100)          # 5 blocks of 20, 9 presences each
+    balanced = PromptSampler("msa", seed=1).sample(100)  # 5 blocks of 20, 9 presences each
     assert all(sum(f in p.features for p in balanced) == 45 for f in optional)
-    coin = PromptSampler("msa", seed=1, balance_block=None).sample(3000)   # one independent coin per feature
+    coin = PromptSampler("msa", seed=1, balance_block=None).sample(3000)  # one independent coin per feature
     rates = [sum(f in p.features for p in coin) / 3000 for f in optional]
     assert all(abs(r - 0.45) < 0.04 for r in rates) and len(set(rates)) > 1
-    third = PromptSampler("msa", seed=1, p_optional=1 / 3).sample(3000)   # p*B not whole: randomly rounded blocks
+    third = PromptSampler("msa", seed=1, p_optional=1 / 3).sample(3000)  # p*B not whole: randomly rounded blocks
     assert all(abs(sum(f in p.features for p in third) / 3000 - 1 / 3) < 0.01 for f in optional)

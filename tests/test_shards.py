@@ -3,15 +3,14 @@ unsharded job's, duplicates that fell into different shards are removed once, an
 shards stops with one line. Translate runs with the benchmark/testing translator (`translator=identity`)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from arastory.cli import register_resolvers
-from arastory.data.bundled import PARALLEL_FILE, load_bundled_stories
 from arastory.data.__main__ import merge_main
+from arastory.data.bundled import PARALLEL_FILE, load_bundled_stories
 from arastory.data.merge import merge
 from arastory.io import read_jsonl
 from arastory.paths import CONF_DIR
@@ -27,10 +26,12 @@ def composed(config: str, overrides: list[str]):
 
 
 def english_source(path: Path, n: int = 30, repeat_first_id: bool = True) -> Path:
-    rows = [{"id": f"s{i}", "prompt": f"Write story number {i}.", "story": f"Once upon a time there was cat {i}."}
-            for i in range(n)]
+    rows = [
+        {"id": f"s{i}", "prompt": f"Write story number {i}.", "story": f"Once upon a time there was cat {i}."}
+        for i in range(n)
+    ]
     if repeat_first_id:
-        rows.insert(1, dict(rows[0]))   # the same id at positions 0 and 1: shard 0 and shard 1 of 3
+        rows.insert(1, dict(rows[0]))  # the same id at positions 0 and 1: shard 0 and shard 1 of 3
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -43,8 +44,20 @@ def test_translate_shards_merge_into_the_unsharded_output(tmp_path, capsys):
     whole = translate(composed("translate", [f"source={source}", "translator=identity", f"out={tmp_path / 'whole'}"]))
     # The shards as one sweep through a launcher (joblib: parallel worker processes), each job in its shard dir.
     sharded = tmp_path / "sharded"
-    run_cli(["-m", "arastory.translate", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"source={source}",
-             "translator=identity", f"out={sharded}", "shard=0/3,1/3,2/3"], check=True)
+    run_cli(
+        [
+            "-m",
+            "arastory.translate",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"source={source}",
+            "translator=identity",
+            f"out={sharded}",
+            "shard=0/3,1/3,2/3",
+        ],
+        check=True,
+    )
     assert sorted(p.name for p in (sharded / "shards").iterdir()) == ["0-of-3", "1-of-3", "2-of-3"]
     manifests = [json.loads((sharded / "shards" / f"{i}-of-3" / "shard.json").read_text()) for i in range(3)]
     assert [m["complete"] for m in manifests] == [True] * 3 and [m["counts"]["read"] for m in manifests] == [11, 10, 10]
@@ -57,6 +70,7 @@ def test_translate_shards_merge_into_the_unsharded_output(tmp_path, capsys):
     report = json.loads((sharded / "merge_report.json").read_text())
     assert report["cross_shard_duplicate_ids"] == 1 and report["rows"] == 30 and report["counts"]["read"] == 31
     from arastory.translate.identity import IdentityTranslator
+
     assert merged["s3"]["ar_story"] == IdentityTranslator().translate(["Once upon a time there was cat 3."])[0]
     assert merged["s3"]["translator"] == "identity"
 
@@ -66,7 +80,7 @@ def test_a_shard_resumes_on_its_own(tmp_path):
 
     source = english_source(tmp_path / "en.jsonl", n=20, repeat_first_id=False)
     args = [f"source={source}", "translator=identity", f"out={tmp_path / 't'}", "shard=1/2"]
-    first = translate(composed("translate", [*args, "limit=10"]))    # the first 10 source items: 5 of them are shard 1's
+    first = translate(composed("translate", [*args, "limit=10"]))  # the first 10 source items: 5 of them are shard 1's
     again = translate(composed("translate", args))
     assert (first["translated"], again["already_done"], again["translated"]) == (5, 5, 5)
     rows = read_jsonl(tmp_path / "t" / "shards" / "1-of-2" / "parallel.jsonl")
@@ -75,7 +89,7 @@ def test_a_shard_resumes_on_its_own(tmp_path):
 
 def merge_error(out: str, capsys) -> str:
     """`python -m arastory.data merge <out>` in this process: its exit code must be 2; its stderr."""
-    capsys.readouterr()   # what ran before
+    capsys.readouterr()  # what ran before
     with pytest.raises(SystemExit) as stopped:
         merge_main([out])
     assert stopped.value.code == 2
@@ -87,31 +101,44 @@ def test_merge_refuses_missing_or_unfinished_shards(tmp_path, capsys):
 
     source = english_source(tmp_path / "en.jsonl", n=8, repeat_first_id=False)
     for i in range(2):
-        translate(composed("translate", [f"source={source}", "translator=identity", f"out={tmp_path}/t", f"shard={i}/2"]))
+        translate(
+            composed("translate", [f"source={source}", "translator=identity", f"out={tmp_path}/t", f"shard={i}/2"])
+        )
     manifest = tmp_path / "t" / "shards" / "1-of-2" / "shard.json"
     saved = manifest.read_text()
     manifest.write_text(saved.replace('"complete": true', '"complete": false'))
     assert merge_error(f"{tmp_path}/t", capsys) == (
         f"data error: {tmp_path}/t/shards: shards not finished: 1/2; rerun them with the same command (each "
-        "resumes), or merge anyway with --allow-incomplete")
+        "resumes), or merge anyway with --allow-incomplete"
+    )
     manifest.unlink()
     assert "1 of 2 shards missing: 1/2; run them with shard=<i>/2" in merge_error(f"{tmp_path}/t", capsys)
     assert not (tmp_path / "t" / "parallel.jsonl").exists()
-    bad = run_cli(["-m", "arastory.translate", f"source={source}", "translator=identity", f"out={tmp_path}/u", "shard=2/2"])
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("config error: shard: '2/2' is not i/n")
+    bad = run_cli(
+        ["-m", "arastory.translate", f"source={source}", "translator=identity", f"out={tmp_path}/u", "shard=2/2"]
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "config error: shard: '2/2' is not i/n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- filter
 def test_filter_shards_dedup_across_shards_like_one_filter(tmp_path):
+    from arastory.data.shards import Shard
     from arastory.filter.build import build_encoder, encoder_config, settings_from_config
     from arastory.filter.pipeline import Filter
-    from arastory.data.shards import Shard
 
     pairs = [json.loads(line) for line in PARALLEL_FILE.read_text().splitlines()][:40]
-    copy = {**pairs[2], "id": "copy-of-2"}                    # an exact duplicate of a pair in another shard
-    near = {**pairs[5], "id": "near-5", "en_story": pairs[5]["en_story"] + " Really.",
-            "ar_story": pairs[5]["ar_story"] + " حقا."}                     # a near duplicate
-    rows = pairs[:5] + [copy] + pairs[5:12] + [near] + pairs[12:]   # lines 6 and 14: shard 1 of 2; pairs 2 and 5 (lines 3, 7): shard 0
+    copy = {**pairs[2], "id": "copy-of-2"}  # an exact duplicate of a pair in another shard
+    near = {
+        **pairs[5],
+        "id": "near-5",
+        "en_story": pairs[5]["en_story"] + " Really.",
+        "ar_story": pairs[5]["ar_story"] + " حقا.",
+    }  # a near duplicate
+    rows = (
+        [*pairs[:5], copy, *pairs[5:12], near, *pairs[12:]]
+    )  # lines 6 and 14: shard 1 of 2; pairs 2 and 5 (lines 3, 7): shard 0
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = composed("filter", ["encoder=lexicon", "filter.progress=false", "filter.plots=false"])
@@ -147,15 +174,23 @@ def test_synthesize_shards_gate_duplicates_across_shards(tmp_path, api_key, caps
     from arastory.synthesize.run import sample_prompts, synthesize
 
     stories = [r.story for r in load_bundled_stories() if r.variety == "egy"]
-    base = ["variety=egy", "n=6", "generator.backoff_base=0.01", "gates.check_variety=false"]   # the duplicate gates are the point
+    base = [
+        "variety=egy",
+        "n=6",
+        "generator.backoff_base=0.01",
+        "gates.check_variety=false",
+    ]  # the duplicate gates are the point
 
     def run(out, shard=None):
-        cfg = composed("synthesize", [*base, f"out={out}", f"generator.base_url={server.base_url}",
-                                      *([f"shard={shard}"] if shard else [])])
+        cfg = composed(
+            "synthesize",
+            [*base, f"out={out}", f"generator.base_url={server.base_url}", *([f"shard={shard}"] if shard else [])],
+        )
         return synthesize(cfg, out if not shard else Path(out) / "shards" / shard.replace("/", "-of-"))
 
     prompts = sample_prompts(composed("synthesize", base))
     order = {p["prompt"]: i for i, p in enumerate(prompts)}
+
     # Prompt 1 (shard 1 of 2) gets the same story as prompt 0 (shard 0): only a merge can see the repeat.
     def answer(n, body):
         index = order[body["messages"][-1]["content"]]
@@ -165,8 +200,9 @@ def test_synthesize_shards_gate_duplicates_across_shards(tmp_path, api_key, caps
         whole = run(tmp_path / "whole")
         for i in range(2):
             run(tmp_path / "sharded", f"{i}/2")
-    shard_reports = [json.loads((tmp_path / "sharded" / "shards" / f"{i}-of-2" / "report.json").read_text())
-                     for i in range(2)]
+    shard_reports = [
+        json.loads((tmp_path / "sharded" / "shards" / f"{i}-of-2" / "report.json").read_text()) for i in range(2)
+    ]
     assert [r["requested"] for r in shard_reports] == [3, 3] and [r["kept"] for r in shard_reports] == [3, 3]
     report = merge_main([str(tmp_path / "sharded")])
     printed = capsys.readouterr().out

@@ -63,6 +63,8 @@ def test_training_subsets_still_follow_the_seed():
 
     def train_ids(seed):
         cfg = compose_train("dialect=egy", "data.synthetic.size=10", f"seed={seed}")
-        return {r.id for r in build_training_data(cfg.data, cfg.dialect, ["synthetic"], seed=cfg.seed).train["synthetic"]}
+        return {
+            r.id for r in build_training_data(cfg.data, cfg.dialect, ["synthetic"], seed=cfg.seed).train["synthetic"]
+        }
 
     assert train_ids(1) != train_ids(2)

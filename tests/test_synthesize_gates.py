@@ -40,12 +40,12 @@ def test_each_gate_rejects_its_case(stories, identifier):
         ("b", "   ", "empty"),
         ("c", "As an AI language model, I cannot write stories about this topic.", "refusal"),
         ("d", "عذراً، لا أستطيع كتابة هذه القصة.", "refusal"),
-        ("e", "إليك القصة:\n\n" + egy[1], "refusal"),                       # meta text before the story
+        ("e", "إليك القصة:\n\n" + egy[1], "refusal"),  # meta text before the story
         ("f", egy[2] + "\n\nI hope you enjoyed the story! Here is the story summary.", "refusal"),
         ("g", " ".join(egy[3].split()[:60]), "too_short"),
         ("h", " ".join([egy[4]] * 4), "too_long"),
         ("i", ENGLISH, "non_arabic"),
-        ("j", msa[0], "wrong_variety"),                                      # MSA drift in an Egyptian run
+        ("j", msa[0], "wrong_variety"),  # MSA drift in an Egyptian run
         ("k", egy[0], "duplicate"),
         ("l", near_copy(egy[0]), "near_duplicate"),
         ("m", egy[5], None),
@@ -64,15 +64,16 @@ def test_rejected_stories_do_not_block_later_ones(stories, identifier):
     gates = QualityGates(identifier=identifier)
     story = stories["mor"][0]
     assert gates.check("x", story, "egy").reason == "wrong_variety"
-    assert gates.check("y", story, "mor").kept          # not a duplicate of the rejected one
+    assert gates.check("y", story, "mor").kept  # not a duplicate of the rejected one
 
 
 def test_the_released_stories_pass_every_content_gate(released_dir):
     """No false positives on real GPT-4 stories: no refusal/meta text, right length, Arabic, no (near) duplicates."""
     records = read_stories(released_dir)
     gates = QualityGates(check_variety=False)
-    rejected = [(r.id, res.reason, res.detail) for r in records
-                if not (res := gates.check(r.id, r.story, r.variety)).kept]
+    rejected = [
+        (r.id, res.reason, res.detail) for r in records if not (res := gates.check(r.id, r.story, r.variety)).kept
+    ]
     assert len(records) == 846 + 850 + 850 and rejected == []
 
 

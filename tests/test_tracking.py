@@ -25,5 +25,5 @@ def test_a_failed_run_still_closes_its_wandb_run_marked_failed(tmp_path):
     with open_loggers(cfg, tmp_path / "ok", zero=True) as loggers:
         loggers[0].log_metrics({"train/loss": 1.0}, step=0)
     assert wandb.run is None
-    wandb.teardown()   # stops W&B's service once it has written every finished run's records
+    wandb.teardown()  # stops W&B's service once it has written every finished run's records
     assert exit_codes(tmp_path / "failed") == [1] and exit_codes(tmp_path / "ok") == [0]

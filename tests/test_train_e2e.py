@@ -19,9 +19,11 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     proc = run_cli(["train.py", *FAST_TRAIN, "dialect=egy", f"out={run_dir}"], check=True)
     metrics = read_metrics(run_dir)
     assert [s["name"] for s in metrics["stages"]] == ["synthetic"]
-    again = run_cli(["train.py", *FAST_TRAIN, f"out={run_dir}"])   # out= never overwrites a run
-    assert again.returncode == 2 and again.stderr.strip() == (f"config error: out: '{run_dir}' already holds a training "
-                                                             f"run; continue it with resume={run_dir}, or choose another out")
+    again = run_cli(["train.py", *FAST_TRAIN, f"out={run_dir}"])  # out= never overwrites a run
+    assert again.returncode == 2 and again.stderr.strip() == (
+        f"config error: out: '{run_dir}' already holds a training "
+        f"run; continue it with resume={run_dir}, or choose another out"
+    )
     assert metrics["stages"][0]["global_step"] == 3 and metrics["global_step"] == 3
     assert set(metrics["final"]) >= {"val/egy/loss", "val/egy/ppl", "val/egy/bpc", "val/egy/bpw", "val/loss", "val/bpc"}
     assert set(metrics["val_fingerprint"]) == {"all", "egy"} and metrics["max_length"] == 160
@@ -39,7 +41,7 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert samples and samples[0]["variety"] == "egy" and samples[0]["prompt"]
     assert str(run_dir) in proc.stdout and "non-padding tokens/s" in proc.stdout
-    log = (run_dir / "train.log").read_text(encoding="utf-8")   # what the console showed, timestamped, in the run dir
+    log = (run_dir / "train.log").read_text(encoding="utf-8")  # what the console showed, timestamped, in the run dir
     assert "non-padding tokens/s" in log and "[WARNING]" in log and "lose their end of story (EOS)" in log
     # The checkpoint holds the adapter, not the frozen 4-bit base.
     state = torch.load(run_dir / "stages/0_synthetic/checkpoints/last.ckpt", weights_only=False)["state_dict"]
@@ -48,20 +50,36 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
 
 def test_sequential_run_continues_one_adapter_through_two_stages(tmp_path):
     run_dir = tmp_path / "seq"
-    run_cli(["train.py", *FAST_TRAIN, "strategy=sequential", "strategy.stages.1.max_steps=2", "logger=wandb",
-             "strategy.restart_optimizer=false", f"hydra.run.dir={run_dir}"], check=True)
+    run_cli(
+        [
+            "train.py",
+            *FAST_TRAIN,
+            "strategy=sequential",
+            "strategy.stages.1.max_steps=2",
+            "logger=wandb",
+            "strategy.restart_optimizer=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+        check=True,
+    )
     metrics = read_metrics(run_dir)
     assert [(s["name"], s["data"], s["global_step"]) for s in metrics["stages"]] == [
-        ("translated", "translated", 3), ("synthetic", "synthetic", 2)]
+        ("translated", "translated", 3),
+        ("synthetic", "synthetic", 2),
+    ]
     assert metrics["data"]["translated"]["train"] == 6
-    assert metrics["data"]["translated"]["filter"]["counts"]["kept"] == 80, "the default filter keeps the 80 faithful pairs"
+    assert metrics["data"]["translated"]["filter"]["counts"]["kept"] == 80, (
+        "the default filter keeps the 80 faithful pairs"
+    )
     assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/filter/*.png")), "filter plots reach W&B"
-    assert [s["format"]["kept"] for s in metrics["stages"]] == [s["examples"] for s in metrics["stages"]] == [6, 18], \
+    assert [s["format"]["kept"] for s in metrics["stages"]] == [s["examples"] for s in metrics["stages"]] == [6, 18], (
         "each stage counts its own examples"
+    )
     for stage in ("0_translated", "1_synthetic"):
         assert (run_dir / "stages" / stage / "adapter" / "adapter_model.safetensors").exists()
         assert (run_dir / "stages" / stage / "checkpoints" / "last.ckpt").exists()
     from safetensors.torch import load_file
+
     first = load_file(run_dir / "stages/0_translated/adapter/adapter_model.safetensors")
     second = load_file(run_dir / "stages/1_synthetic/adapter/adapter_model.safetensors")
     assert first.keys() == second.keys() and any(not torch.equal(first[k], second[k]) for k in first)
@@ -75,17 +93,30 @@ def test_multirun_gives_each_job_its_own_run_dir(tmp_path):
     run_cli(["train.py", "-m", *FAST_TRAIN, "dialect=msa,mor", f"hydra.sweep.dir={sweep}"], check=True)
     job_dirs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert [p.name for p in job_dirs] == ["0", "1"]
-    for job_dir, variety in zip(job_dirs, ["msa", "mor"]):
+    for job_dir, variety in zip(job_dirs, ["msa", "mor"], strict=False):
         assert read_metrics(job_dir)["data"]["synthetic"]["train_per_variety"] == {variety: 6}
         assert yaml.safe_load((job_dir / "config.yaml").read_text())["dialect"] == variety
 
 
 def test_plain_lora_and_released_csv_data(tmp_path, released_dir):
     run_dir = tmp_path / "plain"
-    run_cli(["train.py", *FAST_TRAIN, "quant=none", "data=arastories", f"data.synthetic.path={released_dir}",
-             "dialect=mor", "data.max_length=256", f"hydra.run.dir={run_dir}"], check=True)
+    run_cli(
+        [
+            "train.py",
+            *FAST_TRAIN,
+            "quant=none",
+            "data=arastories",
+            f"data.synthetic.path={released_dir}",
+            "dialect=mor",
+            "data.max_length=256",
+            f"hydra.run.dir={run_dir}",
+        ],
+        check=True,
+    )
     metrics = read_metrics(run_dir)
-    assert metrics["data"]["synthetic"]["read"] == 850 and metrics["data"]["synthetic"]["train_per_variety"] == {"mor": 6}
+    assert metrics["data"]["synthetic"]["read"] == 850 and metrics["data"]["synthetic"]["train_per_variety"] == {
+        "mor": 6
+    }
     assert metrics["stages"][0]["format"]["truncated"] > 0, "released stories exceed 256 tokens and are counted"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["quant"]["_target_"] == "arastory.train.model.no_quantization"

@@ -7,10 +7,21 @@ import pytest
 import torch
 
 # A short fixed variant of the default tiny run: two stages (translated, then Egyptian synthetic), 4-bit QLoRA.
-GOLDEN = ["strategy=sequential", "dialect=egy", "data.synthetic.size=16", "data.translated.size=16", "batch_size=4",
-          "data.max_length=256", "strategy.stages.0.max_steps=8", "strategy.stages.1.max_steps=20", "logger=csv",
-          "sample.per_variety=1", "sample.max_new_tokens=8", "trainer.enable_progress_bar=false",
-          "trainer.log_every_n_steps=1"]
+GOLDEN = [
+    "strategy=sequential",
+    "dialect=egy",
+    "data.synthetic.size=16",
+    "data.translated.size=16",
+    "batch_size=4",
+    "data.max_length=256",
+    "strategy.stages.0.max_steps=8",
+    "strategy.stages.1.max_steps=20",
+    "logger=csv",
+    "sample.per_variety=1",
+    "sample.max_new_tokens=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
 # Recorded on this project's CPU (2026-12, torch 2.13, bitsandbytes 0.50): stage 2 train loss 6.3005, val loss 7.1477,
 # from ~8.3 (ln of the 4,000-token vocabulary) at step 0; ±0.05 leaves room for other CPUs' kernels.
 GOLDEN_BAND = {"train_loss": (6.25, 6.35), "val_loss": (7.10, 7.20)}
@@ -52,7 +63,7 @@ def golden_run(tmp_path_factory):
 
 
 def test_the_short_tiny_run_reaches_its_recorded_loss_band(golden_run):
-    metrics, run_dir, _ = golden_run
+    metrics, _run_dir, _ = golden_run
     last = metrics["stages"][-1]
     for key, (low, high) in GOLDEN_BAND.items():
         assert low <= last[key] <= high, f"{key}={last[key]} outside the recorded band [{low}, {high}]"
@@ -87,7 +98,7 @@ def test_bits_per_character_and_word_follow_their_definition(golden_run):
             nll += float(torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=-100, reduction="sum"))
             chars, words = chars + example["story_chars"], words + example["story_words"]
     final = metrics["final"]
-    assert final["val/egy/bpc"] == pytest.approx(nll / math.log(2) / chars, abs=2e-4)   # metrics.json rounds to 4 places
+    assert final["val/egy/bpc"] == pytest.approx(nll / math.log(2) / chars, abs=2e-4)  # metrics.json rounds to 4 places
     assert final["val/egy/bpw"] == pytest.approx(nll / math.log(2) / words, abs=2e-4)
 
 
@@ -114,16 +125,22 @@ def test_gradients_survive_an_eval_forward_on_4bit_cpu_weights(tiny_tokenizer):
     from arastory.train.formatting import ExampleFormatter
     from arastory.train.model import apply_lora, load_model
 
-    quant = instantiate(OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / "nf4.yaml"), {"bnb_4bit_compute_dtype": "float32"}))
+    quant = instantiate(
+        OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / "nf4.yaml"), {"bnb_4bit_compute_dtype": "float32"})
+    )
     formatter = ExampleFormatter(tiny_tokenizer, max_length=128)
-    batch = pad_collate(tiny_tokenizer.pad_token_id)([formatter.encode(r.prompt, r.story) for r in load_bundled_stories()[:2]])
+    batch = pad_collate(tiny_tokenizer.pad_token_id)(
+        [formatter.encode(r.prompt, r.story) for r in load_bundled_stories()[:2]]
+    )
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
 
     def lora_grads(eval_forward_first: bool) -> dict:
         torch.manual_seed(0)
-        model = apply_lora(load_model(tiny_tokenizer.name_or_path, quant, "float32"),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0,
-                                      task_type="CAUSAL_LM"), quantized=True)
+        model = apply_lora(
+            load_model(tiny_tokenizer.name_or_path, quant, "float32"),
+            LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"),
+            quantized=True,
+        )
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 torch.nn.init.normal_(param, std=0.02)  # nonzero B: gradients reach A through every layer

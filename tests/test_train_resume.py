@@ -18,17 +18,34 @@ from safetensors.torch import load_file
 from tests.conftest import run_cli
 from tests.wandb_history import run_history, steps_of
 
-SMALL = ["data.synthetic.size=6", "data.translated.size=6", "batch_size=2", "data.max_length=144",
-         "sample.max_new_tokens=4", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+SMALL = [
+    "data.synthetic.size=6",
+    "data.translated.size=6",
+    "batch_size=2",
+    "data.max_length=144",
+    "sample.max_new_tokens=4",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
 # Two stages, AdamW carried across them, default dropout (0.05), 3 batches per epoch, a checkpoint every 2 steps:
 # stage 0 checkpoints at steps 2, 4 (mid-epoch) and 6 (an epoch's last batch: saved after that epoch's validation).
-CHAIN = [*SMALL, "strategy=sequential", "strategy.restart_optimizer=false", "dialect=egy", "logger=wandb",
-         "strategy.stages.0.max_steps=7", "strategy.stages.1.max_steps=3", "checkpoint.every_n_steps=2",
-         "sample.per_variety=2"]
-KILLS = ["validation:0:1",   # validating epoch 1 of stage 0 (last checkpoint: step 4, mid-epoch): replays 5, 6
-         "step:0:7",         # after step 7 (last checkpoint: step 6, the end of epoch 1, after its validation)
-         "boundary:1",       # stage 0 finished, stage 1 about to start from stage 0's adapter and AdamW state
-         "sampling:1"]       # writing the sample stories after training (one batch)
+CHAIN = [
+    *SMALL,
+    "strategy=sequential",
+    "strategy.restart_optimizer=false",
+    "dialect=egy",
+    "logger=wandb",
+    "strategy.stages.0.max_steps=7",
+    "strategy.stages.1.max_steps=3",
+    "checkpoint.every_n_steps=2",
+    "sample.per_variety=2",
+]
+KILLS = [
+    "validation:0:1",  # validating epoch 1 of stage 0 (last checkpoint: step 4, mid-epoch): replays 5, 6
+    "step:0:7",  # after step 7 (last checkpoint: step 6, the end of epoch 1, after its validation)
+    "boundary:1",  # stage 0 finished, stage 1 about to start from stage 0's adapter and AdamW state
+    "sampling:1",
+]  # writing the sample stories after training (one batch)
 ADAPTERS = ["adapter", "stages/0_translated/adapter", "stages/1_synthetic/adapter"]
 
 
@@ -47,7 +64,7 @@ def assert_same_history(a: Path, b: Path) -> None:
     """Every row once, in order, with the same keys and (to 1e-6) the same values."""
     left, right = csv_rows(a), csv_rows(b)
     assert [sorted(row) for row in left] == [sorted(row) for row in right], f"{b} has other rows than {a}"
-    for x, y in zip(left, right):
+    for x, y in zip(left, right, strict=False):
         assert all(abs(float(x[k]) - float(y[k])) <= 1e-6 for k in x), (x, y)
 
 
@@ -64,7 +81,7 @@ def train_here(overrides: list[str], run_dir: Path) -> None:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         train(compose("train", overrides=overrides), run_dir)
     os.environ.clear()
-    os.environ.update(environ)   # seed_everything's PL_* variables stay out of later subprocesses
+    os.environ.update(environ)  # seed_everything's PL_* variables stay out of later subprocesses
 
 
 def kill(point: str, run_dir: Path, overrides: list[str] | None = None) -> None:
@@ -94,7 +111,9 @@ def test_a_run_killed_anywhere_resumes_into_the_uninterrupted_run(tmp_path):
     for adapter in ADAPTERS:
         assert max_diff(a / adapter, b / adapter) <= 1e-6, adapter
     for stage in ("0_translated", "1_synthetic"):
-        assert (a / "stages" / stage / "batches.jsonl").read_text() == (b / "stages" / stage / "batches.jsonl").read_text()
+        assert (a / "stages" / stage / "batches.jsonl").read_text() == (
+            b / "stages" / stage / "batches.jsonl"
+        ).read_text()
         assert_same_history(a / "stages" / stage / "metrics.csv", b / "stages" / stage / "metrics.csv")
     assert (a / "samples.jsonl").read_text() == (b / "samples.jsonl").read_text()
     metrics_a, metrics_b = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
@@ -104,7 +123,10 @@ def test_a_run_killed_anywhere_resumes_into_the_uninterrupted_run(tmp_path):
 
     # W&B: one run (id) across the five processes; every step of both stages on one run-wide axis, with the
     # uninterrupted run's values (steps a resume replayed appear again with the same value).
-    assert all(wandb_id in p.name for p in (b / "wandb").glob("offline-run-*")) and len(list((b / "wandb").glob("offline-run-*"))) == 5
+    assert (
+        all(wandb_id in p.name for p in (b / "wandb").glob("offline-run-*"))
+        and len(list((b / "wandb").glob("offline-run-*"))) == 5
+    )
     loss_a, loss_b = steps_of(run_history(a), "train/loss_step"), steps_of(run_history(b), "train/loss_step")
     assert sorted(loss_a) == sorted(loss_b) == list(range(10)), "7 + 3 steps, stage 1 continuing at step 7"
     for step, (value,) in loss_a.items():
@@ -112,8 +134,15 @@ def test_a_run_killed_anywhere_resumes_into_the_uninterrupted_run(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- the issue's command shape
-ISSUE = ["dialect=egy", "logger=csv", "peft.lora_dropout=0", "strategy.stages.0.max_steps=8",
-         "checkpoint.every_n_steps=2", "sample.per_variety=0", *SMALL]
+ISSUE = [
+    "dialect=egy",
+    "logger=csv",
+    "peft.lora_dropout=0",
+    "strategy.stages.0.max_steps=8",
+    "checkpoint.every_n_steps=2",
+    "sample.per_variety=0",
+    *SMALL,
+]
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +151,15 @@ def killed_after_first_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("issue")
     train_here(ISSUE, root / "a")
     kill("step:0:2", root / "killed", ISSUE)
-    assert (root / "killed/stages/0_synthetic/checkpoints/last.ckpt").exists() and not (root / "killed/metrics.json").exists()
+    assert (root / "killed/stages/0_synthetic/checkpoints/last.ckpt").exists() and not (
+        root / "killed/metrics.json"
+    ).exists()
     return root / "a", root / "killed"
 
 
-def test_issue_command_resumed_after_its_first_checkpoint_matches_without_dropout(killed_after_first_checkpoint, tmp_path):
+def test_issue_command_resumed_after_its_first_checkpoint_matches_without_dropout(
+    killed_after_first_checkpoint, tmp_path
+):
     a, killed = killed_after_first_checkpoint
     b = tmp_path / "b"
     shutil.copytree(killed, b)
@@ -138,8 +171,12 @@ def test_issue_command_resumed_after_its_first_checkpoint_matches_without_dropou
 
 
 # Packed rows of 2 examples (6 examples of 144 tokens, 300 per row: 3 rows per epoch), default dropout, 5 steps.
-PACKED = [*(o for o in ISSUE if not o.startswith(("peft.", "strategy."))), "strategy.stages.0.max_steps=5",
-          "data.packing=true", "data.packing_max_tokens=300"]
+PACKED = [
+    *(o for o in ISSUE if not o.startswith(("peft.", "strategy."))),
+    "strategy.stages.0.max_steps=5",
+    "data.packing=true",
+    "data.packing_max_tokens=300",
+]
 
 
 def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_path, caplog):
@@ -151,10 +188,10 @@ def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_pa
 
     a, b = tmp_path / "a", tmp_path / "b"
     train_here(PACKED, a)
-    kill("step:0:3", b, PACKED)   # last checkpoint: step 2, one row before the end of epoch 0
+    kill("step:0:3", b, PACKED)  # last checkpoint: step 2, one row before the end of epoch 0
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="arastory"):
-        train(OmegaConf.load(b / "config.yaml"), b)   # what `train.py resume=B` runs, in this process (no start-up)
+        train(OmegaConf.load(b / "config.yaml"), b)  # what `train.py resume=B` runs, in this process (no start-up)
     resumed = caplog.text
     assert "packed into 3 rows of <= 300 tokens" in resumed and "at step 2" in resumed
     assert max_diff(a / "adapter", b / "adapter") <= 1e-6
@@ -166,11 +203,16 @@ def test_a_packed_run_killed_mid_epoch_resumes_into_the_uninterrupted_run(tmp_pa
     assert stage["padding_fraction"] == 0.0 and stage["packed_rows"] == 3 and stage["global_step"] == 5
 
 
-@pytest.mark.parametrize("edit, differs", [
-    (lambda cfg: cfg["peft"]["target_modules"].remove("o_proj"), "peft.target_modules"),
-    (lambda cfg: cfg["data"]["synthetic"].update(size=5), "the training data changed since this checkpoint"),
-])
-def test_a_checkpoint_that_does_not_fit_the_run_stops_with_one_line(killed_after_first_checkpoint, tmp_path, edit, differs):
+@pytest.mark.parametrize(
+    "edit, differs",
+    [
+        (lambda cfg: cfg["peft"]["target_modules"].remove("o_proj"), "peft.target_modules"),
+        (lambda cfg: cfg["data"]["synthetic"].update(size=5), "the training data changed since this checkpoint"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_run_stops_with_one_line(
+    killed_after_first_checkpoint, tmp_path, edit, differs
+):
     run_dir = tmp_path / "edited"
     shutil.copytree(killed_after_first_checkpoint[1], run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -179,7 +221,9 @@ def test_a_checkpoint_that_does_not_fit_the_run_stops_with_one_line(killed_after
     refused = run_cli(["train.py", f"resume={run_dir}"])
     assert refused.returncode == 2, refused.stderr[-3000:]
     line = refused.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"checkpoint error: {run_dir}/stages/0_synthetic/checkpoints/last.ckpt: ") and differs in line
+    assert (
+        line.startswith(f"checkpoint error: {run_dir}/stages/0_synthetic/checkpoints/last.ckpt: ") and differs in line
+    )
     assert "Traceback" not in refused.stderr and not (run_dir / "adapter").exists()
 
 
@@ -190,8 +234,11 @@ def test_strict_loading_refuses_missing_and_reshaped_adapter_tensors(tiny_tokeni
     from arastory.train.module import StoryLM
     from arastory.train.resume import CheckpointMismatch
 
-    model = apply_lora(load_model(tiny_tokenizer.name_or_path, None, "float32"),
-                       LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"), quantized=False)
+    model = apply_lora(
+        load_model(tiny_tokenizer.name_or_path, None, "float32"),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        quantized=False,
+    )
     module = StoryLM(model, lr=1e-3)
     state = {k: v for k, v in module.state_dict().items() if k in module.trainable_shapes()}
     module.load_state_dict(state)  # exactly the trainable tensors: fine

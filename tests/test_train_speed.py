@@ -55,14 +55,14 @@ def test_gradient_checkpointing_auto_follows_the_memory_a_step_needs(monkeypatch
 
     from arastory.train.speedups import activation_bytes, want_gradient_checkpointing
 
-    llama7b = LlamaConfig()   # Llama-2-7B shapes: 32 layers, width 4096, vocabulary 32000
+    llama7b = LlamaConfig()  # Llama-2-7B shapes: 32 layers, width 4096, vocabulary 32000
     assert want_gradient_checkpointing("auto", llama7b, 8192, torch.device("cpu")) is False
     assert want_gradient_checkpointing(True, llama7b, 8192, None) is True
     assert 50e9 < activation_bytes(llama7b, 8192) < 60e9
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (130 * 2**30, 141 * 2**30))   # an H200
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (130 * 2**30, 141 * 2**30))  # an H200
     assert want_gradient_checkpointing("auto", llama7b, 8192, torch.device("cuda", 0)) is False
     assert want_gradient_checkpointing("auto", llama7b, 32768, torch.device("cuda", 0)) is True
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (40 * 2**30, 80 * 2**30))    # a busy H100
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (40 * 2**30, 80 * 2**30))  # a busy H100
     assert want_gradient_checkpointing("auto", llama7b, 8192, torch.device("cuda", 0)) is True
 
 
@@ -73,8 +73,11 @@ def test_fused_adamw_and_compiled_layers_on_the_cpu(tiny_tokenizer):
     from arastory.train.module import StoryLM
     from arastory.train.speedups import compile_layers
 
-    model = apply_lora(load_model(tiny_tokenizer.name_or_path, None, "float32"),
-                       LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"), quantized=False)
+    model = apply_lora(
+        load_model(tiny_tokenizer.name_or_path, None, "float32"),
+        LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"),
+        quantized=False,
+    )
     assert StoryLM(model, lr=1e-3).configure_optimizers()["optimizer"].defaults["fused"] is True
     assert StoryLM(model, lr=1e-3, fused=False).configure_optimizers()["optimizer"].defaults["fused"] is False
     assert compile_layers(model, False) == 0

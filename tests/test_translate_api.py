@@ -32,8 +32,12 @@ def arabic_for(text: str) -> str:
 
 
 def write_source(path, n):
-    path.write_text("".join(json.dumps({"id": f"s{i:03d}", "prompt": f"Prompt {i}.", "story": f"Story {i}."}) + "\n"
-                            for i in range(n)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"s{i:03d}", "prompt": f"Prompt {i}.", "story": f"Story {i}."}) + "\n" for i in range(n)
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -44,22 +48,44 @@ def keys(monkeypatch):
 
 
 def openai_overrides(source, out, server, *extra):
-    return [f"source={source}", f"out={out}", "translator=openai", f"translator.base_url={server.base_url}",
-            "translator.backoff_base=0.01", "translator.backoff_max=0.05", *extra]
+    return [
+        f"source={source}",
+        f"out={out}",
+        "translator=openai",
+        f"translator.base_url={server.base_url}",
+        "translator.backoff_base=0.01",
+        "translator.backoff_max=0.05",
+        *extra,
+    ]
 
 
 def test_openai_translator_retries_429_500_and_timeouts_and_counts_them(tmp_path):
     source = write_source(tmp_path / "en.jsonl", 6)
-    trouble = {0: Reply(status=429, headers={"Retry-After": "0.1"}), 1: Reply(status=500), 2: Reply(delay=1.5),
-               3: Reply(status=503)}
+    trouble = {
+        0: Reply(status=429, headers={"Retry-After": "0.1"}),
+        1: Reply(status=500),
+        2: Reply(delay=1.5),
+        3: Reply(status=503),
+    }
 
     def respond(n, body):
-        return trouble.get(n) or Reply(arabic_for(body["messages"][-1]["content"]), prompt_tokens=100,
-                                       completion_tokens=50)
+        return trouble.get(n) or Reply(
+            arabic_for(body["messages"][-1]["content"]), prompt_tokens=100, completion_tokens=50
+        )
 
     with OpenAIServer(respond) as server:
-        report = translate(compose_translate(openai_overrides(
-            source, tmp_path / "out", server, "translator.timeout=0.7", "translator.concurrency=2", "batch_size=4")))
+        report = translate(
+            compose_translate(
+                openai_overrides(
+                    source,
+                    tmp_path / "out",
+                    server,
+                    "translator.timeout=0.7",
+                    "translator.concurrency=2",
+                    "batch_size=4",
+                )
+            )
+        )
     rows = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "parallel.jsonl")}
     assert len(rows) == 6 and report["translated"] == 6 and report["failed"] == 0
     assert rows["s004"]["ar_story"] == arabic_for("Story 4.") and rows["s004"]["ar_prompt"] == arabic_for("Prompt 4.")
@@ -112,10 +138,18 @@ def test_killed_cli_run_resumes_and_never_asks_twice_for_a_finished_item(tmp_pat
         return Reply(arabic_for(text), delay=0.03)
 
     with OpenAIServer(respond) as server:
-        args = ["-m", "arastory.translate",
-                *openai_overrides(source, out, server, "batch_size=2", "translator.concurrency=2")]
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        args = [
+            "-m",
+            "arastory.translate",
+            *openai_overrides(source, out, server, "batch_size=2", "translator.concurrency=2"),
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        )
         parallel = out / "parallel.jsonl"
         wait_until(lambda: parallel.exists() and len(read_jsonl(parallel)) >= 8, proc, "8 rows were written")
         proc.send_signal(signal.SIGKILL)
@@ -142,7 +176,9 @@ def test_a_refused_api_key_stops_the_run_at_once_with_one_line(tmp_path):
         with pytest.raises(TranslatorError, match="translation stopped: gpt-4o-mini at .*: authentication failed"):
             translate(compose_translate(openai_overrides(source, tmp_path / "out", server, "translator.concurrency=1")))
     assert len(server.requests) <= 2, "no more than the request in flight when the refusal came, of 12 texts"
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["status"].startswith("stopped: translation stopped")
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["status"].startswith(
+        "stopped: translation stopped"
+    )
 
 
 class GoogleV2Server(LocalJSONServer):
@@ -160,7 +196,7 @@ class GoogleV2Server(LocalJSONServer):
         return {"path": path, **body}
 
     def answer(self, n: int, path: str, body: dict) -> Reply:
-        scripted = self.script.get(n, 200)   # a status, or a whole Reply (with headers)
+        scripted = self.script.get(n, 200)  # a status, or a whole Reply (with headers)
         return scripted if isinstance(scripted, Reply) else Reply(status=scripted)
 
     def payload(self, reply: Reply, body: dict) -> bytes:
@@ -172,20 +208,36 @@ class GoogleV2Server(LocalJSONServer):
 
 
 def google_overrides(source, out, server, *extra):
-    return [f"source={source}", f"out={out}", "translator=google", f"translator.endpoint={server.endpoint}",
-            "translator.backoff_base=0.01", "translator.backoff_max=0.05", *extra]
+    return [
+        f"source={source}",
+        f"out={out}",
+        "translator=google",
+        f"translator.endpoint={server.endpoint}",
+        "translator.backoff_base=0.01",
+        "translator.backoff_max=0.05",
+        *extra,
+    ]
 
 
 def test_google_translator_batches_requests_retries_and_uses_the_key_from_the_environment(tmp_path):
     source = write_source(tmp_path / "en.jsonl", 5)
     with GoogleV2Server({0: 429, 1: 500}) as server:
-        report = translate(compose_translate(google_overrides(
-            source, tmp_path / "out", server, "batch_size=5", "translator.max_segments_per_request=4",
-            "translator.concurrency=1")))
+        report = translate(
+            compose_translate(
+                google_overrides(
+                    source,
+                    tmp_path / "out",
+                    server,
+                    "batch_size=5",
+                    "translator.max_segments_per_request=4",
+                    "translator.concurrency=1",
+                )
+            )
+        )
     rows = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "parallel.jsonl")}
     assert len(rows) == 5 and rows["s003"]["ar_prompt"] == arabic_for("Prompt 3.")
     assert rows["s003"]["ar_story"] == arabic_for("Story 3.") and rows["s003"]["translator"] == "google:nmt"
-    ok = [r for r in server.requests[2:]]
+    ok = list(server.requests[2:])
     assert [len(r["q"]) for r in ok] == [4, 4, 2], "10 texts in requests of at most 4 segments"
     assert ok[0]["path"] == "/language/translate/v2" and ok[0]["target"] == "ar" and ok[0]["source"] == "en"
     assert ok[0]["format"] == "text" and set(server.keys) == {"test-google-key-not-secret"}
@@ -198,8 +250,11 @@ def test_google_translator_honours_retry_after_up_to_its_own_ceiling():
     """Retry-After used to be capped at backoff_max; now at retry_after_max (the waits are recorded, not timed)."""
     from arastory.translate.google_mt import GoogleTranslator
 
-    script = {0: Reply(status=429, headers={"Retry-After": "7"}), 1: Reply(status=503, headers={"Retry-After": "500"}),
-              2: 500}
+    script = {
+        0: Reply(status=429, headers={"Retry-After": "7"}),
+        1: Reply(status=503, headers={"Retry-After": "500"}),
+        2: 500,
+    }
     with GoogleV2Server(script) as server:
         translator = GoogleTranslator(endpoint=server.endpoint, backoff_max=0.05, retry_after_max=60.0)
         waits = []
@@ -211,7 +266,7 @@ def test_google_translator_honours_retry_after_up_to_its_own_ceiling():
 
 def test_google_rejected_credentials_stop_the_run_with_one_line(tmp_path):
     source = write_source(tmp_path / "en.jsonl", 3)
-    with GoogleV2Server({n: 403 for n in range(10)}) as server:
+    with GoogleV2Server(dict.fromkeys(range(10), 403)) as server:
         with pytest.raises(TranslatorError, match=r"google translate at http://127.0.0.1:\d+: not authorised \(403\)"):
             translate(compose_translate(google_overrides(source, tmp_path / "out", server)))
     report = json.loads((tmp_path / "out" / "report.json").read_text())

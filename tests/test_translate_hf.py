@@ -28,17 +28,29 @@ def build_tiny_nllb(target) -> str:
     texts = [t for p in load_bundled_parallel(validate=False) for t in (p.en_prompt, p.en_story, p.ar_story)]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, show_progress=False,
-                                                       special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(vocab_size=600, show_progress=False, special_tokens=["<s>", "<pad>", "</s>", "<unk>"]),
+    )
     spec = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
     tokenizer = NllbTokenizer(vocab=spec["vocab"], merges=merges, src_lang="eng_Latn", tgt_lang="arb_Arab")
     tokenizer.save_pretrained(target)
-    config = M2M100Config(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
-                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                          max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                          decoder_start_token_id=tokenizer.eos_token_id)
+    config = M2M100Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     M2M100ForConditionalGeneration(config).save_pretrained(target)
     return str(target)
@@ -49,9 +61,11 @@ def tiny_mt(tmp_path_factory):
     return build_tiny_nllb(tmp_path_factory.mktemp("tiny-nllb"))
 
 
-STORY = ("Tom had a red ball. He liked to throw it high. One day the ball went over the wall!\n\n"
-         "Tom was sad. His friend Sue came to help. She climbed the tree and saw the ball. \"Here it is!\" she said.\n\n"
-         "They played all day. Tom said thank you to Sue.")
+STORY = (
+    "Tom had a red ball. He liked to throw it high. One day the ball went over the wall!\n\n"
+    'Tom was sad. His friend Sue came to help. She climbed the tree and saw the ball. "Here it is!" she said.\n\n'
+    "They played all day. Tom said thank you to Sue."
+)
 
 
 def test_language_codes_come_from_the_model_and_bad_codes_fail_with_the_key(tiny_mt):
@@ -66,8 +80,9 @@ def test_language_codes_come_from_the_model_and_bad_codes_fail_with_the_key(tiny
 
 
 def test_long_stories_are_split_into_sentence_chunks_batched_and_rejoined(tiny_mt):
-    mt = HFTranslator(tiny_mt, src_lang="eng_Latn", tgt_lang="arb_Arab", batch_size=3, max_input_tokens=24,
-                      max_new_tokens=6)
+    mt = HFTranslator(
+        tiny_mt, src_lang="eng_Latn", tgt_lang="arb_Arab", batch_size=3, max_input_tokens=24, max_new_tokens=6
+    )
     layout = segment(STORY, mt._token_length, 24)
     assert len(layout.chunks) >= 5 and layout.separators.count("\n\n") == 2
     assert all(mt._token_length(c) <= 24 for c in layout.chunks)
@@ -81,8 +96,9 @@ def test_long_stories_are_split_into_sentence_chunks_batched_and_rejoined(tiny_m
     assert mt.stats.truncated_segments == 0 and mt.stats.input_tokens > 0 and mt.stats.output_tokens > 0
 
     # Batched, length-sorted generation gives each chunk the translation it gets alone, in the original order.
-    one_by_one = HFTranslator(tiny_mt, src_lang="eng_Latn", tgt_lang="arb_Arab", batch_size=1, max_input_tokens=24,
-                              max_new_tokens=6)
+    one_by_one = HFTranslator(
+        tiny_mt, src_lang="eng_Latn", tgt_lang="arb_Arab", batch_size=1, max_input_tokens=24, max_new_tokens=6
+    )
     singles = [one_by_one.translate_chunks([c])[0] for c in layout.chunks]
     assert out[0] == layout.join(singles)
     assert out[1] == one_by_one.translate_chunks([short])[0]
@@ -95,11 +111,21 @@ def compose_translate(overrides):
 
 def test_pipeline_resumes_after_a_partial_write_without_redoing_finished_items(tiny_mt, tmp_path):
     source = tmp_path / "stories.jsonl"
-    source.write_text("".join(json.dumps({"prompt": f"Write story {i}.", "story": f"Story number {i}. It ends."}) + "\n"
-                              for i in range(7)), encoding="utf-8")
+    source.write_text(
+        "".join(
+            json.dumps({"prompt": f"Write story {i}.", "story": f"Story number {i}. It ends."}) + "\n" for i in range(7)
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
-    base = [f"source={source}", f"out={out}", "translator=hf", f"translator.model={tiny_mt}",
-            "translator.max_new_tokens=4", "batch_size=2"]
+    base = [
+        f"source={source}",
+        f"out={out}",
+        "translator=hf",
+        f"translator.model={tiny_mt}",
+        "translator.max_new_tokens=4",
+        "batch_size=2",
+    ]
     first = translate(compose_translate([*base, "limit=3"]))
     assert (first["read"], first["translated"], first["rows_in_output"]) == (3, 3, 3)
     rows = read_jsonl(out / "parallel.jsonl")

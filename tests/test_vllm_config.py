@@ -19,12 +19,22 @@ def tiny_model_dir():
 
 
 def test_vllm_without_a_gpu_is_one_config_line(tmp_path, tiny_model_dir):
-    proc = run_cli(["evaluate.py", "system=hf", f"system.model={tiny_model_dir}", "system.backend=vllm",
-                    "system.tensor_parallel_size=2", "judge=none", f"out={tmp_path / 'eval'}"],
-                   env={"CUDA_VISIBLE_DEVICES": ""})   # no GPU visible, on any machine
+    proc = run_cli(
+        [
+            "evaluate.py",
+            "system=hf",
+            f"system.model={tiny_model_dir}",
+            "system.backend=vllm",
+            "system.tensor_parallel_size=2",
+            "judge=none",
+            f"out={tmp_path / 'eval'}",
+        ],
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )  # no GPU visible, on any machine
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("config error: system.backend: vllm needs a CUDA GPU and this "
-                                                     "machine has none; use system.backend=hf")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "config error: system.backend: vllm needs a CUDA GPU and this machine has none; use system.backend=hf"
+    )
     assert not list((tmp_path / "eval").glob("generations*.jsonl")), "nothing generated"
 
 

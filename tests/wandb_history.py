@@ -10,17 +10,17 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def _records(path: Path):
     data = Path(path).read_bytes()
-    pos, pending = 7, b""   # a 7-byte header (":W&B" magic and version) precedes the first block
+    pos, pending = 7, b""  # a 7-byte header (":W&B" magic and version) precedes the first block
     while pos + 7 <= len(data):
         left = BLOCK - pos % BLOCK
-        if left < 7:        # a block's tail too short for a record header is padding
+        if left < 7:  # a block's tail too short for a record header is padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if length == 0 and kind == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == FULL:
             yield chunk
         elif kind == FIRST:
@@ -40,7 +40,9 @@ def history(run_file: Path) -> list[dict]:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            rows.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return rows
 
 

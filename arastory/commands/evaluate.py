@@ -69,9 +69,7 @@ def main(cfg: DictConfig):
 
         if not cfg.human.key:
             raise ConfigError("human.key", "is required with mode=human_import (the key.json written by human.export)")
-        result = import_sheets(
-            _paths(cfg.human.ratings), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir
-        )
+        result = import_sheets(_paths(cfg.human.ratings), str(cfg.human.key), _paths(cfg.human.evals) or None, out_dir)
         log.info(f"judge-human agreement written to {out_dir} (agreement.json, agreement.md)")
         return result
     from arastory.evaluate.pipeline import evaluate
@@ -99,7 +97,9 @@ def evaluation_mode(cfg: DictConfig) -> str:
     if mode is None:
         if len(given) > 1:
             keys = " and ".join(MODES[m] for m in given)
-            raise ConfigError("mode", f"{keys} are set together: evaluate runs one mode at a time (mode={given[0]}, ...)")
+            raise ConfigError(
+                "mode", f"{keys} are set together: evaluate runs one mode at a time (mode={given[0]}, ...)"
+            )
         return given[0] if given else "score"
     if mode not in ("score", *MODES):
         raise ConfigError("mode", f"'{mode}' is not one of: score, {', '.join(MODES)}")

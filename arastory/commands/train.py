@@ -23,7 +23,7 @@ register_resolvers()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 @one_line_errors
-@guard_run_dir   # the run dir's lock and record are rank 0's when SLURM or torchrun start several processes
+@guard_run_dir  # the run dir's lock and record are rank 0's when SLURM or torchrun start several processes
 def main(cfg: DictConfig) -> dict:
     from arastory.train.checks import check_config
 
@@ -32,10 +32,9 @@ def main(cfg: DictConfig) -> dict:
         cfg = cast(DictConfig, OmegaConf.load(f"{cfg.resume}/config.yaml"))  # written by us: a mapping
     check_config(cfg)  # bad values stop here, before torch and Lightning are even imported
 
+    from arastory.train.ranks import is_rank_zero
     from arastory.train.recipe import train
     from arastory.train.report import print_summary
-
-    from arastory.train.ranks import is_rank_zero
 
     metrics = train(cfg, run_dir)
     if is_rank_zero():
@@ -61,5 +60,7 @@ def refuse_a_taken_out_dir(argv: list[str]) -> None:
 
     out = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("out=")), None)
     if out and out != "null" and (Path(out) / "config.yaml").exists():
-        fail(f"config error: out: '{out}' already holds a training run; continue it with resume={out}, "
-             "or choose another out")
+        fail(
+            f"config error: out: '{out}' already holds a training run; continue it with resume={out}, "
+            "or choose another out"
+        )

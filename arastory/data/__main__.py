@@ -19,8 +19,10 @@ import sys
 
 from arastory.cli import fail, one_line_errors
 
-USAGE = ("usage: python -m arastory.data fetch <dataset> out=<dir> [base_url=<url>] [timeout=<seconds>] [progress=false]"
-         " | merge <out> [--allow-incomplete]")
+USAGE = (
+    "usage: python -m arastory.data fetch <dataset> out=<dir> [base_url=<url>] [timeout=<seconds>] [progress=false]"
+    " | merge <out> [--allow-incomplete]"
+)
 KEYS = ("out", "base_url", "timeout", "progress")
 
 
@@ -49,7 +51,9 @@ def parse(argv: list[str]) -> tuple[str, dict]:
 def merge_main(argv: list[str]) -> dict:
     from arastory.data.merge import REPORT, merge
 
-    parser = argparse.ArgumentParser(prog="python -m arastory.data merge", description="merge <out>/shards/* into <out>/")
+    parser = argparse.ArgumentParser(
+        prog="python -m arastory.data merge", description="merge <out>/shards/* into <out>/"
+    )
     parser.add_argument("out", help="the out= of the sharded job (holds shards/<i>-of-<n>/)")
     parser.add_argument("--allow-incomplete", action="store_true", help="merge even if some shards did not finish")
     args = parser.parse_args(argv)
@@ -58,9 +62,11 @@ def merge_main(argv: list[str]) -> dict:
     print(f"[arastory] merged {report['shards']} {report['stage']} shards into {files}; report: {args.out}/{REPORT}")
     if report.get("short_by", 0) > 0:
         short = report["short_by"]
-        print(f"[arastory] {short} {'story' if short == 1 else 'stories'} short of n={report['counts']['requested']} "
-              "(duplicates across shards): rerun the shards with a larger n (each resumes, no prompt is asked twice) "
-              "and merge again")
+        print(
+            f"[arastory] {short} {'story' if short == 1 else 'stories'} short of n={report['counts']['requested']} "
+            "(duplicates across shards): rerun the shards with a larger n (each resumes, no prompt is asked twice) "
+            "and merge again"
+        )
     return report
 
 

@@ -10,7 +10,7 @@ from arastory.records import VARIETIES, ParallelRecord, StoryRecord
 
 PARALLEL_FILE = BUNDLED_DIR / "parallel_en_ar.jsonl"
 FLAWS = ("truncated", "meaning_changed", "other_story", "untranslated", "wrong_variety", "repeated_sentences")
-STORY_WORDS = (120, 300)       # bounds the data card promises
+STORY_WORDS = (120, 300)  # bounds the data card promises
 EN_STORY_WORDS = (80, 200)
 
 
@@ -18,12 +18,16 @@ def story_file(variety: str):
     return BUNDLED_DIR / f"stories_{variety}.jsonl"
 
 
-def load_bundled_stories(varieties: tuple[str, ...] | list[str] = VARIETIES, validate: bool = True) -> list[StoryRecord]:
+def load_bundled_stories(
+    varieties: tuple[str, ...] | list[str] = VARIETIES, validate: bool = True
+) -> list[StoryRecord]:
     records = [r for v in varieties for r in read_story_jsonl(story_file(v))]
     if validate:
         report = validate_stories(records, min_arabic=0.95, min_words=STORY_WORDS[0], max_words=STORY_WORDS[1])
         if not report.ok:
-            raise DataError(BUNDLED_DIR, f"bundled stories fail validation: {report.problems[0]} (+{len(report.problems) - 1} more)")
+            raise DataError(
+                BUNDLED_DIR, f"bundled stories fail validation: {report.problems[0]} (+{len(report.problems) - 1} more)"
+            )
     return records
 
 

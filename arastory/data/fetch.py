@@ -21,7 +21,7 @@ from arastory.errors import ArastoryError, ConfigError, DataError
 class PinnedFile:
     name: str
     size: int
-    git_blob: str   # SHA-1 of b"blob <size>\0" + content, as in `git ls-tree -l <commit>`
+    git_blob: str  # SHA-1 of b"blob <size>\0" + content, as in `git ls-tree -l <commit>`
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,19 @@ RELEASES = {
         name="arastories",
         base_url=f"https://raw.githubusercontent.com/UBC-NLP/arastories/{ARASTORIES_COMMIT}/data",
         files=(
-            PinnedFile("Formatted-Egyptian-prompts-stories-for-fine-tuning.csv", 3219511,
-                       "06856fbb78c40ad29299679e9e1b7cbc52467848"),
-            PinnedFile("Formatted-MSA-prompts-stories-for-fine-tuning.csv", 3327957,
-                       "2a30c14f65dab64a2a3041bf5e0656b0126d2b66"),
-            PinnedFile("Formatted-Moroccan-prompts-stories-for-fine-tuning.csv", 3074786,
-                       "269b01c3ce23f259418d7ad23e695963d5436d08"),
+            PinnedFile(
+                "Formatted-Egyptian-prompts-stories-for-fine-tuning.csv",
+                3219511,
+                "06856fbb78c40ad29299679e9e1b7cbc52467848",
+            ),
+            PinnedFile(
+                "Formatted-MSA-prompts-stories-for-fine-tuning.csv", 3327957, "2a30c14f65dab64a2a3041bf5e0656b0126d2b66"
+            ),
+            PinnedFile(
+                "Formatted-Moroccan-prompts-stories-for-fine-tuning.csv",
+                3074786,
+                "269b01c3ce23f259418d7ad23e695963d5436d08",
+            ),
         ),
         license="MIT (per the repository's README)",
         homepage="https://github.com/UBC-NLP/arastories",
@@ -86,8 +93,9 @@ def verify(path: Path, pinned: PinnedFile) -> str | None:
     return None
 
 
-def fetch(release_name: str, out: str | Path, base_url: str | None = None, timeout: float = 60.0,
-          progress: bool = True) -> dict:
+def fetch(
+    release_name: str, out: str | Path, base_url: str | None = None, timeout: float = 60.0, progress: bool = True
+) -> dict:
     """Download every file of `release_name` into `out` (skipping verified ones); returns what was done per file."""
     if release_name not in RELEASES:
         raise ConfigError("dataset", f"'{release_name}' is not one of: {', '.join(RELEASES)}")
@@ -113,7 +121,7 @@ def download(url: str, target: Path, pinned: PinnedFile, timeout: float, progres
 
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    if have > pinned.size:   # cannot be the start of the pinned file
+    if have > pinned.size:  # cannot be the start of the pinned file
         part.unlink()
         have = 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -121,16 +129,25 @@ def download(url: str, target: Path, pinned: PinnedFile, timeout: float, progres
     try:
         with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as response:
             if response.status_code == 416 and have == pinned.size:
-                pass   # the .part already holds every byte
+                pass  # the .part already holds every byte
             elif response.status_code not in (200, 206):
                 raise DownloadError(url, f"HTTP {response.status_code}")
             else:
                 resumed = response.status_code == 206 and have > 0
                 how = "resumed" if resumed else "downloaded"
                 mode = "ab" if resumed else "wb"
-                with open(part, mode) as handle, tqdm(total=pinned.size, initial=have if resumed else 0, unit="B",
-                                                      unit_scale=True, desc=pinned.name, disable=not progress) as bar:
-                    for chunk in response.iter_bytes():   # as received: a fixed chunk size would hold back a tail
+                with (
+                    open(part, mode) as handle,
+                    tqdm(
+                        total=pinned.size,
+                        initial=have if resumed else 0,
+                        unit="B",
+                        unit_scale=True,
+                        desc=pinned.name,
+                        disable=not progress,
+                    ) as bar,
+                ):
+                    for chunk in response.iter_bytes():  # as received: a fixed chunk size would hold back a tail
                         handle.write(chunk)
                         bar.update(len(chunk))
                     handle.flush()
@@ -138,13 +155,19 @@ def download(url: str, target: Path, pinned: PinnedFile, timeout: float, progres
                 have = part.stat().st_size
     except httpx.HTTPError as error:
         kept = part.stat().st_size if part.exists() else 0
-        raise DownloadError(url, f"{type(error).__name__} after {kept} of {pinned.size} bytes; "
-                                 f"{part.name} is kept and the next run resumes it") from None
+        raise DownloadError(
+            url,
+            f"{type(error).__name__} after {kept} of {pinned.size} bytes; "
+            f"{part.name} is kept and the next run resumes it",
+        ) from None
     problem = verify(part, pinned)
     if problem:
         part.unlink()
-        raise DataError(target, f"checksum mismatch: {problem} (the download was removed; this is not the pinned "
-                                f"release file, check base_url)")
+        raise DataError(
+            target,
+            f"checksum mismatch: {problem} (the download was removed; this is not the pinned "
+            f"release file, check base_url)",
+        )
     part.replace(target)
     return how
 

@@ -12,8 +12,8 @@ kept-pair vectors (memory-mapped) are indexed, so memory does not grow with the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -58,8 +58,13 @@ def merge(out: str | Path, allow_incomplete: bool = False) -> dict:
     out = Path(out)
     stage, shards = read_shards(out, allow_incomplete)
     report = {"translate": merge_translate, "filter": merge_filter, "synthesize": merge_synthesize}[stage](out, shards)
-    report = {"stage": stage, "shards": len(shards), "out": str(out),
-              "incomplete_shards": [m["shard"] for _, m in shards if not m["complete"]], **report}
+    report = {
+        "stage": stage,
+        "shards": len(shards),
+        "out": str(out),
+        "incomplete_shards": [m["shard"] for _, m in shards if not m["complete"]],
+        **report,
+    }
     atomic_write_json(out / REPORT, report)
     return report
 
@@ -82,8 +87,12 @@ def merge_translate(out: Path, shards: list) -> dict:
                 seen.add(row.get("id"))
                 writer.write(row)
     counts = summed(shards, ("read", "failed", "skipped_bad_input", "skipped_too_long", "duplicate_ids"))
-    return {"rows": writer.rows, "cross_shard_duplicate_ids": duplicates, "counts": counts,
-            "files": {"parallel": "parallel.jsonl"}}
+    return {
+        "rows": writer.rows,
+        "cross_shard_duplicate_ids": duplicates,
+        "counts": counts,
+        "files": {"parallel": "parallel.jsonl"},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------- filter
@@ -109,7 +118,7 @@ def merge_filter(out: Path, shards: list) -> dict:
     reasons = {int(i): "duplicate" for i in exact} | {int(i): "near_duplicate" for i in near}
     position = 0
     with StreamWriter(out / "kept.jsonl") as kept, StreamWriter(out / "cross_shard_rejected.jsonl") as rejected:
-        for (shard_dir, _), size in zip(shards, sizes):
+        for (shard_dir, _), _size in zip(shards, sizes, strict=False):
             for row in rows_of(shard_dir / "kept.jsonl"):
                 reason = reasons.get(position)
                 if reason:
@@ -118,25 +127,33 @@ def merge_filter(out: Path, shards: list) -> dict:
                     kept.write(row)
                 position += 1
     (out / f".{KEPT_VECTORS}.merge").unlink(missing_ok=True)
-    counts = summed(shards, ("read", "input_errors", "passed_checks", "below_threshold", "duplicate", "near_duplicate",
-                             "leakage", "kept"))
+    counts = summed(
+        shards,
+        ("read", "input_errors", "passed_checks", "below_threshold", "duplicate", "near_duplicate", "leakage", "kept"),
+    )
     counts.update(cross_shard_duplicate=len(exact), cross_shard_near_duplicate=len(near), kept=kept.rows)
     counts["rejected"] = counts["read"] - kept.rows
-    return {"counts": counts, "dedup_index": index_kind, "threshold": identity["threshold"],
-            "encoder": identity["encoder"], "files": {"kept": "kept.jsonl", "cross_shard_rejected": "cross_shard_rejected.jsonl"}}
+    return {
+        "counts": counts,
+        "dedup_index": index_kind,
+        "threshold": identity["threshold"],
+        "encoder": identity["encoder"],
+        "files": {"kept": "kept.jsonl", "cross_shard_rejected": "cross_shard_rejected.jsonl"},
+    }
 
 
 def _concatenated_vectors(out: Path, shards: list, total: int):
     """The shards' kept-pair vectors as one memory-mapped array, copied chunk by chunk."""
     first = np.load(shards[0][0] / KEPT_VECTORS, mmap_mode="r")
-    merged = np.lib.format.open_memmap(out / f".{KEPT_VECTORS}.merge", mode="w+", dtype=np.float32,
-                                       shape=(total, first.shape[1]))
+    merged = np.lib.format.open_memmap(
+        out / f".{KEPT_VECTORS}.merge", mode="w+", dtype=np.float32, shape=(total, first.shape[1])
+    )
     start = 0
     for shard_dir, _ in shards:
         part = np.load(shard_dir / KEPT_VECTORS, mmap_mode="r")
         for begin in range(0, len(part), 65536):
-            block = part[begin:begin + 65536]
-            merged[start + begin:start + begin + len(block)] = block
+            block = part[begin : begin + 65536]
+            merged[start + begin : start + begin + len(block)] = block
         start += len(part)
     merged.flush()
     return merged
@@ -151,11 +168,21 @@ def merge_synthesize(out: Path, shards: list) -> dict:
 
     identity = shards[0][1]["identity"]
     gates = QualityGates(**identity["gates"], identifier=None)
-    stories = sorted((row for shard_dir, _ in shards for name in ("stories.jsonl", "surplus.jsonl")
-                      for row in rows_of(shard_dir / name)), key=lambda row: row["id"])
+    stories = sorted(
+        (
+            row
+            for shard_dir, _ in shards
+            for name in ("stories.jsonl", "surplus.jsonl")
+            for row in rows_of(shard_dir / name)
+        ),
+        key=lambda row: row["id"],
+    )
     by_gate = {"duplicate": 0, "near_duplicate": 0}
-    with (StreamWriter(out / "stories.jsonl") as kept, StreamWriter(out / "surplus.jsonl") as surplus,
-          StreamWriter(out / "rejected.jsonl") as rejected):
+    with (
+        StreamWriter(out / "stories.jsonl") as kept,
+        StreamWriter(out / "surplus.jsonl") as surplus,
+        StreamWriter(out / "rejected.jsonl") as rejected,
+    ):
         for shard_dir, _ in shards:
             for row in rows_of(shard_dir / "rejected.jsonl"):
                 rejected.write(row)
@@ -168,5 +195,8 @@ def merge_synthesize(out: Path, shards: list) -> dict:
                 (kept if kept.rows < identity["n"] else surplus).write(row)
     counts = summed(shards, ("generated", "failed", "rejected_total"))
     counts.update(requested=identity["n"], kept=kept.rows, surplus=surplus.rows, cross_shard=by_gate)
-    return {"counts": counts, "short_by": identity["n"] - kept.rows,
-            "files": {"stories": "stories.jsonl", "surplus": "surplus.jsonl", "rejected": "rejected.jsonl"}}
+    return {
+        "counts": counts,
+        "short_by": identity["n"] - kept.rows,
+        "files": {"stories": "stories.jsonl", "surplus": "surplus.jsonl", "rejected": "rejected.jsonl"},
+    }

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from arastory.errors import DataError
 from arastory.data.validate import is_placeholder, screen_stories
+from arastory.errors import DataError
 from arastory.io import iter_csv_records, iter_jsonl, open_input
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
 
@@ -61,7 +61,9 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
     path = Path(path)
     variety = variety or variety_from_filename(path)
     if variety not in VARIETIES:
-        raise DataError(path, f"cannot tell the variety from the file name; name it after one of {', '.join(VARIETIES)}")
+        raise DataError(
+            path, f"cannot tell the variety from the file name; name it after one of {', '.join(VARIETIES)}"
+        )
     rows = iter_csv_records(path)
     _, columns = next(rows, (1, None))
     if not columns:
@@ -81,19 +83,23 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
         if len(values) != len(columns):
             _bad(DataError(path, f"expected {len(columns)} columns, found {len(values)}", line), skipped)
             continue
-        row = dict(zip(columns, values))
+        row = dict(zip(columns, values, strict=False))
         prompt, story = row["Prompt"].strip(), row["Story"].strip()
         if is_placeholder(prompt) or is_placeholder(story):
             _bad(DataError(path, "empty Prompt or Story (or a placeholder such as NaN/None)", line), skipped)
             continue
         index = (row.get("") or str(len(records))).strip()
-        records.append(StoryRecord(id=f"released-{variety}-{index}", variety=variety, prompt=prompt,
-                                   story=story, source="released"))
+        records.append(
+            StoryRecord(
+                id=f"released-{variety}-{index}", variety=variety, prompt=prompt, story=story, source="released"
+            )
+        )
     return records
 
 
-def read_stories(path: str | Path, variety: str | None = None, source: str | None = None,
-                 skipped: list | None = None) -> list[StoryRecord]:
+def read_stories(
+    path: str | Path, variety: str | None = None, source: str | None = None, skipped: list | None = None
+) -> list[StoryRecord]:
     """Story records from a .jsonl, a released-format .csv, or a directory of them.
 
     With `skipped=None` any bad line or unusable record (see validate.screen_stories: unknown variety, NaN/None
@@ -120,7 +126,7 @@ def _read_story_files(path: Path, variety: str | None, source: str | None, skipp
             raise DataError(path, "directory holds no .jsonl or .csv files")
         return [r for f in files for r in _read_story_files(f, variety, source, skipped)]
     if not path.exists():
-        open_input(path).close()   # the precise reason: not found, a dangling symlink, a symlink loop
+        open_input(path).close()  # the precise reason: not found, a dangling symlink, a symlink loop
     if path.suffix == ".csv":
         return read_released_csv(path, variety=variety, skipped=skipped)
     if path.suffix == ".jsonl":

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from arastory.errors import ConfigError, DataError
 
@@ -22,7 +22,7 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, value, key: str = "shard") -> "Shard | None":
+    def parse(cls, value, key: str = "shard") -> Shard | None:
         """`None` (the whole input) or `i/n` with 0 <= i < n."""
         if value is None or str(value).strip() in ("", "null", "None"):
             return None
@@ -68,14 +68,24 @@ def shard_subdir(shard, default) -> str:
     return f"shards/{spec.name}" if spec else str(default)
 
 
-def write_manifest(shard_dir_path: str | Path, stage: str, shard: Shard, complete: bool, identity: dict,
-                   counts: dict) -> None:
+def write_manifest(
+    shard_dir_path: str | Path, stage: str, shard: Shard, complete: bool, identity: dict, counts: dict
+) -> None:
     """What the shard ran (`identity` must agree across shards), whether it reached the end of its input, its counts."""
     from arastory.io import atomic_write_json
 
-    atomic_write_json(Path(shard_dir_path) / MANIFEST, {"stage": stage, "shard": str(shard), "index": shard.index,
-                                                        "count": shard.count, "complete": bool(complete),
-                                                        "identity": identity, "counts": counts})
+    atomic_write_json(
+        Path(shard_dir_path) / MANIFEST,
+        {
+            "stage": stage,
+            "shard": str(shard),
+            "index": shard.index,
+            "count": shard.count,
+            "complete": bool(complete),
+            "identity": identity,
+            "counts": counts,
+        },
+    )
 
 
 def read_shards(out: str | Path, allow_incomplete: bool = False) -> tuple[str, list[tuple[Path, dict]]]:
@@ -94,16 +104,22 @@ def read_shards(out: str | Path, allow_incomplete: bool = False) -> tuple[str, l
     by_index = {m["index"]: (path, m) for path, m in manifests}
     missing = [f"{i}/{count}" for i in range(count) if i not in by_index]
     if missing:
-        raise DataError(root, f"{len(missing)} of {count} shards missing: {', '.join(missing[:8])}; run them with "
-                              f"shard=<i>/{count}")
+        raise DataError(
+            root, f"{len(missing)} of {count} shards missing: {', '.join(missing[:8])}; run them with shard=<i>/{count}"
+        )
     ordered = [by_index[i] for i in range(count)]
     first = ordered[0][1]["identity"]
     for path, manifest in ordered[1:]:
         if manifest["identity"] != first:
-            differs = sorted(k for k in set(first) | set(manifest["identity"]) if first.get(k) != manifest["identity"].get(k))
+            differs = sorted(
+                k for k in set(first) | set(manifest["identity"]) if first.get(k) != manifest["identity"].get(k)
+            )
             raise DataError(path / MANIFEST, f"ran another job than shard 0/{count} (differs in: {', '.join(differs)})")
     unfinished = [m["shard"] for _, m in ordered if not m["complete"]]
     if unfinished and not allow_incomplete:
-        raise DataError(root, f"shards not finished: {', '.join(unfinished[:8])}; rerun them with the same "
-                              "command (each resumes), or merge anyway with --allow-incomplete")
+        raise DataError(
+            root,
+            f"shards not finished: {', '.join(unfinished[:8])}; rerun them with the same "
+            "command (each resumes), or merge anyway with --allow-incomplete",
+        )
     return stage, ordered

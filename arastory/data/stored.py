@@ -18,16 +18,20 @@ class TextStore:
         self.offsets = array("q")
         self._last: tuple[int, dict] | None = None
 
-    def add(self, record: StoryRecord) -> "StoredStory":
+    def add(self, record: StoryRecord) -> StoredStory:
         """`record` spilled to the file: the returned record reads its prompt, story and meta back from there."""
         self.file.seek(0, 2)
         self.offsets.append(self.file.tell())
-        self.file.write(json.dumps({"prompt": record.prompt, "story": record.story, "meta": record.meta},
-                                   ensure_ascii=False).encode("utf-8") + b"\n")
+        self.file.write(
+            json.dumps(
+                {"prompt": record.prompt, "story": record.story, "meta": record.meta}, ensure_ascii=False
+            ).encode("utf-8")
+            + b"\n"
+        )
         return StoredStory(record.id, record.variety, record.source, self, len(self.offsets) - 1)
 
     def get(self, index: int) -> dict:
-        if self._last is None or self._last[0] != index:   # prompt and story are read one after the other
+        if self._last is None or self._last[0] != index:  # prompt and story are read one after the other
             self.file.seek(self.offsets[index])
             self._last = (index, json.loads(self.file.readline()))
         return self._last[1]
@@ -36,7 +40,7 @@ class TextStore:
 class StoredStory:
     """A StoryRecord whose prompt, story and meta live in a `TextStore` (id, variety and source in memory)."""
 
-    __slots__ = ("id", "variety", "source", "_store", "_index")
+    __slots__ = ("_index", "_store", "id", "source", "variety")
 
     def __init__(self, id: str, variety: str, source: str, store: TextStore, index: int):
         self.id, self.variety, self.source, self._store, self._index = id, variety, source, store, index
@@ -51,7 +55,7 @@ class StoredStory:
 
     @property
     def features(self) -> dict:
-        return {}   # translated pairs carry no sampled prompt features
+        return {}  # translated pairs carry no sampled prompt features
 
     @property
     def meta(self) -> dict:

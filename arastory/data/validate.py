@@ -22,8 +22,14 @@ class ValidationReport:
         self.problems.append(f"{record_id}: {message}")
 
 
-def validate_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VARIETIES, min_arabic: float = 0.95,
-                     min_words: int = 1, max_words: int = 10_000, check_prompt_duplicates: bool = True) -> ValidationReport:
+def validate_stories(
+    records: list[StoryRecord],
+    varieties: tuple[str, ...] = VARIETIES,
+    min_arabic: float = 0.95,
+    min_words: int = 1,
+    max_words: int = 10_000,
+    check_prompt_duplicates: bool = True,
+) -> ValidationReport:
     report = ValidationReport(checked=len(records))
     seen_ids: set[str] = set()
     seen_story: dict[str, str] = {}
@@ -51,7 +57,9 @@ def validate_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VA
     return report
 
 
-def validate_parallel(records: list[ParallelRecord], min_en_words: int = 1, max_en_words: int = 10_000) -> ValidationReport:
+def validate_parallel(
+    records: list[ParallelRecord], min_en_words: int = 1, max_en_words: int = 10_000
+) -> ValidationReport:
     report = ValidationReport(checked=len(records))
     seen_ids: set[str] = set()
     seen_story: dict[str, str] = {}
@@ -80,9 +88,9 @@ def _check_duplicate(report: ValidationReport, record_id: str, key: str, seen: d
 
 # What spreadsheets and dataframes write for a missing cell; never a story or a prompt.
 PLACEHOLDERS = frozenset({"", "nan", "none", "null", "n/a", "na", "<na>", "nat", "undefined", "-"})
-MIN_ARABIC_SHARE = 0.9       # ours: the synthesis gate's bound; the released stories are all >= 0.97
-MIN_LABEL_AGREEMENT = 0.5    # ours: share of a dialect file's stories the identifier must read as that dialect
-LABEL_SAMPLE = 200           # ours: stories per dialect the identifier reads for that check (seeded sample)
+MIN_ARABIC_SHARE = 0.9  # ours: the synthesis gate's bound; the released stories are all >= 0.97
+MIN_LABEL_AGREEMENT = 0.5  # ours: share of a dialect file's stories the identifier must read as that dialect
+LABEL_SAMPLE = 200  # ours: stories per dialect the identifier reads for that check (seeded sample)
 
 
 def is_placeholder(text) -> bool:
@@ -94,11 +102,15 @@ class Screened:
     """User records split into those fit to use and those skipped, each skip with its reason."""
 
     kept: list
-    skipped: list[str] = field(default_factory=list)   # "<id>: <reason>"
+    skipped: list[str] = field(default_factory=list)  # "<id>: <reason>"
 
 
-def screen_stories(records: list[StoryRecord], varieties: tuple[str, ...] = VARIETIES,
-                   min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000) -> Screened:
+def screen_stories(
+    records: list[StoryRecord],
+    varieties: tuple[str, ...] = VARIETIES,
+    min_arabic: float = MIN_ARABIC_SHARE,
+    max_words: int = 10_000,
+) -> Screened:
     """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
     too long, a repeated id or story (the first one is kept)."""
     seen_ids: set[str] = set()
@@ -136,7 +148,7 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
         return "empty id"
     if record.variety not in varieties:
         return f"variety '{record.variety}' is not one of: {', '.join(varieties)}"
-    if not is_placeholder(record.story) and word_count(record.story) > max_words:   # before the costlier checks
+    if not is_placeholder(record.story) and word_count(record.story) > max_words:  # before the costlier checks
         return f"story has {word_count(record.story)} words (> {max_words})"
     for name in ("prompt", "story"):
         text = getattr(record, name)
@@ -148,14 +160,17 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
     return None
 
 
-def screen_pairs(records: Iterable[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000,
-                 keep=None) -> Screened:
+def screen_pairs(
+    records: Iterable[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000, keep=None
+) -> Screened:
     """Skip translated pairs with an empty/NaN/None side, an Arabic side that is not Arabic script, or a repeated id
     (the filter, when enabled, judges the rest). `records` may be a stream; `keep` maps each kept pair."""
     seen: set[str] = set()
 
     def problem(record: ParallelRecord) -> str | None:
-        empty = [k for k in ("id", "en_prompt", "en_story", "ar_prompt", "ar_story") if is_placeholder(getattr(record, k))]
+        empty = [
+            k for k in ("id", "en_prompt", "en_story", "ar_prompt", "ar_story") if is_placeholder(getattr(record, k))
+        ]
         if empty:
             return f"empty {', '.join(empty)}"
         if record.id in seen:
@@ -170,8 +185,13 @@ def screen_pairs(records: Iterable[ParallelRecord], min_arabic: float = MIN_ARAB
     return _screen(records, problem, keep)
 
 
-def label_disagreement(records: list[StoryRecord], identifier, min_agreement: float = MIN_LABEL_AGREEMENT,
-                       sample: int = LABEL_SAMPLE, seed: int = 0) -> str | None:
+def label_disagreement(
+    records: list[StoryRecord],
+    identifier,
+    min_agreement: float = MIN_LABEL_AGREEMENT,
+    sample: int = LABEL_SAMPLE,
+    seed: int = 0,
+) -> str | None:
     """A one-line finding when the stories labelled with a dialect mostly do not read as that dialect to the
     dialect identifier (a wrong label or MSA text), else None. MSA-labelled text is left to the script check."""
     import random
@@ -187,8 +207,10 @@ def label_disagreement(records: list[StoryRecord], identifier, min_agreement: fl
         agreement = predicted[variety] / len(chosen)
         if agreement < min_agreement:
             other, count = max(((v, n) for v, n in predicted.items() if v != variety), key=lambda x: x[1])
-            return (f"{len(group)} stories are labelled {variety}, but the dialect identifier reads {count} of the "
-                    f"{len(chosen)} it checked as {other} (only {agreement:.0%} as {variety}): a wrong label?")
+            return (
+                f"{len(group)} stories are labelled {variety}, but the dialect identifier reads {count} of the "
+                f"{len(chosen)} it checked as {other} (only {agreement:.0%} as {variety}): a wrong label?"
+            )
     return None
 
 

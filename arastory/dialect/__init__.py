@@ -4,5 +4,13 @@ from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load
 from arastory.dialect.identify import CamelIdentifier, ngram_identifier
 from arastory.dialect.markers import MARKERS, markers_in
 
-__all__ = ["DialectAnalysis", "DialectClassifier", "load_or_train", "training_records", "CamelIdentifier",
-           "ngram_identifier", "MARKERS", "markers_in"]
+__all__ = [
+    "MARKERS",
+    "CamelIdentifier",
+    "DialectAnalysis",
+    "DialectClassifier",
+    "load_or_train",
+    "markers_in",
+    "ngram_identifier",
+    "training_records",
+]

@@ -1,8 +1,8 @@
 """`python -m arastory.dialect evaluate|train`: measure a dialect identifier on labelled stories, or train and save one.
 
-    python -m arastory.dialect evaluate input=../shared/data/arastories out=outputs/dialect/eval
-    python -m arastory.dialect evaluate input=outputs/synth/mor/stories.jsonl dialect_id.path=model.joblib out=...
-    python -m arastory.dialect train source=bundled out=outputs/dialect/bundled       # model.joblib + report.json
+python -m arastory.dialect evaluate input=../shared/data/arastories out=outputs/dialect/eval
+python -m arastory.dialect evaluate input=outputs/synth/mor/stories.jsonl dialect_id.path=model.joblib out=...
+python -m arastory.dialect train source=bundled out=outputs/dialect/bundled       # model.joblib + report.json
 """
 
 import logging
@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 register_resolvers()
 COMMANDS = ("evaluate", "train")
-USAGE = ("usage: python -m arastory.dialect evaluate input=<labelled stories> out=<dir> | "
-         "python -m arastory.dialect train source=<labelled text> out=<dir>")
+USAGE = (
+    "usage: python -m arastory.dialect evaluate input=<labelled stories> out=<dir> | "
+    "python -m arastory.dialect train source=<labelled text> out=<dir>"
+)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="dialect", version_base="1.3")
@@ -50,8 +52,11 @@ def evaluate(cfg: DictConfig, out_dir: str) -> dict:
 
 def describe(node: DictConfig, identifier) -> dict:
     """Which identifier was measured: its config (as given) and, for arastory's classifier, what it was trained on."""
-    return {"config": OmegaConf.to_container(node, resolve=True), "classes": list(getattr(identifier, "classes", [])),
-            "training": getattr(identifier, "training", None)}
+    return {
+        "config": OmegaConf.to_container(node, resolve=True),
+        "classes": list(getattr(identifier, "classes", [])),
+        "training": getattr(identifier, "training", None),
+    }
 
 
 def read_labelled(inputs) -> list:
@@ -73,15 +78,20 @@ def _as_list(value) -> list:
 def train(cfg: DictConfig, out_dir: str) -> dict:
     from arastory.dialect.training import recipe_params, train_and_save
 
-    recipe_params(cfg.dialect_id)   # dialect_id=camel has no recipe (nor a `source`): say so first
+    recipe_params(cfg.dialect_id)  # dialect_id=camel has no recipe (nor a `source`): say so first
     source = OmegaConf.to_container(cfg.source) if not isinstance(cfg.source, str) else cfg.source
-    report = train_and_save(source, cfg.dialect_id, out_dir, folds=int(cfg.cv_folds), seed=int(cfg.seed),
-                            progress=bool(cfg.progress))
-    log.info(f"trained on {report['documents']} documents "
-          f"({', '.join(f'{v} {n}' for v, n in report['per_variety'].items())}) -> {out_dir}/model.joblib")
+    report = train_and_save(
+        source, cfg.dialect_id, out_dir, folds=int(cfg.cv_folds), seed=int(cfg.seed), progress=bool(cfg.progress)
+    )
+    log.info(
+        f"trained on {report['documents']} documents "
+        f"({', '.join(f'{v} {n}' for v, n in report['per_variety'].items())}) -> {out_dir}/model.joblib"
+    )
     cv = report.get("cross_validation")
     if cv:
-        log.info(f"  cross-validated accuracy: {_pairs(cv['accuracy'])}; gate thresholds: {_pairs(report['thresholds'])}")
+        log.info(
+            f"  cross-validated accuracy: {_pairs(cv['accuracy'])}; gate thresholds: {_pairs(report['thresholds'])}"
+        )
     log.info(f"  use it with dialect_id.path={out_dir}/model.joblib")
     return report
 
@@ -89,10 +99,14 @@ def train(cfg: DictConfig, out_dir: str) -> dict:
 def print_evaluation(out_dir: str, report: dict) -> None:
     gate = report["gate"]
     log.info(f"{sum(report['n'].values())} stories ({_pairs(report['n'])}) -> {out_dir}/report.json")
-    log.info(f"  accuracy: {_pairs(report['accuracy'])}; macro F1 {report['macro_f1']:.3f}; "
-          f"ECE {report['calibration']['ece']:.3f}")
-    log.info(f"  gate (thresholds {_pairs(gate['thresholds'])}): false reject {_pairs(gate['false_reject'])}; "
-          f"false accept {_pairs(gate['false_accept'])}")
+    log.info(
+        f"  accuracy: {_pairs(report['accuracy'])}; macro F1 {report['macro_f1']:.3f}; "
+        f"ECE {report['calibration']['ece']:.3f}"
+    )
+    log.info(
+        f"  gate (thresholds {_pairs(gate['thresholds'])}): false reject {_pairs(gate['false_reject'])}; "
+        f"false accept {_pairs(gate['false_accept'])}"
+    )
     drift = {v: d["mean"] for v, d in report["drift"].items() if d.get("n")}
     if drift:
         log.info(f"  mean share of MSA sentences in dialect stories: {_pairs(drift)}")

@@ -21,8 +21,8 @@ from arastory.dialect.evidence import story_features
 from arastory.dialect.lexicon import NORMALIZED_LEXICON
 from arastory.text import normalize_arabic, words
 
-DRIFT_FRACTIONS = (0.3, 0.5, 0.7, 0.85)   # ours: share of sentences replaced by MSA
-PAN_DIALECT_FRACTIONS = (0.15, 0.3)        # ours: share of a Moroccan story's dialect sentences made pan-dialect
+DRIFT_FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # ours: share of sentences replaced by MSA
+PAN_DIALECT_FRACTIONS = (0.15, 0.3)  # ours: share of a Moroccan story's dialect sentences made pan-dialect
 
 
 @dataclass
@@ -43,13 +43,20 @@ class UnitTable:
 def plain_egyptian(table: UnitTable) -> list[int]:
     """Egyptian sentences without an Egyptian-only lexicon word (they read as generic dialect)."""
     egyptian_only = NORMALIZED_LEXICON["egy"]
-    return [i for i, label in enumerate(table.labels) if label == "egy"
-            and not {normalize_arabic(t) for t in words(table.texts[i])} & egyptian_only]
+    return [
+        i
+        for i, label in enumerate(table.labels)
+        if label == "egy" and not {normalize_arabic(t) for t in words(table.texts[i])} & egyptian_only
+    ]
 
 
-def meta_training_set(table: UnitTable, document_labels: dict[int, str], seed: int = 0,
-                      drift_fractions=DRIFT_FRACTIONS, pan_dialect_fractions=PAN_DIALECT_FRACTIONS
-                      ) -> tuple[list[list[float]], list[str]]:
+def meta_training_set(
+    table: UnitTable,
+    document_labels: dict[int, str],
+    seed: int = 0,
+    drift_fractions=DRIFT_FRACTIONS,
+    pan_dialect_fractions=PAN_DIALECT_FRACTIONS,
+) -> tuple[list[list[float]], list[str]]:
     """(features, labels) for every training document and its drift / pan-dialect variants."""
     rng = random.Random(seed)
     rows_of: dict[int, list[int]] = {}
@@ -67,10 +74,12 @@ def meta_training_set(table: UnitTable, document_labels: dict[int, str], seed: i
         for fraction in drift_fractions:
             mixed = [rng.choice(msa_rows) if rng.random() < fraction else i for i in rows]
             if all(table.labels[i] == "msa" for i in mixed):
-                continue   # nothing of the dialect left: not a dialect story any more
+                continue  # nothing of the dialect left: not a dialect story any more
             if variety == "mor" and plain_egy:
                 for share in pan_dialect_fractions:
-                    pan = [rng.choice(plain_egy) if table.labels[i] != "msa" and rng.random() < share else i for i in mixed]
+                    pan = [
+                        rng.choice(plain_egy) if table.labels[i] != "msa" and rng.random() < share else i for i in mixed
+                    ]
                     features.append(table.features(pan))
                     labels.append(variety)
             features.append(table.features(mixed))

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from arastory.dialect.lexicon import lexicon_features
-from arastory.dialect.thresholds import gate_threshold
 from arastory.dialect.markers import markers_in
+from arastory.dialect.thresholds import gate_threshold
 from arastory.io import atomic_write_json, atomic_write_jsonl
 from arastory.records import VARIETIES, StoryRecord
 
@@ -22,8 +22,14 @@ DIALECTS = ("egy", "mor")
 HISTOGRAM_BINS = 10
 
 
-def evaluate_records(records: list[StoryRecord], identifier, out_dir: str | Path, thresholds=None,
-                     calibration_bins: int = 10, about: dict | None = None) -> dict:
+def evaluate_records(
+    records: list[StoryRecord],
+    identifier,
+    out_dir: str | Path,
+    thresholds=None,
+    calibration_bins: int = 10,
+    about: dict | None = None,
+) -> dict:
     """Score `records` (labelled by `variety`) with `identifier`; write the report, predictions and plots."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,14 +47,25 @@ def evaluate_records(records: list[StoryRecord], identifier, out_dir: str | Path
         **classification(truth, predicted, present),
         "calibration": calibration(truth, probs, classes, calibration_bins),
         "gate": gate_rates(truth, probs, classes, gate_thresholds),
-        "drift": {v: drift_distribution([a.msa_share for a, t in zip(analyses, truth) if t == v])
-                  for v in present if v != "msa"},
+        "drift": {
+            v: drift_distribution([a.msa_share for a, t in zip(analyses, truth, strict=False) if t == v])
+            for v in present
+            if v != "msa"
+        },
         "no_dialect_words": no_dialect_words(records, present),
     }
-    rows = [{"id": r.id, "variety": r.variety, "predicted": a.predicted, "probabilities": a.probabilities,
-             "msa_share": round(a.msa_share, 4), "sentences": a.sentences,
-             "gate_kept": a.probabilities.get(r.variety, 0.0) >= gate_thresholds[r.variety]}
-            for r, a in zip(records, analyses)]
+    rows = [
+        {
+            "id": r.id,
+            "variety": r.variety,
+            "predicted": a.predicted,
+            "probabilities": a.probabilities,
+            "msa_share": round(a.msa_share, 4),
+            "sentences": a.sentences,
+            "gate_kept": a.probabilities.get(r.variety, 0.0) >= gate_thresholds[r.variety],
+        }
+        for r, a in zip(records, analyses, strict=False)
+    ]
     atomic_write_jsonl(out_dir / "predictions.jsonl", rows)
     report["plots"] = write_plots(out_dir, report, truth, probs, classes, analyses, gate_thresholds)
     atomic_write_json(out_dir / "report.json", report)
@@ -57,17 +74,21 @@ def evaluate_records(records: list[StoryRecord], identifier, out_dir: str | Path
 
 def classification(truth: list[str], predicted: list[str], present: list[str]) -> dict:
     labels = present + sorted({p for p in predicted if p not in present})
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
+    precision, recall, f1, _support = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
     matrix = confusion_matrix(truth, predicted, labels=labels)
     return {
-        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall)},   # story-level, per true variety
-        "accuracy_overall": round(float(np.mean([t == p for t, p in zip(truth, predicted)])), 4),
-        "precision": {v: round(float(p), 4) for v, p in zip(present, precision)},
-        "recall": {v: round(float(r), 4) for v, r in zip(present, recall)},
-        "f1": {v: round(float(f), 4) for v, f in zip(present, f1)},
+        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},  # story-level, per true variety
+        "accuracy_overall": round(float(np.mean([t == p for t, p in zip(truth, predicted, strict=False)])), 4),
+        "precision": {v: round(float(p), 4) for v, p in zip(present, precision, strict=False)},
+        "recall": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},
+        "f1": {v: round(float(f), 4) for v, f in zip(present, f1, strict=False)},
         "macro_f1": round(float(np.mean(f1)), 4),
-        "confusion": {"labels": labels, "rows": "true variety", "columns": "predicted",
-                      "matrix": matrix[:len(present)].tolist()},
+        "confusion": {
+            "labels": labels,
+            "rows": "true variety",
+            "columns": "predicted",
+            "matrix": matrix[: len(present)].tolist(),
+        },
     }
 
 
@@ -78,17 +99,30 @@ def calibration(truth: list[str], probs: np.ndarray, classes: list[str], bins: i
     correct = onehot[np.arange(len(truth)), top]
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = sum(abs(correct[index == b].mean() - confidence[index == b].mean()) * (index == b).mean()
-              for b in range(bins) if (index == b).any())
+    ece = sum(
+        abs(correct[index == b].mean() - confidence[index == b].mean()) * (index == b).mean()
+        for b in range(bins)
+        if (index == b).any()
+    )
     per_class = {}
     for k, c in enumerate(classes):
         which = np.clip(np.digitize(probs[:, k], edges[1:-1]), 0, bins - 1)
-        rows = [(float(probs[which == b, k].mean()), float(onehot[which == b, k].mean()), int((which == b).sum()))
-                for b in range(bins) if (which == b).any()]
-        per_class[c] = {"mean_predicted": [round(r[0], 4) for r in rows],
-                        "fraction_positive": [round(r[1], 4) for r in rows], "count": [r[2] for r in rows]}
-    return {"ece": round(float(ece), 4), "brier": round(float(((probs - onehot) ** 2).sum(axis=1).mean()), 4),
-            "bins": bins, "per_class": per_class}
+        rows = [
+            (float(probs[which == b, k].mean()), float(onehot[which == b, k].mean()), int((which == b).sum()))
+            for b in range(bins)
+            if (which == b).any()
+        ]
+        per_class[c] = {
+            "mean_predicted": [round(r[0], 4) for r in rows],
+            "fraction_positive": [round(r[1], 4) for r in rows],
+            "count": [r[2] for r in rows],
+        }
+    return {
+        "ece": round(float(ece), 4),
+        "brier": round(float(((probs - onehot) ** 2).sum(axis=1).mean()), 4),
+        "bins": bins,
+        "per_class": per_class,
+    }
 
 
 def gate_rates(truth: list[str], probs: np.ndarray, classes: list[str], thresholds: dict[str, float]) -> dict:
@@ -106,7 +140,9 @@ def gate_rates(truth: list[str], probs: np.ndarray, classes: list[str], threshol
             rates["false_accept"][target] = round(float((p[impostors] >= thresholds[target]).mean()), 4)
         other = [d for d in DIALECTS if d != target]
         if target in DIALECTS and (truth_arr == other[0]).any():
-            rates["false_accept_other_dialect"][target] = round(float((p[truth_arr == other[0]] >= thresholds[target]).mean()), 4)
+            rates["false_accept_other_dialect"][target] = round(
+                float((p[truth_arr == other[0]] >= thresholds[target]).mean()), 4
+            )
     return rates
 
 
@@ -117,10 +153,13 @@ def drift_distribution(shares: list[float]) -> dict:
     values = np.array(shares, dtype=float)
     quantiles = np.percentile(values, [10, 25, 50, 75, 90])
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0, 1))
-    return {"n": len(values), "mean": round(float(values.mean()), 4),
-            **{f"p{q}": round(float(v), 4) for q, v in zip((10, 25, 50, 75, 90), quantiles)},
-            "share_mostly_msa": round(float((values > 0.5).mean()), 4),   # more than half the sentences in MSA
-            "histogram": {"bin_edges": np.linspace(0, 1, HISTOGRAM_BINS + 1).round(2).tolist(), "counts": counts.tolist()}}
+    return {
+        "n": len(values),
+        "mean": round(float(values.mean()), 4),
+        **{f"p{q}": round(float(v), 4) for q, v in zip((10, 25, 50, 75, 90), quantiles, strict=False)},
+        "share_mostly_msa": round(float((values > 0.5).mean()), 4),  # more than half the sentences in MSA
+        "histogram": {"bin_edges": np.linspace(0, 1, HISTOGRAM_BINS + 1).round(2).tolist(), "counts": counts.tolist()},
+    }
 
 
 def no_dialect_words(records: list[StoryRecord], present: list[str]) -> dict:
@@ -128,8 +167,13 @@ def no_dialect_words(records: list[StoryRecord], present: list[str]) -> dict:
     out = {}
     for variety in present:
         rows = [r for r in records if r.variety == variety]
-        bare = sum(1 for r in rows if not any(lexicon_features(r.story)[0::2])
-                   and not markers_in(r.story)["egy"] and not markers_in(r.story)["mor"])
+        bare = sum(
+            1
+            for r in rows
+            if not any(lexicon_features(r.story)[0::2])
+            and not markers_in(r.story)["egy"]
+            and not markers_in(r.story)["mor"]
+        )
         out[variety] = {"stories": bare, "share": round(bare / len(rows), 4)}
     return out
 
@@ -137,14 +181,19 @@ def no_dialect_words(records: list[StoryRecord], present: list[str]) -> dict:
 def write_plots(out_dir: Path, report: dict, truth, probs, classes, analyses, thresholds) -> dict:
     """The report's PNGs; returns {plot: file name}."""
     import matplotlib
+
     matplotlib.use("Agg")
 
-    files = {"confusion": _confusion_plot(out_dir, report["confusion"]),
-             "calibration": _calibration_plot(out_dir, report["calibration"]),
-             "gate": _gate_plot(out_dir, report["gate"], np.array(truth), probs, classes, thresholds)}
+    files = {
+        "confusion": _confusion_plot(out_dir, report["confusion"]),
+        "calibration": _calibration_plot(out_dir, report["calibration"]),
+        "gate": _gate_plot(out_dir, report["gate"], np.array(truth), probs, classes, thresholds),
+    }
     dialects = [v for v in report["drift"] if report["drift"][v].get("n")]
     if dialects:
-        files["drift"] = _drift_plot(out_dir, {v: [a.msa_share for a, t in zip(analyses, truth) if t == v] for v in dialects})
+        files["drift"] = _drift_plot(
+            out_dir, {v: [a.msa_share for a, t in zip(analyses, truth, strict=False) if t == v] for v in dialects}
+        )
     return files
 
 
@@ -155,7 +204,7 @@ def _confusion_plot(out_dir: Path, confusion: dict) -> str:
     matrix = np.array(confusion["matrix"])
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(confusion["labels"])), confusion["labels"])
-    ax.set_yticks(range(len(matrix)), confusion["labels"][:len(matrix)])
+    ax.set_yticks(range(len(matrix)), confusion["labels"][: len(matrix)])
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true variety", title="story-level confusion")
@@ -169,8 +218,11 @@ def _calibration_plot(out_dir: Path, calibration_report: dict) -> str:
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
     for c, curve in calibration_report["per_class"].items():
         ax.plot(curve["mean_predicted"], curve["fraction_positive"], marker="o", label=c)
-    ax.set(xlabel="predicted probability", ylabel="observed frequency",
-           title=f"calibration (ECE {calibration_report['ece']:.3f})")
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="observed frequency",
+        title=f"calibration (ECE {calibration_report['ece']:.3f})",
+    )
     ax.legend()
     return _save(fig, out_dir / "calibration.png")
 
@@ -182,10 +234,14 @@ def _gate_plot(out_dir: Path, gate: dict, truth: np.ndarray, probs, classes, thr
     grid = np.linspace(0, 1, 101)
     targets = [v for v in classes if v in gate["false_reject"]] or classes[:1]
     fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), squeeze=False)
-    for ax, target in zip(axes[0], targets):
+    for ax, target in zip(axes[0], targets, strict=False):
         p = probs[:, classes.index(target)]
         impostors = (truth == "msa") if target != "msa" else (truth != "msa")
-        ax.plot(grid, [(p[truth == target] < t).mean() if (truth == target).any() else 0 for t in grid], label="false reject")
+        ax.plot(
+            grid,
+            [(p[truth == target] < t).mean() if (truth == target).any() else 0 for t in grid],
+            label="false reject",
+        )
         if impostors.any():
             ax.plot(grid, [(p[impostors] >= t).mean() for t in grid], label="false accept")
         ax.axvline(thresholds[target], color="grey", ls="--", label=f"threshold {thresholds[target]:.2f}")

@@ -15,12 +15,16 @@ import numpy as np
 from arastory.dialect.lexicon import lexicon_features
 from arastory.text import sentences
 
-MIXTURE_PIS = (0.1, 0.3, 0.6)   # ours: a few dialect shares, from a little dialect to mostly dialect
-FULL_WEIGHT_WORDS = 5           # ours: shorter sentences ("واو!", "ما اسمك؟") count in proportion to their words
+MIXTURE_PIS = (0.1, 0.3, 0.6)  # ours: a few dialect shares, from a little dialect to mostly dialect
+FULL_WEIGHT_WORDS = 5  # ours: shorter sentences ("واو!", "ما اسمك؟") count in proportion to their words
 EPS = 1e-4
 DIALECTS = ("egy", "mor")
-FEATURE_NAMES = (*(f"mixture_llr_pi{pi}" for pi in MIXTURE_PIS), "egy_vs_mor_logodds_sum", "egy_vs_mor_logodds_mean",
-                 *(f"lexicon_{group}_{kind}" for group in ("egy", "mor", "dialect") for kind in ("distinct", "per100")))
+FEATURE_NAMES = (
+    *(f"mixture_llr_pi{pi}" for pi in MIXTURE_PIS),
+    "egy_vs_mor_logodds_sum",
+    "egy_vs_mor_logodds_mean",
+    *(f"lexicon_{group}_{kind}" for group in ("egy", "mor", "dialect") for kind in ("distinct", "per100")),
+)
 
 
 def story_units(story: str) -> list[str]:
@@ -54,4 +58,4 @@ def weighted_share(labels: list[str], weights: np.ndarray, variety: str) -> floa
     total = float(weights.sum())
     if total <= 0:
         return 0.0
-    return float(sum(w for label, w in zip(labels, weights) if label == variety) / total)
+    return float(sum(w for label, w in zip(labels, weights, strict=False) if label == variety) / total)

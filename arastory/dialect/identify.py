@@ -17,25 +17,45 @@ from arastory.text import sentences
 CAMEL_LABELS = {"MSA": "msa", "CAI": "egy", "RAB": "mor"}
 
 
-def ngram_identifier(source="bundled", ngram_range=(1, 5), max_features: int = 200_000, word_ngram_range=(1, 2),
-                     word_max_features: int = 100_000, alpha: float = 1e-4, story_C: float = 1.0, folds: int = 5,
-                     use_cache: bool = True, path: str | None = None, thresholds: dict | None = None) -> DialectClassifier:
+def ngram_identifier(
+    source="bundled",
+    ngram_range=(1, 5),
+    max_features: int = 200_000,
+    word_ngram_range=(1, 2),
+    word_max_features: int = 100_000,
+    alpha: float = 1e-4,
+    story_C: float = 1.0,
+    folds: int = 5,
+    use_cache: bool = True,
+    path: str | None = None,
+    thresholds: dict | None = None,
+) -> DialectClassifier:
     """arastory's classifier: the one saved at `path` (with the gate thresholds its training chose), or one trained on
     `source` (see `training_records`), cached by data and params, carrying `thresholds` ({variety: P(variety) needed}).
     """
     if path:
         return DialectClassifier.load(path)
-    return load_or_train(training_records(source), use_cache=use_cache, thresholds=thresholds,
-                         ngram_range=tuple(ngram_range), max_features=int(max_features),
-                         word_ngram_range=tuple(word_ngram_range), word_max_features=int(word_max_features),
-                         alpha=float(alpha), story_C=float(story_C), folds=int(folds))
+    return load_or_train(
+        training_records(source),
+        use_cache=use_cache,
+        thresholds=thresholds,
+        ngram_range=tuple(ngram_range),
+        max_features=int(max_features),
+        word_ngram_range=tuple(word_ngram_range),
+        word_max_features=int(word_max_features),
+        alpha=float(alpha),
+        story_C=float(story_C),
+        folds=int(folds),
+    )
 
 
 def metrics_identifier(metrics_cfg):
     """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
     from omegaconf import DictConfig, OmegaConf
 
-    path = OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
+    path = (
+        OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
+    )
     if path:
         return DialectClassifier.load(path)
     source = metrics_cfg.classifier_data
@@ -74,7 +94,7 @@ class CamelIdentifier:
         return DialectAnalysis(probs, predicted, share, markers_in(story), msa_share, len(labels))
 
     def analyze_many(self, stories: list[str], targets: list[str | None]) -> list[DialectAnalysis]:
-        return [self.analyze(story, target) for story, target in zip(stories, targets)]
+        return [self.analyze(story, target) for story, target in zip(stories, targets, strict=False)]
 
 
 def _load_camel_model():
@@ -83,10 +103,14 @@ def _load_camel_model():
     try:
         import camel_tools.dialectid as dialectid
     except ImportError:
-        raise ConfigError("dialect_id", f"the camel backend needs camel_tools, which is not installed: {hint}") from None
+        raise ConfigError(
+            "dialect_id", f"the camel backend needs camel_tools, which is not installed: {hint}"
+        ) from None
     try:
         if hasattr(dialectid, "DIDModel6"):
             return dialectid.DIDModel6.pretrained()
         return dialectid.DialectIdentifier.pretrained(model_name="model6")
-    except Exception as error:  # noqa: BLE001 - camel_tools raises several types when its data is absent
-        raise ConfigError("dialect_id", f"camel_tools' dialect model could not be loaded ({type(error).__name__}): {hint}") from None
+    except Exception as error:
+        raise ConfigError(
+            "dialect_id", f"camel_tools' dialect model could not be loaded ({type(error).__name__}): {hint}"
+        ) from None

@@ -14,14 +14,17 @@ import math
 from arastory.text import normalize_arabic, words
 
 LEXICON: dict[str, tuple[str, ...]] = {
-    "egy": tuple("""
+    "egy": tuple(
+        """
         مش ده دي دول كده كدا عشان علشان إزاي ازاي إيه ايه أوي اوي دلوقتي دلوقت عايز عايزة عايزه عايزين عاوز عاوزة
         بتاع بتاعة بتاعه بتاعي بتاعك بتاعنا بتاعهم بتاعتي بتاعتك بتاعته بتاعتها بتاعتنا بتاعتهم النهارده النهاردة
         إمبارح امبارح خالص برضه برضو لسه أهو اهو مفيش مافيش إحنا احنا إنتو انتو انتوا العيال الواد البت ماكنش مكنش
         ماكانوش إزيك ازيك بصي كويس كويسة كويسين هنروح هيروح هتروح هنعمل هيعمل هتعمل بيحب بتحب بيلعب بتلعب بيقول
         بتقول بيعمل بتعمل أوضة اوضة ماتخافش متخافش
-    """.split()),
-    "mor": tuple("""
+    """.split()
+    ),
+    "mor": tuple(
+        """
         ديال ديالو ديالها ديالهم ديالي ديالك ديالنا ديالكم بزاف غادي غادية غاديين باش هاد هادو هادشي داك داكشي
         دابا كاين كاينة كاينين ماكاينش واش شنو آش كيفاش فاش ملي منين بغا بغات بغيت بغاو بغينا مزيان مزيانة مزيانين
         زوين زوينة زوينين ديما حيت والو كولشي كلشي صافي واخا دغيا بالزربة بزربة خاصك خاصني خاصو خاصها خاصهم
@@ -32,12 +35,15 @@ LEXICON: dict[str, tuple[str, ...]] = {
         طاح طاحت طاحو طحت علاش شكون فوقاش هادوك هاديك هداك هاداك بصح ياك كاع زعما البارح فحال جوج بجوج
         خويا ختي ختو نتا نتي بغيتي بغيتو نبغي نبغيك نبغيها نبغيو تبغي تبغيو عيط عيطات عيطو نوض نوضي ناض ناضت
         الحانوت بنادم ولات عطاه عطاها عطيني شرات مزال وخا صاوب صاوبات
-    """.split()),
+    """.split()
+    ),
     # Dialectal in both Egyptian and Moroccan (and elsewhere), never MSA: evidence of dialect, not of which one.
-    "dialect": tuple("""
+    "dialect": tuple(
+        """
         اللي شوية شويه ماكانش ماكانتش مكانش فين برا ليه ليها ليهم ليك ليا معاه معاها معاهم معايا عليا يقدرو يلعبو كانو
         يمشيو قررو ولاو عاشو رجعو بداو شافو قالو جاو لقاو خلاه خلاها بقات
-    """.split()),
+    """.split()
+    ),
 }
 
 NORMALIZED_LEXICON = {group: frozenset(normalize_arabic(w) for w in vocab) for group, vocab in LEXICON.items()}
@@ -46,20 +52,54 @@ GROUPS = tuple(LEXICON)
 # Present/future verbs by prefix (ours): Moroccan ك + person prefix (كيلعب, كتشوفها, كنمشيو), Egyptian بـ + person
 # prefix (بيلعب, بتحب, بنعمل) and هـ future (هيروح, هنشوف). Only these stems and suffixes count, so that MSA words
 # that start alike (كيف, كتاب, كنت, بيت, بين, بنت, هيا, هناك) never match.
-VERB_STEMS = tuple("""
+VERB_STEMS = tuple(
+    """
     لعب شوف قول دير مشي عرف بغي خدم حب عيش ضحك جري بكي هضر شرب نعس قرا كتب سكن رجع خرج دخل طيب عاون حس فكر
     تعلم سمع جيب عطي خلي ركب طلع نزل هبط تكلم ساعد حاول تسنا فهم نسا لقا لبس غسل رسم غني جمع حط سول نام قعد
     وقف بص عمل روح ضرب طير عوم صلي درس زور حكي خاف بدا صاوب قلب تفرج تسارا شري صيفط سكت فرح وصل كمل طلب هرب
     اكل نط حضي عاود تسنى جلس تخبع
-""".split())
-VERB_SUFFIXES = ("", "و", "وا", "ي", "ه", "ها", "هم", "ني", "نا", "ك", "كم", "وه", "وها", "وهم", "ليه", "ليها", "ليهم",
-                 "لي", "لك", "ش", "هاش", "وش")
-VERB_PREFIXES = {"mor": ("كي", "كت", "كن", "كاي", "كات", "كان", "تاي", "تات", "تان"), "egy": ("بي", "بت", "بن", "هي", "هت", "هن")}
+""".split()
+)
+VERB_SUFFIXES = (
+    "",
+    "و",
+    "وا",
+    "ي",
+    "ه",
+    "ها",
+    "هم",
+    "ني",
+    "نا",
+    "ك",
+    "كم",
+    "وه",
+    "وها",
+    "وهم",
+    "ليه",
+    "ليها",
+    "ليهم",
+    "لي",
+    "لك",
+    "ش",
+    "هاش",
+    "وش",
+)
+VERB_PREFIXES = {
+    "mor": ("كي", "كت", "كن", "كاي", "كات", "كان", "تاي", "تات", "تان"),
+    "egy": ("بي", "بت", "بن", "هي", "هت", "هن"),
+}
 # Where ب + a noun reads as MSA (بتعاون "with cooperation", بتفهم "with understanding", بنعومة), those forms are out.
 _MSA_LOOKALIKES = {("بت", "عاون"), ("بت", "فهم"), ("بن", "عوم")}
-_VERB_FORMS = {group: frozenset(normalize_arabic(prefix + stem + suffix) for prefix in prefixes for stem in VERB_STEMS
-                                for suffix in VERB_SUFFIXES if (prefix, stem) not in _MSA_LOOKALIKES)
-               for group, prefixes in VERB_PREFIXES.items()}
+_VERB_FORMS = {
+    group: frozenset(
+        normalize_arabic(prefix + stem + suffix)
+        for prefix in prefixes
+        for stem in VERB_STEMS
+        for suffix in VERB_SUFFIXES
+        if (prefix, stem) not in _MSA_LOOKALIKES
+    )
+    for group, prefixes in VERB_PREFIXES.items()
+}
 
 
 # Morphology beyond the stem list (ours). Moroccan present/habitual كيـ + any stem of three letters or more (كيعاون,

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 from arastory.dialect.evidence import story_units
 from arastory.records import StoryRecord
 
-HELD_OUT_DRIFT = (0.5, 0.7)   # ours: MSA shares of the drift variants counted as genuine dialect stories
+HELD_OUT_DRIFT = (0.5, 0.7)  # ours: MSA shares of the drift variants counted as genuine dialect stories
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
-SMOOTHING = 0.05              # ours: width of the logistic that smooths the error count
+SMOOTHING = 0.05  # ours: width of the logistic that smooths the error count
 
 
 @dataclass
@@ -33,12 +33,13 @@ class HeldOut:
 
     id: str
     variety: str
-    kind: str                    # "original" or "drift0.5", ...
+    kind: str  # "original" or "drift0.5", ...
     probabilities: dict[str, float]
 
 
-def cross_validate(records: list[StoryRecord], params: dict, folds: int = 5, seed: int = 0,
-                   progress: bool = True) -> list[HeldOut]:
+def cross_validate(
+    records: list[StoryRecord], params: dict, folds: int = 5, seed: int = 0, progress: bool = True
+) -> list[HeldOut]:
     """Held-out probabilities of every training document (and drift variants) under models that never saw it."""
     from arastory.dialect.classifier import DialectClassifier
 
@@ -58,16 +59,21 @@ def cross_validate(records: list[StoryRecord], params: dict, folds: int = 5, see
                     mixed = [rng.choice(msa_sentences) if rng.random() < share else s for s in story_units(r.story)]
                     stories.append((r.id, r.variety, f"drift{share}", " ".join(mixed)))
         probs = model.predict_proba([s[3] for s in stories])
-        out += [HeldOut(i, v, kind, dict(zip(model.classes, row.round(4).tolist())))
-                for (i, v, kind, _), row in zip(stories, probs)]
+        out += [
+            HeldOut(i, v, kind, dict(zip(model.classes, row.round(4).tolist(), strict=False)))
+            for (i, v, kind, _), row in zip(stories, probs, strict=False)
+        ]
     return out
 
 
-def balanced_errors(positives: np.ndarray, negatives: np.ndarray, grid: np.ndarray = GRID,
-                    width: float = SMOOTHING) -> np.ndarray:
+def balanced_errors(
+    positives: np.ndarray, negatives: np.ndarray, grid: np.ndarray = GRID, width: float = SMOOTHING
+) -> np.ndarray:
     """Smoothed (false-reject rate + false-accept rate) / 2 at each threshold (accept when P >= threshold)."""
-    def rate(margins: np.ndarray) -> np.ndarray:   # margins: thresholds x stories, > 0 where the story is an error
+
+    def rate(margins: np.ndarray) -> np.ndarray:  # margins: thresholds x stories, > 0 where the story is an error
         return (1.0 / (1.0 + np.exp(-margins / width))).mean(axis=1) if margins.shape[1] else np.zeros(len(grid))
+
     return (rate(grid[:, None] - positives[None, :]) + rate(negatives[None, :] - grid[:, None])) / 2
 
 
@@ -76,8 +82,9 @@ def choose_thresholds(held_out: list[HeldOut], varieties: list[str]) -> dict[str
     thresholds = {}
     for target in varieties:
         positives = np.array([h.probabilities.get(target, 0.0) for h in held_out if h.variety == target])
-        negatives = np.array([h.probabilities.get(target, 0.0) for h in held_out
-                              if h.variety != target and h.kind == "original"])
+        negatives = np.array(
+            [h.probabilities.get(target, 0.0) for h in held_out if h.variety != target and h.kind == "original"]
+        )
         errors = balanced_errors(positives, negatives)
         best = GRID[np.isclose(errors, errors.min())]
         thresholds[target] = float(np.round(np.median(best), 2))
@@ -90,15 +97,25 @@ def cross_validated_summary(held_out: list[HeldOut], thresholds: dict[str, float
     accuracy = {}
     for variety in sorted({h.variety for h in originals}):
         rows = [h for h in originals if h.variety == variety]
-        accuracy[variety] = round(sum(max(h.probabilities, key=h.probabilities.get) == variety for h in rows) / len(rows), 4)
+        accuracy[variety] = round(
+            sum(max(h.probabilities, key=h.probabilities.get) == variety for h in rows) / len(rows), 4
+        )
     gate = {"false_reject": {}, "false_accept": {}}
     for target, threshold in thresholds.items():
         genuine = [h for h in held_out if h.variety == target]
         others = [h for h in originals if h.variety != target]
-        gate["false_reject"][target] = round(float(np.mean([h.probabilities.get(target, 0) < threshold for h in genuine])), 4)
-        gate["false_accept"][target] = round(float(np.mean([h.probabilities.get(target, 0) >= threshold for h in others])), 4)
-    return {"accuracy": accuracy, "gate": gate, "documents": len(originals),
-            "drift_variants": len(held_out) - len(originals)}
+        gate["false_reject"][target] = round(
+            float(np.mean([h.probabilities.get(target, 0) < threshold for h in genuine])), 4
+        )
+        gate["false_accept"][target] = round(
+            float(np.mean([h.probabilities.get(target, 0) >= threshold for h in others])), 4
+        )
+    return {
+        "accuracy": accuracy,
+        "gate": gate,
+        "documents": len(originals),
+        "drift_variants": len(held_out) - len(originals),
+    }
 
 
 def gate_threshold(identifier, variety: str, override: dict | float | None = None) -> float:

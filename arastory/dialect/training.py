@@ -23,7 +23,9 @@ def recipe_params(node: DictConfig | dict) -> dict:
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     target = str(values.get("_target_", ""))
     if not target.endswith("ngram_identifier"):
-        raise ConfigError("dialect_id", f"`train` builds arastory's classifier (dialect_id=ngram), not {target or 'this'}")
+        raise ConfigError(
+            "dialect_id", f"`train` builds arastory's classifier (dialect_id=ngram), not {target or 'this'}"
+        )
     params = {k: values[k] for k in RECIPE_KEYS if k in values}
     for key in ("ngram_range", "word_ngram_range"):
         if key in params:
@@ -31,7 +33,9 @@ def recipe_params(node: DictConfig | dict) -> dict:
     return params
 
 
-def train_and_save(source, dialect_cfg, out_dir: str | Path, folds: int = 5, seed: int = 0, progress: bool = True) -> dict:
+def train_and_save(
+    source, dialect_cfg, out_dir: str | Path, folds: int = 5, seed: int = 0, progress: bool = True
+) -> dict:
     out_dir = Path(out_dir)
     params = recipe_params(dialect_cfg)
     records = training_records(source)
@@ -39,19 +43,33 @@ def train_and_save(source, dialect_cfg, out_dir: str | Path, folds: int = 5, see
     if folds >= 2:
         held_out = cross_validate(records, params, folds=folds, seed=seed, progress=progress)
         thresholds = choose_thresholds(held_out, sorted({r.variety for r in records}))
-        report["cross_validation"] = {"folds": folds, "held_out_drift": list(HELD_OUT_DRIFT),
-                                      **cross_validated_summary(held_out, thresholds)}
-        report["threshold_procedure"] = ("per target variety, the middle of the thresholds on P(target) with the least "
-                                         "balanced error (false rejects of held-out genuine and MSA-drifted stories + "
-                                         "false accepts of held-out stories of other varieties) / 2")
+        report["cross_validation"] = {
+            "folds": folds,
+            "held_out_drift": list(HELD_OUT_DRIFT),
+            **cross_validated_summary(held_out, thresholds),
+        }
+        report["threshold_procedure"] = (
+            "per target variety, the middle of the thresholds on P(target) with the least "
+            "balanced error (false rejects of held-out genuine and MSA-drifted stories + "
+            "false accepts of held-out stories of other varieties) / 2"
+        )
     elif folds == 0:
         configured = dialect_cfg.get("thresholds") if hasattr(dialect_cfg, "get") else None
-        thresholds = dict(OmegaConf.to_container(configured) if isinstance(configured, DictConfig) else configured or {})
+        thresholds = dict(
+            OmegaConf.to_container(configured) if isinstance(configured, DictConfig) else configured or {}
+        )
     else:
         raise ConfigError("cv_folds", f"must be 0 (no cross-validation) or at least 2, got {folds}")
     model = DialectClassifier(**params, thresholds=thresholds, seed=seed).fit(records)
     model.save(out_dir / "model.joblib")
-    report.update({"thresholds": model.thresholds, "documents": model.training["documents"],
-                   "per_variety": model.training["per_variety"], "training": model.training, "model": "model.joblib"})
+    report.update(
+        {
+            "thresholds": model.thresholds,
+            "documents": model.training["documents"],
+            "per_variety": model.training["per_variety"],
+            "training": model.training,
+            "model": "model.joblib",
+        }
+    )
     atomic_write_json(out_dir / "report.json", report)
     return report

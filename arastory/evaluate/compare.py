@@ -27,8 +27,22 @@ from arastory.tables import markdown_table
 log = logging.getLogger(__name__)
 
 CONFIG_KEYS = ("strategy", "dialect", "model", "filter_threshold", "synthetic_size", "translated_size")
-TABLE_COLUMNS = ("eval", "path", "system", "run", *CONFIG_KEYS, "judge", "rubric", "variety", "kind", "name", "mean",
-                 "ci_low", "ci_high", "n")
+TABLE_COLUMNS = (
+    "eval",
+    "path",
+    "system",
+    "run",
+    *CONFIG_KEYS,
+    "judge",
+    "rubric",
+    "variety",
+    "kind",
+    "name",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+)
 HELD_OUT_KINDS = (("perplexity", "perplexity"), ("bits_per_char", "bits/char"), ("bits_per_word", "bits/word"))
 # Plotted next to the judge criteria when present: the classifier's variety accuracy.
 PLOTTED_METRICS = ("dialect_correct",)
@@ -63,8 +77,11 @@ class Evaluation:
         judge = self.judge
         if not judge.get("model"):
             return "none"
-        where = judge.get("endpoint") or (f"local {judge.get('quant') or judge.get('dtype') or ''}".strip()
-                                          if judge.get("backend") == "hf" else "endpoint unrecorded")
+        where = judge.get("endpoint") or (
+            f"local {judge.get('quant') or judge.get('dtype') or ''}".strip()
+            if judge.get("backend") == "hf"
+            else "endpoint unrecorded"
+        )
         return f"{judge['model']} @ {where}"
 
     @property
@@ -112,8 +129,9 @@ def load_evaluation(path: Path) -> Evaluation:
         raise DataError(scores_path, "expected a JSON object")
     for section in ("judge", "metrics", "corpus_metrics", "perplexity", "bits_per_char", "bits_per_word"):
         value = scores.get(section)
-        if value is not None and not (isinstance(value, dict) and all(isinstance(v, (dict, int, float))
-                                                                        for v in value.values())):
+        if value is not None and not (
+            isinstance(value, dict) and all(isinstance(v, (dict, int, float)) for v in value.values())
+        ):
             raise DataError(scores_path, f"'{section}' must map each variety to its scores")
     return Evaluation(path=path, scores=scores, config=dict(scores.get("config") or {}))
 
@@ -134,7 +152,9 @@ def _name_evaluations(evals: list[Evaluation]) -> None:
     root = Path(os.path.commonpath([str(ev.path.resolve()) for ev in evals]))
     for ev in evals:
         if counts[ev.name] > 1:
-            ev.name = f"{ev.name} ({ev.path.resolve().relative_to(root) if ev.path.resolve() != root else ev.path.name})"
+            ev.name = (
+                f"{ev.name} ({ev.path.resolve().relative_to(root) if ev.path.resolve() != root else ev.path.name})"
+            )
 
 
 def _varying_keys(evals: list[Evaluation], keys=CONFIG_KEYS) -> list[str]:
@@ -148,23 +168,62 @@ def score_rows(evals: list[Evaluation], diversity: dict | None = None) -> list[d
     diversity = diversity or {}
     rows = []
     for ev in evals:
-        base = {"eval": ev.name, "path": str(ev.path), "system": ev.system, "run": ev.scores.get("run"),
-                **{k: ev.config.get(k) for k in CONFIG_KEYS}, "judge": ev.judge_label, "rubric": ev.rubric}
+        base = {
+            "eval": ev.name,
+            "path": str(ev.path),
+            "system": ev.system,
+            "run": ev.scores.get("run"),
+            **{k: ev.config.get(k) for k in CONFIG_KEYS},
+            "judge": ev.judge_label,
+            "rubric": ev.rubric,
+        }
         for kind in ("judge", "metrics"):
             for variety, per_name in sorted((ev.scores.get(kind) or {}).items()):
                 for name, stat in per_name.items():
                     if not isinstance(stat, dict) or "mean" not in stat:
-                        raise DataError(ev.path / "scores.json", f"{kind}.{variety}.{name}: expected {{mean, ci_low, ci_high, n}}")
-                    rows.append({**base, "variety": variety, "kind": kind, "name": name, "mean": stat["mean"],
-                                 "ci_low": stat.get("ci_low"), "ci_high": stat.get("ci_high"), "n": stat.get("n")})
+                        raise DataError(
+                            ev.path / "scores.json", f"{kind}.{variety}.{name}: expected {{mean, ci_low, ci_high, n}}"
+                        )
+                    rows.append(
+                        {
+                            **base,
+                            "variety": variety,
+                            "kind": kind,
+                            "name": name,
+                            "mean": stat["mean"],
+                            "ci_low": stat.get("ci_low"),
+                            "ci_high": stat.get("ci_high"),
+                            "n": stat.get("n"),
+                        }
+                    )
         for variety, per_name in sorted((diversity.get(ev.name) or {}).items()):
             for name, stat in per_name.items():
-                rows.append({**base, "variety": variety, "kind": "corpus", "name": name, "mean": stat["mean"],
-                             "ci_low": stat["ci_low"], "ci_high": stat["ci_high"], "n": stat["n"]})
+                rows.append(
+                    {
+                        **base,
+                        "variety": variety,
+                        "kind": "corpus",
+                        "name": name,
+                        "mean": stat["mean"],
+                        "ci_low": stat["ci_low"],
+                        "ci_high": stat["ci_high"],
+                        "n": stat["n"],
+                    }
+                )
         for kind, label in HELD_OUT_KINDS:
             for variety, value in sorted((ev.scores.get(kind) or {}).items()):
-                rows.append({**base, "variety": variety, "kind": "perplexity", "name": label, "mean": value,
-                             "ci_low": None, "ci_high": None, "n": None})
+                rows.append(
+                    {
+                        **base,
+                        "variety": variety,
+                        "kind": "perplexity",
+                        "name": label,
+                        "mean": value,
+                        "ci_low": None,
+                        "ci_high": None,
+                        "n": None,
+                    }
+                )
     return rows
 
 
@@ -173,9 +232,11 @@ def prompt_keys_of(path: Path) -> dict[str, str]:
     for name in ("generations.jsonl", "prompts.jsonl"):
         file = path / name
         if file.exists():
-            return {row["id"]: row.get("prompt_key") or prompt_key(row["variety"], row["prompt"])
-                    for _, row in iter_jsonl(file, on_error="skip")
-                    if isinstance(row.get("id"), str) and isinstance(row.get("prompt"), str)}
+            return {
+                row["id"]: row.get("prompt_key") or prompt_key(row["variety"], row["prompt"])
+                for _, row in iter_jsonl(file, on_error="skip")
+                if isinstance(row.get("id"), str) and isinstance(row.get("prompt"), str)
+            }
     return {}
 
 
@@ -183,9 +244,11 @@ def prompt_keys_of(path: Path) -> dict[str, str]:
 class Judged:
     """One eval's readable judge scores by prompt content, and what could not be read."""
 
-    scores: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(dict)))  # variety → criterion → key → score
-    unreadable: dict = field(default_factory=lambda: {c: 0 for c in CRITERIA})           # criterion → stories
-    unkeyed: int = 0                                                                     # judged, prompt text unknown
+    scores: dict = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(dict))
+    )  # variety → criterion → key → score
+    unreadable: dict = field(default_factory=lambda: dict.fromkeys(CRITERIA, 0))  # criterion → stories
+    unkeyed: int = 0  # judged, prompt text unknown
 
 
 def judgment_scores(ev: Evaluation) -> Judged:
@@ -195,7 +258,7 @@ def judgment_scores(ev: Evaluation) -> Judged:
     out = Judged()
     provenance = ev.scores.get("provenance")
     if not file.exists() or (provenance is not None and not provenance.get("judge")):
-        return out   # no judge made this eval's numbers (judge=none), whatever an earlier run left in the file
+        return out  # no judge made this eval's numbers (judge=none), whatever an earlier run left in the file
     keys = prompt_keys_of(ev.path)
     judge_key = ((ev.scores.get("provenance") or {}).get("judge") or {}).get("key")
     latest: dict[str, dict] = {}
@@ -219,8 +282,9 @@ def judgment_scores(ev: Evaluation) -> Judged:
     return out
 
 
-def paired_rows(evals: list[Evaluation], judged: dict[str, Judged], n_boot: int = 2000,
-                seed: int = 0) -> tuple[list[dict], list[str]]:
+def paired_rows(
+    evals: list[Evaluation], judged: dict[str, Judged], n_boot: int = 2000, seed: int = 0
+) -> tuple[list[dict], list[str]]:
     """Paired comparisons per variety (and all varieties pooled) and criterion, on identical prompts only, between
     evals of the same judge; Holm-adjusted p-values over the whole table. Returns (rows, notes on pairs left out)."""
     rows, notes = [], []
@@ -228,23 +292,29 @@ def paired_rows(evals: list[Evaluation], judged: dict[str, Judged], n_boot: int 
         ja, jb = judged[a.name].scores, judged[b.name].scores
         if not ja or not jb:
             continue
-        shared_keys = {k for v in ja.values() for c in v.values() for k in c} & {k for v in jb.values() for c in v.values() for k in c}
+        shared_keys = {k for v in ja.values() for c in v.values() for k in c} & {
+            k for v in jb.values() for c in v.values() for k in c
+        }
         if not shared_keys:
-            notes.append(f"{a.name} vs {b.name}: no paired comparison, they share no prompts (same ids do not mean "
-                         "same prompts; evaluate both with prompts=<eval dir>/prompts.jsonl)")
+            notes.append(
+                f"{a.name} vs {b.name}: no paired comparison, they share no prompts (same ids do not mean "
+                "same prompts; evaluate both with prompts=<eval dir>/prompts.jsonl)"
+            )
             continue
         if a.judge.get("key") != b.judge.get("key"):
-            notes.append(f"{a.name} vs {b.name}: not paired, judged by different judges or rubrics "
-                         f"({a.judge_label}, rubric {a.rubric} vs {b.judge_label}, rubric {b.rubric})")
+            notes.append(
+                f"{a.name} vs {b.name}: not paired, judged by different judges or rubrics "
+                f"({a.judge_label}, rubric {a.rubric} vs {b.judge_label}, rubric {b.rubric})"
+            )
             continue
-        for variety in sorted(set(ja) & set(jb)) + ["all"]:
+        for variety in [*sorted(set(ja) & set(jb)), "all"]:
             for criterion in CRITERIA:
                 sa, sb = _scores_for(ja, variety, criterion), _scores_for(jb, variety, criterion)
                 if not set(sa) & set(sb) or (variety == "all" and len(set(ja) & set(jb)) < 2):
                     continue
                 result = paired_comparison(sa, sb, n_boot=n_boot, seed=seed)
                 rows.append({"a": a.name, "b": b.name, "variety": variety, "criterion": criterion, **result})
-    for row, adjusted in zip(rows, holm_adjust([r["p_value"] for r in rows])):
+    for row, adjusted in zip(rows, holm_adjust([r["p_value"] for r in rows]), strict=False):
         row["p_holm"] = adjusted
     return rows, notes
 
@@ -283,7 +353,9 @@ def diversity_rows(evals: list[Evaluation], k: int, seed: int = 0) -> tuple[dict
             out[ev.name] = {v: diversity_at(texts, k, seed=seed) for v, texts in sorted(stories.items())}
             short = [v for v, texts in stories.items() if len(texts) < k]
             if short:
-                notes.append(f"{ev.name}: fewer than {k} stories in {', '.join(sorted(short))}: no diversity value there")
+                notes.append(
+                    f"{ev.name}: fewer than {k} stories in {', '.join(sorted(short))}: no diversity value there"
+                )
         elif (ev.scores.get("diversity") or {}).get("subsample") == k:
             out[ev.name] = ev.scores.get("corpus_metrics") or {}
         elif ev.scores.get("corpus_metrics"):
@@ -300,8 +372,13 @@ def provenance_flags(evals: list[Evaluation]) -> list[str]:
         for ev in judged:
             groups[value(ev)].append(ev.name)
         if len(groups) > 1:
-            flags.append(f"different {label}: " + "; ".join(
-                f"{', '.join(names)}: {_judge_text(next(ev for ev in judged if ev.name == names[0]))}" for names in groups.values()))
+            flags.append(
+                f"different {label}: "
+                + "; ".join(
+                    f"{', '.join(names)}: {_judge_text(next(ev for ev in judged if ev.name == names[0]))}"
+                    for names in groups.values()
+                )
+            )
     sets = defaultdict(list)
     for ev in evals:
         sets[ev.prompt_set or "unrecorded"].append(ev.name)
@@ -309,8 +386,11 @@ def provenance_flags(evals: list[Evaluation]) -> list[str]:
         flags.append("different prompt sets: " + "; ".join(f"{', '.join(names)}: {key}" for key, names in sets.items()))
     fingerprints = {ev.name: ev.scores.get("val_fingerprint") for ev in evals if ev.scores.get("val_fingerprint")}
     if len(set(fingerprints.values())) > 1:
-        flags.append("different held-out sets (training val_fingerprint): " + ", ".join(
-            f"{name}: {fp}" for name, fp in fingerprints.items()) + "; perplexity and bits are not comparable")
+        flags.append(
+            "different held-out sets (training val_fingerprint): "
+            + ", ".join(f"{name}: {fp}" for name, fp in fingerprints.items())
+            + "; perplexity and bits are not comparable"
+        )
     return flags
 
 
@@ -318,8 +398,9 @@ def _judge_text(ev: Evaluation) -> str:
     return f"{ev.judge_label}, rubric {ev.rubric or 'unrecorded'}"
 
 
-def compare_evaluations(paths: list[str], out_dir, n_boot: int = 2000, seed: int = 0, strict: bool = False,
-                        diversity_subsample: int = 50) -> dict:
+def compare_evaluations(
+    paths: list[str], out_dir, n_boot: int = 2000, seed: int = 0, strict: bool = False, diversity_subsample: int = 50
+) -> dict:
     """Write compare.csv, compare.md, paired.csv and the sweep plots to `out_dir`; return what was found and written.
 
     `strict`: refuse (one line) evaluations of different judges, rubrics or prompt sets instead of flagging them."""
@@ -342,23 +423,39 @@ def compare_evaluations(paths: list[str], out_dir, n_boot: int = 2000, seed: int
         atomic_write_text(out / "paired.csv", _csv(paired, list(paired[0])))
     plots = _plots(evals, rows, out)
     unreadable = {ev.name: judged[ev.name].unreadable for ev in evals if ev.judge.get("model")}
-    atomic_write_text(out / "compare.md", _markdown(evals, rows, paired, plots, flags, notes, unreadable,
-                                                    diversity_subsample))
+    atomic_write_text(
+        out / "compare.md", _markdown(evals, rows, paired, plots, flags, notes, unreadable, diversity_subsample)
+    )
     summary = {
-        "evaluations": [{"name": ev.name, "path": str(ev.path), "system": ev.system, "config": ev.config or None,
-                         "judge": ev.judge_label, "judge_key": ev.judge.get("key"), "rubric": ev.rubric,
-                         "sampling": ev.scores.get("sampling"), "prompt_set": ev.prompt_set,
-                         "n_prompts": ev.scores.get("n_prompts"), "n_judged": ev.scores.get("n_judged"),
-                         "val_fingerprint": ev.scores.get("val_fingerprint")}
-                        for ev in evals],
+        "evaluations": [
+            {
+                "name": ev.name,
+                "path": str(ev.path),
+                "system": ev.system,
+                "config": ev.config or None,
+                "judge": ev.judge_label,
+                "judge_key": ev.judge.get("key"),
+                "rubric": ev.rubric,
+                "sampling": ev.scores.get("sampling"),
+                "prompt_set": ev.prompt_set,
+                "n_prompts": ev.scores.get("n_prompts"),
+                "n_judged": ev.scores.get("n_judged"),
+                "val_fingerprint": ev.scores.get("val_fingerprint"),
+            }
+            for ev in evals
+        ],
         "warnings": flags,
         "notes": notes,
         "unreadable": unreadable,
         "diversity_subsample": diversity_subsample,
         "rows": len(rows),
         "paired": paired,
-        "files": {"csv": str(out / "compare.csv"), "markdown": str(out / "compare.md"),
-                  "paired": str(out / "paired.csv") if paired else None, "plots": [str(p) for p in plots]},
+        "files": {
+            "csv": str(out / "compare.csv"),
+            "markdown": str(out / "compare.md"),
+            "paired": str(out / "paired.csv") if paired else None,
+            "plots": [str(p) for p in plots],
+        },
     }
     atomic_write_json(out / "compare.json", summary)
     return summary
@@ -375,6 +472,7 @@ def _csv(rows: list[dict], columns) -> str:
 
 
 # ---- plots -------------------------------------------------------------------------------------------------------
+
 
 def _panels(rows: list[dict]) -> list[tuple[str, str]]:
     judge = sorted({r["name"] for r in rows if r["kind"] == "judge"}, key=_criterion_order)
@@ -450,7 +548,7 @@ def _plot_sweep(evals: list[Evaluation], rows: list[dict], panels, axis: str, pa
     others = [k for k in _varying_keys(evals) if k != axis]
     varieties = sorted({r["variety"] for r in rows if r["eval"] in {ev.name for ev in evals}})
     plt, fig, axes = _figure(len(panels))
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=False):
         for variety in varieties:
             for key in sorted({_series_key(ev, others) for ev in evals}):
                 points = []
@@ -463,7 +561,7 @@ def _plot_sweep(evals: list[Evaluation], rows: list[dict], panels, axis: str, pa
                 points.sort(key=lambda p: p[0])
                 xs = [p[0] for p in points]
                 ys = [p[1]["mean"] for p in points]
-                errors = list(zip(*[_error(p[1]) for p in points]))
+                errors = list(zip(*[_error(p[1]) for p in points], strict=False))
                 label = variety + (f" ({key})" if key else "")
                 ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
         ax.set_title(f"{panel[1]} ({panel[0]})")
@@ -488,26 +586,50 @@ def _plot_strategies(evals: list[Evaluation], rows: list[dict], panels, path: Pa
     series = sorted({(ev.config["strategy"], _series_key(ev, others)) for ev in evals})
     plt, fig, axes = _figure(len(panels))
     width = 0.8 / len(series)
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=False):
         for i, (strategy, key) in enumerate(series):
             means, errors = [], []
             for variety in varieties:
-                stats = [_stat(rows_by_eval, ev, variety, panel) for ev in evals
-                         if ev.config["strategy"] == strategy and _series_key(ev, others) == key]
+                stats = [
+                    _stat(rows_by_eval, ev, variety, panel)
+                    for ev in evals
+                    if ev.config["strategy"] == strategy and _series_key(ev, others) == key
+                ]
                 stats = [s for s in stats if s]
                 # Several evals in one bar (e.g. repeated seeds): the bar is their mean, the error bar the widest CI.
                 means.append(float(np.mean([s["mean"] for s in stats])) if stats else np.nan)
-                errors.append(tuple(float(np.nanmax(e)) if not np.all(np.isnan(e)) else np.nan
-                                    for e in zip(*[_error(s) for s in stats])) if stats else (np.nan, np.nan))
+                errors.append(
+                    tuple(
+                        float(np.nanmax(e)) if not np.all(np.isnan(e)) else np.nan
+                        for e in zip(*[_error(s) for s in stats], strict=False)
+                    )
+                    if stats
+                    else (np.nan, np.nan)
+                )
             xs = np.arange(len(varieties)) + (i - (len(series) - 1) / 2) * width
-            floor = 1.0 if panel[0] == "judge" else 0.0   # bars start at the scale's lowest value
+            floor = 1.0 if panel[0] == "judge" else 0.0  # bars start at the scale's lowest value
             heights = [m - floor for m in means]
-            container = ax.bar(xs, heights, width, bottom=floor, yerr=list(zip(*errors)), capsize=3,
-                               label=strategy + (f" ({key})" if key else ""))
-            for x, mean in zip(xs, means):   # a missing mean is marked, never drawn as a low bar
+            container = ax.bar(
+                xs,
+                heights,
+                width,
+                bottom=floor,
+                yerr=list(zip(*errors, strict=False)),
+                capsize=3,
+                label=strategy + (f" ({key})" if key else ""),
+            )
+            for x, mean in zip(xs, means, strict=False):  # a missing mean is marked, never drawn as a low bar
                 if np.isnan(mean):
-                    ax.text(x, floor + 0.05, "no score", ha="center", va="bottom", rotation=90, fontsize=7,
-                            color=container.patches[0].get_facecolor() if container.patches else "#888")
+                    ax.text(
+                        x,
+                        floor + 0.05,
+                        "no score",
+                        ha="center",
+                        va="bottom",
+                        rotation=90,
+                        fontsize=7,
+                        color=container.patches[0].get_facecolor() if container.patches else "#888",
+                    )
         ax.set_xticks(np.arange(len(varieties)), varieties)
         ax.set_title(f"{panel[1]} ({panel[0]})")
         _scale(ax, panel)
@@ -528,6 +650,7 @@ def _rows_by_eval(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 # ---- markdown ----------------------------------------------------------------------------------------------------
+
 
 def _fmt(value, digits: int = 2) -> str:
     if value is None:
@@ -576,41 +699,109 @@ def _diff_cell(p: dict) -> str:
     return f"{p['mean_diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]"
 
 
-def _markdown(evals: list[Evaluation], rows: list[dict], paired: list[dict], plots: list[Path], flags: list[str],
-              notes: list[str], unreadable: dict, diversity_subsample: int) -> str:
-    parts = ["# Comparison of evaluations", "",
-             f"{len(evals)} evaluations. Cells: mean [95% CI] (BCa bootstrap; Wilson for 0/1 rates; no CI below 10 "
-             f"stories); diversity: mean over random sets of {diversity_subsample} stories [2.5-97.5 percentiles]; "
-             "perplexity and bits have no CI. Full table: compare.csv.", ""]
+def _markdown(
+    evals: list[Evaluation],
+    rows: list[dict],
+    paired: list[dict],
+    plots: list[Path],
+    flags: list[str],
+    notes: list[str],
+    unreadable: dict,
+    diversity_subsample: int,
+) -> str:
+    parts = [
+        "# Comparison of evaluations",
+        "",
+        f"{len(evals)} evaluations. Cells: mean [95% CI] (BCa bootstrap; Wilson for 0/1 rates; no CI below 10 "
+        f"stories); diversity: mean over random sets of {diversity_subsample} stories [2.5-97.5 percentiles]; "
+        "perplexity and bits have no CI. Full table: compare.csv.",
+        "",
+    ]
     if flags:
         parts += ["## ⚠ WARNING: these numbers are not all comparable", ""] + [f"- **{flag}**" for flag in flags] + [""]
-    parts += ["## Evaluations", "", markdown_table(
-        ["evaluation", "path", *CONFIG_KEYS, "judge", "rubric", "sampling", "prompt set", "prompts", "judged"], [
-            [ev.name, str(ev.path), *[_fmt(ev.config.get(k)) for k in CONFIG_KEYS], ev.judge_label, _fmt(ev.rubric),
-             _sampling_text(ev.scores.get("sampling")), _fmt(ev.prompt_set), _fmt(ev.scores.get("n_prompts")),
-             _fmt(ev.scores.get("n_judged"))] for ev in evals]), ""]
-    titles = {"judge": "Judge scores (1-5)", "metrics": "Story metrics",
-              "corpus": f"Diversity at {diversity_subsample} stories per variety",
-              "perplexity": "Held-out real stories: perplexity, bits per character and per word"}
+    parts += [
+        "## Evaluations",
+        "",
+        markdown_table(
+            ["evaluation", "path", *CONFIG_KEYS, "judge", "rubric", "sampling", "prompt set", "prompts", "judged"],
+            [
+                [
+                    ev.name,
+                    str(ev.path),
+                    *[_fmt(ev.config.get(k)) for k in CONFIG_KEYS],
+                    ev.judge_label,
+                    _fmt(ev.rubric),
+                    _sampling_text(ev.scores.get("sampling")),
+                    _fmt(ev.prompt_set),
+                    _fmt(ev.scores.get("n_prompts")),
+                    _fmt(ev.scores.get("n_judged")),
+                ]
+                for ev in evals
+            ],
+        ),
+        "",
+    ]
+    titles = {
+        "judge": "Judge scores (1-5)",
+        "metrics": "Story metrics",
+        "corpus": f"Diversity at {diversity_subsample} stories per variety",
+        "perplexity": "Held-out real stories: perplexity, bits per character and per word",
+    }
     for kind, title in titles.items():
         table = _pivot(rows, kind)
         if table:
             parts += [f"## {title}", "", table, ""]
     if unreadable:
-        parts += ["## Unreadable judge answers (left out of the means and the pairs)", "",
-                  markdown_table(["evaluation", *CRITERIA], [[name, *[str(counts[c]) for c in CRITERIA]]
-                                                             for name, counts in unreadable.items()]), ""]
+        parts += [
+            "## Unreadable judge answers (left out of the means and the pairs)",
+            "",
+            markdown_table(
+                ["evaluation", *CRITERIA],
+                [[name, *[str(counts[c]) for c in CRITERIA]] for name, counts in unreadable.items()],
+            ),
+            "",
+        ]
     if paired:
-        parts += ["## Paired comparisons (identical prompts, same judge)", "",
-                  "Difference A - B of judge scores on the prompts (same variety and text) both were scored on, with a "
-                  "paired BCa bootstrap CI; win/tie/loss: share of prompts where A scored higher / the same / lower; "
-                  "p: sign-flip test; p (Holm): adjusted over every row of this table.", "",
-                  markdown_table(["A", "B", "variety", "criterion", "n pairs", "mean A", "mean B", "A - B [95% CI]",
-                                  "win/tie/loss", "p", "p (Holm)"],
-                                 [[p["a"], p["b"], p["variety"], p["criterion"], str(p["n_pairs"]), _fmt(p["mean_a"]),
-                                   _fmt(p["mean_b"]), _diff_cell(p),
-                                   f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", _p(p["p_value"]),
-                                   _p(p["p_holm"])] for p in paired]), ""]
+        parts += [
+            "## Paired comparisons (identical prompts, same judge)",
+            "",
+            "Difference A - B of judge scores on the prompts (same variety and text) both were scored on, with a "
+            "paired BCa bootstrap CI; win/tie/loss: share of prompts where A scored higher / the same / lower; "
+            "p: sign-flip test; p (Holm): adjusted over every row of this table.",
+            "",
+            markdown_table(
+                [
+                    "A",
+                    "B",
+                    "variety",
+                    "criterion",
+                    "n pairs",
+                    "mean A",
+                    "mean B",
+                    "A - B [95% CI]",
+                    "win/tie/loss",
+                    "p",
+                    "p (Holm)",
+                ],
+                [
+                    [
+                        p["a"],
+                        p["b"],
+                        p["variety"],
+                        p["criterion"],
+                        str(p["n_pairs"]),
+                        _fmt(p["mean_a"]),
+                        _fmt(p["mean_b"]),
+                        _diff_cell(p),
+                        f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}",
+                        _p(p["p_value"]),
+                        _p(p["p_holm"]),
+                    ]
+                    for p in paired
+                ],
+            ),
+            "",
+        ]
     if notes:
         parts += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     if plots:

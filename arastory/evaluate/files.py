@@ -19,14 +19,24 @@ from arastory.text import normalize_arabic
 # the optional ones in arastory.prompts.released.RELEASED_CUES.
 RELEASED_ALWAYS_CUES: dict[str, dict[str, str]] = {
     "msa": {"age": "للأطفال في عمر", "ending": "نهاية القصة", "n_characters": "عدد الشخصيات", "country": "بلد الأحداث"},
-    "egy": {"age": "للأطفال في عمر", "ending": "نهاية الحكاية", "n_characters": "عدد الشخصيات",
-            "country": "البلد اللي بتحصل فيها"},
-    "mor": {"age": "الدراري في عمر", "ending": "النهاية ديال القصة", "n_characters": "عدد الأشخاص",
-            "country": "بلاد الأحداث"},
+    "egy": {
+        "age": "للأطفال في عمر",
+        "ending": "نهاية الحكاية",
+        "n_characters": "عدد الشخصيات",
+        "country": "البلد اللي بتحصل فيها",
+    },
+    "mor": {
+        "age": "الدراري في عمر",
+        "ending": "النهاية ديال القصة",
+        "n_characters": "عدد الأشخاص",
+        "country": "بلاد الأحداث",
+    },
 }
 # Released wordings that no variety config or alias spells the same way (read from the CSVs).
-RELEASED_WORDING = {"place": {"المختبر العلمي": "science_lab", "حديقة الحيوان": "zoo", "الجنان": "park"},
-                    "country": {"الإمارات العربية المتحدة": "uae"}}
+RELEASED_WORDING = {
+    "place": {"المختبر العلمي": "science_lab", "حديقة الحيوان": "zoo", "الجنان": "park"},
+    "country": {"الإمارات العربية المتحدة": "uae"},
+}
 _AGE = re.compile(r"(\d+)\s*[-–]\s*(\d+)")
 
 
@@ -35,7 +45,7 @@ def _sentences(prompt: str) -> list[str]:
 
 
 def _after(sentence: str, cue: str) -> str:
-    return sentence[sentence.index(cue) + len(cue):].strip()
+    return sentence[sentence.index(cue) + len(cue) :].strip()
 
 
 def _value_of(feature: str, text: str) -> str | None:
@@ -92,7 +102,7 @@ class FileSystem:
     path: str | None = None
     name: str | None = None
     variety: str | None = None
-    n_per_variety: int | None = None   # the first N stories per variety in file order (null: all)
+    n_per_variety: int | None = None  # the first N stories per variety in file order (null: all)
     kind: str = "file"
     _rows: list = field(default_factory=list, repr=False)
 
@@ -100,7 +110,9 @@ class FileSystem:
         from arastory.data.readers import read_stories
 
         if not self.path:
-            raise ConfigError("system.path", "is empty; name a stories file or folder: system=file system.path=<file or folder>")
+            raise ConfigError(
+                "system.path", "is empty; name a stories file or folder: system=file system.path=<file or folder>"
+            )
         path = Path(self.path).expanduser()
         if not path.exists():
             raise ConfigError("system.path", f"'{self.path}' does not exist")
@@ -112,7 +124,9 @@ class FileSystem:
         seen, per_variety, rows = set(), {}, []
         for record in records:
             if record.variety not in VARIETIES:
-                raise DataError(path, f"story '{record.id}': variety '{record.variety}' is not one of: {', '.join(VARIETIES)}")
+                raise DataError(
+                    path, f"story '{record.id}': variety '{record.variety}' is not one of: {', '.join(VARIETIES)}"
+                )
             if record.id in seen:
                 raise DataError(path, f"duplicate story id '{record.id}'")
             seen.add(record.id)
@@ -120,8 +134,15 @@ class FileSystem:
             if self.n_per_variety is not None and per_variety[record.variety] > int(self.n_per_variety):
                 continue
             features = record.features or released_feature_values(record.prompt, record.variety)
-            rows.append({"id": record.id, "variety": record.variety, "prompt": record.prompt, "features": features,
-                         "story": record.story})
+            rows.append(
+                {
+                    "id": record.id,
+                    "variety": record.variety,
+                    "prompt": record.prompt,
+                    "features": features,
+                    "story": record.story,
+                }
+            )
         if not rows:
             raise DataError(path, "no stories")
         self._rows = rows
@@ -133,10 +154,14 @@ class FileSystem:
     def identity(self) -> dict:
         from arastory.io import fingerprint
 
-        return {"kind": "file", "name": self.name, "path": str(Path(self.path).expanduser().resolve()),
-                "content": fingerprint([(r["id"], r["variety"], r["prompt"], r["story"]) for r in self._rows])}
+        return {
+            "kind": "file",
+            "name": self.name,
+            "path": str(Path(self.path).expanduser().resolve()),
+            "content": fingerprint([(r["id"], r["variety"], r["prompt"], r["story"]) for r in self._rows]),
+        }
 
-    def open(self) -> "FileGenerator":
+    def open(self) -> FileGenerator:
         return FileGenerator(self.name, {row["id"]: row["story"] for row in self._rows}, str(self.path))
 
 

@@ -20,9 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def generation_row(prompt: dict, system_name: str, result: dict, extra_meta: dict) -> dict:
-    return {"id": prompt["id"], "system": system_name, "variety": prompt["variety"], "prompt": prompt["prompt"],
-            "prompt_key": prompt.get("prompt_key"), "features": prompt.get("features") or {}, "story": result["story"],
-            "meta": {**extra_meta, **result["meta"]}}
+    return {
+        "id": prompt["id"],
+        "system": system_name,
+        "variety": prompt["variety"],
+        "prompt": prompt["prompt"],
+        "prompt_key": prompt.get("prompt_key"),
+        "features": prompt.get("features") or {},
+        "story": result["story"],
+        "meta": {**extra_meta, **result["meta"]},
+    }
 
 
 def too_long(generator, prompt: str, limits: dict) -> str | None:
@@ -35,8 +42,9 @@ def too_long(generator, prompt: str, limits: dict) -> str | None:
     return None
 
 
-def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling, meta: dict | None = None,
-                 limits: dict | None = None) -> dict:
+def generate_all(
+    generator, prompts: list[dict], out_path: str | Path, sampling, meta: dict | None = None, limits: dict | None = None
+) -> dict:
     """Generate the missing stories; returns counts {total, already_done, generated, failed, skipped_long, seconds}.
 
     `meta` (the generation key, sampling) is stored with every row so a rerun can tell which settings made it.
@@ -44,8 +52,13 @@ def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling,
     out_path = Path(out_path)
     finished = done_keys(out_path, "id")
     todo = [p for p in prompts if p["id"] not in finished]
-    counts = {"total": len(prompts), "already_done": len(prompts) - len(todo), "generated": 0, "failed": 0,
-              "skipped_long": 0}
+    counts = {
+        "total": len(prompts),
+        "already_done": len(prompts) - len(todo),
+        "generated": 0,
+        "failed": 0,
+        "skipped_long": 0,
+    }
     if generator.kind != "file":
         skipped = [(p, too_long(generator, p["prompt"], limits or {})) for p in todo]
         todo = [p for p, why in skipped if why is None]
@@ -61,9 +74,15 @@ def generate_all(generator, prompts: list[dict], out_path: str | Path, sampling,
                 out.write(generation_row(prompt, generator.name, generator.story(prompt["id"]), meta))
         counts["generated"] = len(todo)
     elif todo and generator.kind == "api":
-        stats = run_resumable(todo, "id", lambda p: generation_row(p, generator.name, generator.generate_one(p["prompt"], sampling), meta),
-                              out_path, concurrency=generator.concurrency, desc=f"generate ({generator.name})",
-                              fail_fast=(LLMAuthError,))
+        stats = run_resumable(
+            todo,
+            "id",
+            lambda p: generation_row(p, generator.name, generator.generate_one(p["prompt"], sampling), meta),
+            out_path,
+            concurrency=generator.concurrency,
+            desc=f"generate ({generator.name})",
+            fail_fast=(LLMAuthError,),
+        )
         counts.update(generated=stats.done, failed=stats.failed)
         if stats.done == 0 and stats.failed:
             raise LLMError(f"generation failed for every prompt, e.g. {stats.errors[0]} (see {out_path}.errors.jsonl)")
@@ -78,13 +97,15 @@ def _generate_local(generator, todo: list[dict], out_path: Path, sampling, meta:
     ordered = sorted(todo, key=lambda p: len(p["prompt"]))
     size = max(1, int(getattr(generator, "batch_size", 8) or 8))
     done = 0
-    with JsonlAppender(out_path) as out, tqdm(total=len(ordered), desc=f"generate ({generator.name})", unit="story",
-                                              dynamic_ncols=True) as bar:
+    with (
+        JsonlAppender(out_path) as out,
+        tqdm(total=len(ordered), desc=f"generate ({generator.name})", unit="story", dynamic_ncols=True) as bar,
+    ):
         for begin in range(0, len(ordered), size):
-            batch = ordered[begin:begin + size]
+            batch = ordered[begin : begin + size]
             seed = int(fingerprint(sampling.seed, [p["id"] for p in batch])[:8], 16)
             results = generator.generate([p["prompt"] for p in batch], sampling, seed)
-            for prompt, result in zip(batch, results):
+            for prompt, result in zip(batch, results, strict=False):
                 out.write(generation_row(prompt, generator.name, result, meta))
             done += len(batch)
             bar.update(len(batch))

@@ -45,14 +45,18 @@ from arastory.tables import markdown_table
 
 # The judge's five criteria with the names and questions raters see (arastory/evaluate/criteria.py).
 CRITERIA: dict[str, dict] = CRITERION_INFO
-VARIETY_NAMES = {"msa": ("العربية الفصحى", "Modern Standard Arabic"), "egy": ("اللهجة المصرية", "Egyptian Arabic"),
-                 "mor": ("الدارجة المغربية", "Moroccan Arabic")}
+VARIETY_NAMES = {
+    "msa": ("العربية الفصحى", "Modern Standard Arabic"),
+    "egy": ("اللهجة المصرية", "Egyptian Arabic"),
+    "mor": ("الدارجة المغربية", "Moroccan Arabic"),
+}
 SHEET_COLUMNS = ["item_id", "required_variety", "prompt", "story", *CRITERIA, "comment", "rater"]
 BOM = "\ufeff"  # so spreadsheet programs open the UTF-8 Arabic text correctly
 SCORE = re.compile(r"^[1-5]$")
 
 
 # ---- export ------------------------------------------------------------------------------------------------------
+
 
 def _read_generations(eval_dir: Path) -> tuple[str, dict[str, dict]]:
     """(system name, {prompt id: generation row}) of one eval dir."""
@@ -79,8 +83,12 @@ def _balanced_sample(ids: list[str], varieties: dict[str, str], k: int | None, r
         by_variety[varieties[pid]].append(pid)
     for group in by_variety.values():
         rng.shuffle(group)
-    interleaved = [pid for group in itertools.zip_longest(*[by_variety[v] for v in sorted(by_variety)])
-                   for pid in group if pid is not None]
+    interleaved = [
+        pid
+        for group in itertools.zip_longest(*[by_variety[v] for v in sorted(by_variety)])
+        for pid in group
+        if pid is not None
+    ]
     return interleaved if k is None else interleaved[:k]
 
 
@@ -103,28 +111,48 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         name, rows = _read_generations(Path(raw))
         by_key: dict[str, dict] = {}
         for row in rows.values():
-            by_key.setdefault(row["prompt_key"], row)   # one story per prompt text
+            by_key.setdefault(row["prompt_key"], row)  # one story per prompt text
         systems.append({"eval_index": index, "eval_dir": str(raw), "system": name, "rows": by_key})
     _disambiguate(systems)
     rng = random.Random(seed)
     shared = set.intersection(*[set(s["rows"]) for s in systems])
-    chosen_shared = _balanced_sample(list(shared), {key: systems[0]["rows"][key]["variety"] for key in shared},
-                                     per_system, rng) if shared else None
+    chosen_shared = (
+        _balanced_sample(list(shared), {key: systems[0]["rows"][key]["variety"] for key in shared}, per_system, rng)
+        if shared
+        else None
+    )
     items = []
     for system in systems:
         rows = system["rows"]
-        chosen = chosen_shared if chosen_shared is not None else _balanced_sample(
-            list(rows), {key: r["variety"] for key, r in rows.items()}, per_system, rng)
+        chosen = (
+            chosen_shared
+            if chosen_shared is not None
+            else _balanced_sample(list(rows), {key: r["variety"] for key, r in rows.items()}, per_system, rng)
+        )
         items += [(system, rows[key]) for key in chosen]
     rng.shuffle(items)
     width = max(3, len(str(len(items))))
     sheet, key = [], {}
     for number, (system, row) in enumerate(items, start=1):
         item_id = f"item-{number:0{width}d}"
-        sheet.append({"item_id": item_id, "required_variety": row["variety"], "prompt": row["prompt"],
-                      "story": row["story"], **dict.fromkeys(CRITERIA, ""), "comment": "", "rater": ""})
-        key[item_id] = {"system": system["system"], "prompt_id": row["id"], "prompt_key": row["prompt_key"],
-                        "variety": row["variety"], "eval_index": system["eval_index"]}
+        sheet.append(
+            {
+                "item_id": item_id,
+                "required_variety": row["variety"],
+                "prompt": row["prompt"],
+                "story": row["story"],
+                **dict.fromkeys(CRITERIA, ""),
+                "comment": "",
+                "rater": "",
+            }
+        )
+        key[item_id] = {
+            "system": system["system"],
+            "prompt_id": row["id"],
+            "prompt_key": row["prompt_key"],
+            "variety": row["variety"],
+            "eval_index": system["eval_index"],
+        }
     out = Path(out_dir)
     names = ["sheet"] if int(raters) == 1 else [f"sheet-{k}" for k in range(1, int(raters) + 1)]
     orders, written = {}, []
@@ -135,14 +163,29 @@ def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, s
         atomic_write_text(out / f"{name}.html", sheet_html(order, sheet_id))
         orders[name] = {"sheet_id": sheet_id, "order": [r["item_id"] for r in order]}
         written.append(out / f"{name}.html")
-    atomic_write_json(out / "key.json", {"sheet_id": orders[names[0]]["sheet_id"], "seed": seed,
-                                         "criteria": list(CRITERIA), "eval_dirs": [s["eval_dir"] for s in systems],
-                                         "systems": [s["system"] for s in systems], "sheets": orders,
-                                         "shared_prompts": chosen_shared is not None, "items": key})
-    return {"items": len(sheet), "systems": [s["system"] for s in systems], "shared_prompts": chosen_shared is not None,
-            "sheet_csv": str(out / f"{names[0]}.csv"), "sheet_html": str(out / f"{names[0]}.html"),
-            "sheets_html": [str(p) for p in written], "sheets_csv": [str(p.with_suffix(".csv")) for p in written],
-            "key": str(out / "key.json")}
+    atomic_write_json(
+        out / "key.json",
+        {
+            "sheet_id": orders[names[0]]["sheet_id"],
+            "seed": seed,
+            "criteria": list(CRITERIA),
+            "eval_dirs": [s["eval_dir"] for s in systems],
+            "systems": [s["system"] for s in systems],
+            "sheets": orders,
+            "shared_prompts": chosen_shared is not None,
+            "items": key,
+        },
+    )
+    return {
+        "items": len(sheet),
+        "systems": [s["system"] for s in systems],
+        "shared_prompts": chosen_shared is not None,
+        "sheet_csv": str(out / f"{names[0]}.csv"),
+        "sheet_html": str(out / f"{names[0]}.html"),
+        "sheets_html": [str(p) for p in written],
+        "sheets_csv": [str(p.with_suffix(".csv")) for p in written],
+        "key": str(out / "key.json"),
+    }
 
 
 def _disambiguate(systems: list[dict]) -> None:
@@ -169,14 +212,23 @@ def sheet_html(rows: list[dict], sheet_id: str) -> str:
     1-5 radio buttons per criterion, CSV download."""
     from markupsafe import Markup
 
-    data = {"sheet": sheet_id, "columns": SHEET_COLUMNS, "criteria": list(CRITERIA),
-            "items": [{k: r[k] for k in ("item_id", "required_variety", "prompt", "story")} for r in rows]}
+    data = {
+        "sheet": sheet_id,
+        "columns": SHEET_COLUMNS,
+        "criteria": list(CRITERIA),
+        "items": [{k: r[k] for k in ("item_id", "required_variety", "prompt", "story")} for r in rows],
+    }
     # "</" would close the <script> element early; JSON allows the escaped form.
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     page = _templates()
     return page.get_template("rating_page.html.j2").render(
-        items=rows, criteria=CRITERIA, varieties=VARIETY_NAMES, payload=Markup(payload),
-        style=Markup(_asset(page, "rating_page.css")), script=Markup(_asset(page, "rating_page.js")))
+        items=rows,
+        criteria=CRITERIA,
+        varieties=VARIETY_NAMES,
+        payload=Markup(payload),
+        style=Markup(_asset(page, "rating_page.css")),
+        script=Markup(_asset(page, "rating_page.js")),
+    )
 
 
 @functools.cache
@@ -184,8 +236,12 @@ def _templates():
     """The Jinja2 environment over arastory/evaluate/templates (package data); HTML-escapes every value."""
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("arastory.evaluate", "templates"), autoescape=True,
-                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("arastory.evaluate", "templates"),
+        autoescape=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _asset(environment, name: str) -> str:
@@ -194,6 +250,7 @@ def _asset(environment, name: str) -> str:
 
 
 # ---- import ------------------------------------------------------------------------------------------------------
+
 
 def read_key(key_file) -> dict:
     path = Path(key_file)
@@ -275,8 +332,9 @@ def _judge_scores(eval_dirs: list[str]) -> list[dict[str, dict[str, float]]]:
             if prompt_id is None:
                 raise DataError(path, "no prompt_id", lineno)
             criteria = row.get("criteria") or {}
-            per_prompt[prompt_id] = {c: float(v) for c, v in criteria.items()
-                                     if c in CRITERIA and isinstance(v, (int, float))}
+            per_prompt[prompt_id] = {
+                c: float(v) for c, v in criteria.items() if c in CRITERIA and isinstance(v, (int, float))
+            }
         out.append(per_prompt)
     return out
 
@@ -300,8 +358,13 @@ def agreement(x: list[float], y: list[float]) -> dict:
         a, b = [_half_up(v) for v in x], [_half_up(v) for v in y]
         kappa = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5])
         weighted = cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
-    out.update(spearman=_finite(rho.statistic), spearman_p=_finite(rho.pvalue), kappa=_finite(kappa),
-               kappa_quadratic=_finite(weighted), **agreement_cis(x, y))
+    out.update(
+        spearman=_finite(rho.statistic),
+        spearman_p=_finite(rho.pvalue),
+        kappa=_finite(kappa),
+        kappa_quadratic=_finite(weighted),
+        **agreement_cis(x, y),
+    )
     return out
 
 
@@ -309,11 +372,15 @@ def agreement_cis(x: list[float], y: list[float], n_boot: int = 1000, seed: int 
     """95% percentile bootstrap CIs over items of Spearman's rho and both kappas (none below 10 items)."""
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     a, b = np.array([_half_up(v) for v in x]), np.array([_half_up(v) for v in y])
-    statistics = {"spearman_ci": lambda i: spearman(xs[i], ys[i]),
-                  "kappa_ci": lambda i: cohen_kappa(a[i], b[i]),
-                  "kappa_quadratic_ci": lambda i: cohen_kappa(a[i], b[i], weights="quadratic")}
-    return {name: _interval(percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed))
-            for name, statistic in statistics.items()}
+    statistics = {
+        "spearman_ci": lambda i: spearman(xs[i], ys[i]),
+        "kappa_ci": lambda i: cohen_kappa(a[i], b[i]),
+        "kappa_quadratic_ci": lambda i: cohen_kappa(a[i], b[i], weights="quadratic"),
+    }
+    return {
+        name: _interval(percentile_ci(statistic, len(x), n_boot=n_boot, seed=seed))
+        for name, statistic in statistics.items()
+    }
 
 
 def _interval(bounds: tuple[float | None, float | None]) -> list[float] | None:
@@ -321,13 +388,15 @@ def _interval(bounds: tuple[float | None, float | None]) -> list[float] | None:
     return None if low is None or high is None else [round(low, 6), round(high, 6)]
 
 
-def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000,
-                seed: int = 0) -> dict:
+def rater_alpha(
+    raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Krippendorff's alpha over all raters (ordinal and interval, 1-5) on one criterion, with a 95% percentile
     bootstrap CI over items; items rated by fewer than two raters do not count."""
     items = sorted({i for scores in raters.values() for i, s in scores.items() if criterion in s})
-    matrix = np.array([[scores.get(i, {}).get(criterion, np.nan) for i in items] for scores in raters.values()],
-                      dtype=float)
+    matrix = np.array(
+        [[scores.get(i, {}).get(criterion, np.nan) for i in items] for scores in raters.values()], dtype=float
+    )
     matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
     n = matrix.shape[1] if matrix.ndim == 2 else 0
     out: dict[str, Any] = {"raters": len(raters), "n_items": int(n)}
@@ -338,8 +407,7 @@ def rater_alpha(raters: dict[str, dict[str, dict[str, int]]], criterion: str, n_
 
 def _alpha(matrix: np.ndarray, level: str, n_boot: int, seed: int) -> dict:
     """Krippendorff's alpha at one level of measurement, with its bootstrap CI over the matrix's columns (items)."""
-    bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot,
-                           seed=seed)
+    bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot, seed=seed)
     return {f"alpha_{level}": _finite(krippendorff_alpha(matrix, level)), f"alpha_{level}_ci": _interval(bounds)}
 
 
@@ -360,8 +428,11 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
     items = key["items"]
     eval_dirs = list(eval_dirs or key.get("eval_dirs") or [])
     if len(eval_dirs) != len(key.get("eval_dirs", [])):
-        raise ConfigError("human.evals", f"the key was exported from {len(key.get('eval_dirs', []))} eval dirs "
-                                         f"({', '.join(key.get('eval_dirs', []))}); got {len(eval_dirs)}")
+        raise ConfigError(
+            "human.evals",
+            f"the key was exported from {len(key.get('eval_dirs', []))} eval dirs "
+            f"({', '.join(key.get('eval_dirs', []))}); got {len(eval_dirs)}",
+        )
     judged = _judge_scores(eval_dirs)
     raters: dict[str, dict[str, dict[str, int]]] = {}
     for sheet in sheet_files:
@@ -371,12 +442,22 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
             name = f"{name} ({Path(sheet).name})"
         raters[name] = scores
     rows = _item_rows(items, raters, judged)
-    result: dict[str, Any] = {"key": str(key_file), "sheets": [str(s) for s in sheet_files], "raters": list(raters),
-                              "n_items": len(rows), "criteria": {}, "rater_agreement": {}, "rater_alpha": {},
-                              "systems": {}}
+    result: dict[str, Any] = {
+        "key": str(key_file),
+        "sheets": [str(s) for s in sheet_files],
+        "raters": list(raters),
+        "n_items": len(rows),
+        "criteria": {},
+        "rater_agreement": {},
+        "rater_alpha": {},
+        "systems": {},
+    }
     for criterion in CRITERIA:
-        pairs = [(r["judge"][criterion], r["human"][criterion]) for r in rows
-                 if criterion in r["judge"] and criterion in r["human"]]
+        pairs = [
+            (r["judge"][criterion], r["human"][criterion])
+            for r in rows
+            if criterion in r["judge"] and criterion in r["human"]
+        ]
         stats = agreement([p[0] for p in pairs], [p[1] for p in pairs])
         stats["judge_mean"] = _mean([p[0] for p in pairs])
         stats["human_mean"] = _mean([p[1] for p in pairs])
@@ -386,9 +467,13 @@ def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None,
             result["rater_alpha"][criterion] = rater_alpha(raters, criterion)
     for system in key.get("systems") or sorted({i["system"] for i in items.values()}):
         mine = [r for r in rows if r["system"] == system]
-        result["systems"][system] = {c: {"human": bootstrap_ci([r["human"].get(c) for r in mine]),
-                                         "judge": bootstrap_ci([r["judge"].get(c) for r in mine if c in r["human"]])}
-                                     for c in CRITERIA}
+        result["systems"][system] = {
+            c: {
+                "human": bootstrap_ci([r["human"].get(c) for r in mine]),
+                "judge": bootstrap_ci([r["judge"].get(c) for r in mine if c in r["human"]]),
+            }
+            for c in CRITERIA
+        }
     result["paired"] = _human_pairs(rows, list(result["systems"]))
     out = Path(out_dir)
     atomic_write_jsonl(out / "human_scores.jsonl", rows)
@@ -405,10 +490,18 @@ def _item_rows(items: dict, raters: dict, judged: list[dict]) -> list[dict]:
             continue
         human = {c: _mean([s[c] for s in per_rater.values() if c in s]) for c in CRITERIA}
         info = items[item_id]
-        rows.append({"item_id": item_id, "system": info["system"], "prompt_id": info["prompt_id"],
-                     "prompt_key": info.get("prompt_key"), "variety": info.get("variety"),
-                     "human": {c: v for c, v in human.items() if v is not None},
-                     "raters": per_rater, "judge": judged[info["eval_index"]].get(info["prompt_id"], {})})
+        rows.append(
+            {
+                "item_id": item_id,
+                "system": info["system"],
+                "prompt_id": info["prompt_id"],
+                "prompt_key": info.get("prompt_key"),
+                "variety": info.get("variety"),
+                "human": {c: v for c, v in human.items() if v is not None},
+                "raters": per_rater,
+                "judge": judged[info["eval_index"]].get(info["prompt_id"], {}),
+            }
+        )
     return rows
 
 
@@ -418,10 +511,16 @@ def _human_pairs(rows: list[dict], systems: list[str]) -> list[dict]:
     out = []
     for a, b in itertools.combinations(systems, 2):
         for criterion in CRITERIA:
-            sa = {r["prompt_key"]: r["human"][criterion] for r in rows
-                  if r["system"] == a and criterion in r["human"] and r.get("prompt_key")}
-            sb = {r["prompt_key"]: r["human"][criterion] for r in rows
-                  if r["system"] == b and criterion in r["human"] and r.get("prompt_key")}
+            sa = {
+                r["prompt_key"]: r["human"][criterion]
+                for r in rows
+                if r["system"] == a and criterion in r["human"] and r.get("prompt_key")
+            }
+            sb = {
+                r["prompt_key"]: r["human"][criterion]
+                for r in rows
+                if r["system"] == b and criterion in r["human"] and r.get("prompt_key")
+            }
             if set(sa) & set(sb):
                 out.append({"a": a, "b": b, "criterion": criterion, **paired_comparison(sa, sb)})
     for row, adjusted in zip(out, holm_adjust([r["p_value"] for r in out]), strict=True):
@@ -443,37 +542,105 @@ def _rater_pairs(raters: dict, criterion: str) -> list[dict]:
 
 
 def agreement_markdown(result: dict) -> str:
-    lines = ["# Judge-human agreement", "",
-             f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
-             "kappa compares it rounded half up to 1-5 with the judge's score. Brackets: 95% bootstrap CIs over items "
-             "(none below 10 items).", "",
-             markdown_table(["criterion", "n", "Spearman rho", "p", "kappa", "kappa (quadratic)", "judge mean",
-                             "human mean"],
-                            [[criterion, s["n"], _ci(s["spearman"], s.get("spearman_ci")), _fmt(s["spearman_p"]),
-                              _ci(s["kappa"], s.get("kappa_ci")),
-                              _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")), _fmt(s["judge_mean"]),
-                              _fmt(s["human_mean"])] for criterion, s in result["criteria"].items()])]
+    lines = [
+        "# Judge-human agreement",
+        "",
+        f"{result['n_items']} rated items, raters: {', '.join(result['raters'])}. Human score = mean over raters; "
+        "kappa compares it rounded half up to 1-5 with the judge's score. Brackets: 95% bootstrap CIs over items "
+        "(none below 10 items).",
+        "",
+        markdown_table(
+            ["criterion", "n", "Spearman rho", "p", "kappa", "kappa (quadratic)", "judge mean", "human mean"],
+            [
+                [
+                    criterion,
+                    s["n"],
+                    _ci(s["spearman"], s.get("spearman_ci")),
+                    _fmt(s["spearman_p"]),
+                    _ci(s["kappa"], s.get("kappa_ci")),
+                    _ci(s["kappa_quadratic"], s.get("kappa_quadratic_ci")),
+                    _fmt(s["judge_mean"]),
+                    _fmt(s["human_mean"]),
+                ]
+                for criterion, s in result["criteria"].items()
+            ],
+        ),
+    ]
     if result.get("rater_alpha"):
-        lines += ["", "## All raters: Krippendorff's alpha", "", markdown_table(
-            ["criterion", "raters", "items", "alpha (ordinal)", "alpha (interval)"],
-            [[criterion, a["raters"], a["n_items"], _ci(a["alpha_ordinal"], a["alpha_ordinal_ci"]),
-              _ci(a["alpha_interval"], a["alpha_interval_ci"])] for criterion, a in result["rater_alpha"].items()])]
+        lines += [
+            "",
+            "## All raters: Krippendorff's alpha",
+            "",
+            markdown_table(
+                ["criterion", "raters", "items", "alpha (ordinal)", "alpha (interval)"],
+                [
+                    [
+                        criterion,
+                        a["raters"],
+                        a["n_items"],
+                        _ci(a["alpha_ordinal"], a["alpha_ordinal_ci"]),
+                        _ci(a["alpha_interval"], a["alpha_interval_ci"]),
+                    ]
+                    for criterion, a in result["rater_alpha"].items()
+                ],
+            ),
+        ]
     if result["rater_agreement"]:
-        lines += ["", "## Rater against rater", "", markdown_table(
-            ["criterion", "raters", "n", "Spearman rho", "kappa", "kappa (quadratic)"],
-            [[criterion, " / ".join(p["raters"]), p["n"], _ci(p["spearman"], p.get("spearman_ci")),
-              _ci(p["kappa"], p.get("kappa_ci")), _ci(p["kappa_quadratic"], p.get("kappa_quadratic_ci"))]
-             for criterion, pairs in result["rater_agreement"].items() for p in pairs])]
-    lines += ["", "## Scores per system (mean [95% CI], on the rated items)", "", markdown_table(
-        ["system", "criterion", "human", "judge"],
-        [[system, criterion, _score_cell(s["human"]), _score_cell(s["judge"])]
-         for system, per_criterion in result["systems"].items() for criterion, s in per_criterion.items()])]
+        lines += [
+            "",
+            "## Rater against rater",
+            "",
+            markdown_table(
+                ["criterion", "raters", "n", "Spearman rho", "kappa", "kappa (quadratic)"],
+                [
+                    [
+                        criterion,
+                        " / ".join(p["raters"]),
+                        p["n"],
+                        _ci(p["spearman"], p.get("spearman_ci")),
+                        _ci(p["kappa"], p.get("kappa_ci")),
+                        _ci(p["kappa_quadratic"], p.get("kappa_quadratic_ci")),
+                    ]
+                    for criterion, pairs in result["rater_agreement"].items()
+                    for p in pairs
+                ],
+            ),
+        ]
+    lines += [
+        "",
+        "## Scores per system (mean [95% CI], on the rated items)",
+        "",
+        markdown_table(
+            ["system", "criterion", "human", "judge"],
+            [
+                [system, criterion, _score_cell(s["human"]), _score_cell(s["judge"])]
+                for system, per_criterion in result["systems"].items()
+                for criterion, s in per_criterion.items()
+            ],
+        ),
+    ]
     if result.get("paired"):
-        lines += ["", "## Human scores, system against system (identical prompts)", "", markdown_table(
-            ["A", "B", "criterion", "n pairs", "A - B [95% CI]", "win/tie/loss", "p", "p (Holm)"],
-            [[p["a"], p["b"], p["criterion"], p["n_pairs"], _diff(p),
-              f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}", f"{p['p_value']:.3f}",
-              f"{p['p_holm']:.3f}"] for p in result["paired"]])]
+        lines += [
+            "",
+            "## Human scores, system against system (identical prompts)",
+            "",
+            markdown_table(
+                ["A", "B", "criterion", "n pairs", "A - B [95% CI]", "win/tie/loss", "p", "p (Holm)"],
+                [
+                    [
+                        p["a"],
+                        p["b"],
+                        p["criterion"],
+                        p["n_pairs"],
+                        _diff(p),
+                        f"{p['win_rate']:.2f}/{p['tie_rate']:.2f}/{p['loss_rate']:.2f}",
+                        f"{p['p_value']:.3f}",
+                        f"{p['p_holm']:.3f}",
+                    ]
+                    for p in result["paired"]
+                ],
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 

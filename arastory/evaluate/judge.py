@@ -51,20 +51,30 @@ Answer with only a JSON object, no other text:
 
 # Re-ask messages carry no example numbers, so an echoed example can never pass as scores.
 REASK = {
-    "json": ('Your answer could not be read. Reply with only the JSON object of the five whole-number scores from 1 to 5: '
-             '{"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}'),
-    "lines": ("Your answer could not be read. Reply with only the five whole-number scores from 1 to 5, one per line:\n"
-              "Fluency: <1-5>\nCoherence: <1-5>\nFollowing Instructions: <1-5>\nConsistency: <1-5>\nVariety: <1-5>"),
+    "json": (
+        "Your answer could not be read. Reply with only the JSON object of the five whole-number scores from 1 to 5: "
+        '{"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}'
+    ),
+    "lines": (
+        "Your answer could not be read. Reply with only the five whole-number scores from 1 to 5, one per line:\n"
+        "Fluency: <1-5>\nCoherence: <1-5>\nFollowing Instructions: <1-5>\nConsistency: <1-5>\nVariety: <1-5>"
+    ),
 }
 
-_CRITERION_OF = {re.sub(r"[\s\-]+", "_", normalize_arabic(label)): name
-                 for name, info in CRITERION_INFO.items() for label in info["labels"]}
+_CRITERION_OF = {
+    re.sub(r"[\s\-]+", "_", normalize_arabic(label)): name
+    for name, info in CRITERION_INFO.items()
+    for label in info["labels"]
+}
 _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩", "0123456789")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 # "Fluency: 4", "**Fluency:** 4/5", "1. Coherence - 3", "الطلاقة: ٤ من 5"; a score on another scale ("4/10",
 # "4 out of 10") is not read as a 1-5 score.
-_LINE = re.compile(r"^[\s>*_#\-•\d.)]*([^\d:：=\n]+?)[\s*_]*[:：=\-–]\s*[*_]*\s*(\d+(?:\.\d+)?)"
-                   r"(?!\d|\.\d|\s*(?:/|out\s+of|من)\s*(?!5(?!\d))\d)", re.MULTILINE | re.IGNORECASE)
+_LINE = re.compile(
+    r"^[\s>*_#\-•\d.)]*([^\d:：=\n]+?)[\s*_]*[:：=\-–]\s*[*_]*\s*(\d+(?:\.\d+)?)"
+    r"(?!\d|\.\d|\s*(?:/|out\s+of|من)\s*(?!5(?!\d))\d)",
+    re.MULTILINE | re.IGNORECASE,
+)
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
@@ -75,7 +85,7 @@ class JudgeInputTooLong(ArastoryError):
 def variety_name(variety: str) -> str:
     try:
         return load_variety(variety).display_name
-    except Exception:  # noqa: BLE001 - an unknown variety is named as given
+    except Exception:
         return variety
 
 
@@ -87,8 +97,9 @@ class Rubric:
         self.template, self.answer_format, self.source = template, answer_format, source
         self.reask = REASK["lines" if answer_format == "lines" else "json"]
         # Score sets written out in the template itself (an example answer): an answer repeating one is an echo.
-        self.examples = [text for text, _ in _json_objects_with_text(_PLACEHOLDER.sub(" ", template))
-                         if _from_mapping(_loads(text))]
+        self.examples = [
+            text for text, _ in _json_objects_with_text(_PLACEHOLDER.sub(" ", template)) if _from_mapping(_loads(text))
+        ]
         self.hash = fingerprint(template, answer_format, self.reask)
 
     def messages(self, prompt: str, story: str, variety: str) -> list[dict]:
@@ -116,8 +127,11 @@ def load_rubric(prompt_file: str | None, answer_format: str = "auto") -> Rubric:
         raise ConfigError("judge.prompt_file", f"'{prompt_file}' is not UTF-8 text") from None
     missing = [f"{{{name}}}" for name in ("prompt", "story") if f"{{{name}}}" not in template]
     if missing:
-        raise ConfigError("judge.prompt_file", f"'{prompt_file}' has no {' and no '.join(missing)} placeholder "
-                          "(the instructions and the story are put there)")
+        raise ConfigError(
+            "judge.prompt_file",
+            f"'{prompt_file}' has no {' and no '.join(missing)} placeholder "
+            "(the instructions and the story are put there)",
+        )
     return Rubric(template, answer_format, source=str(path))
 
 
@@ -176,7 +190,7 @@ def _json_objects_with_text(text: str):
             obj, end = decoder.raw_decode(text[start:])
         except json.JSONDecodeError:
             continue
-        yield text[start:start + end], obj
+        yield text[start : start + end], obj
 
 
 def _squeeze(text: str) -> str:
@@ -220,8 +234,12 @@ class OpenAIJudgeBackend:
         self.model = client.model
 
     def identity(self) -> dict:
-        return {"backend": "openai", "endpoint": endpoint_of(self.client.base_url), "model": self.model,
-                "params": self.params}
+        return {
+            "backend": "openai",
+            "endpoint": endpoint_of(self.client.base_url),
+            "model": self.model,
+            "params": self.params,
+        }
 
     def answer(self, messages: list[dict]) -> tuple[str, dict]:
         response = self.client.chat(messages, **self.params)
@@ -231,8 +249,15 @@ class OpenAIJudgeBackend:
 class HFJudgeBackend:
     """A local chat model, greedy decoding; loaded on first use (after the evaluated system is freed)."""
 
-    def __init__(self, model: str, dtype: str = "bfloat16", quant: str | None = None, max_new_tokens: int = 200,
-                 trust_remote_code: bool = False, revision: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "bfloat16",
+        quant: str | None = None,
+        max_new_tokens: int = 200,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
         self.model, self.dtype, self.quant, self.revision = model, dtype, quant, revision
         self.max_new_tokens, self.trust_remote_code = max_new_tokens, trust_remote_code
         self.params = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
@@ -241,14 +266,25 @@ class HFJudgeBackend:
     def identity(self) -> dict:
         from arastory.evaluate.systems import model_revision
 
-        return {"backend": "hf", "model": self.model, "revision": model_revision(self.model, self.revision),
-                "quant": self.quant, "dtype": self.dtype, "params": self.params}
+        return {
+            "backend": "hf",
+            "model": self.model,
+            "revision": model_revision(self.model, self.revision),
+            "quant": self.quant,
+            "dtype": self.dtype,
+            "params": self.params,
+        }
 
     def _load(self):
         from arastory.evaluate.systems import HFSystem
 
-        spec = HFSystem(model=self.model, quant=self.quant, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-                        revision=self.revision)
+        spec = HFSystem(
+            model=self.model,
+            quant=self.quant,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            revision=self.revision,
+        )
         spec.check()
         self._loaded = spec.open()
         return self._loaded
@@ -260,21 +296,32 @@ class HFJudgeBackend:
             generator = self._loaded or self._load()
             tokenizer = generator.tokenizer
             if getattr(tokenizer, "chat_template", None):
-                ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+                ids = tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=True
+                )["input_ids"]
             else:
                 ids = tokenizer("\n\n".join(m["content"] for m in messages) + "\n\n")["input_ids"]
             context = getattr(generator.model.config, "max_position_embeddings", None)
             if context and len(ids) + self.max_new_tokens > context:
-                raise JudgeInputTooLong(f"judge prompt of {len(ids)} tokens + {self.max_new_tokens} new ones does not "
-                                        f"fit {self.model}'s {context}-token context")
+                raise JudgeInputTooLong(
+                    f"judge prompt of {len(ids)} tokens + {self.max_new_tokens} new ones does not "
+                    f"fit {self.model}'s {context}-token context"
+                )
             ids = torch.tensor([list(ids)], device=generator.model.device)
             with torch.no_grad():
-                out = generator.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                               max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                               eos_token_id=tokenizer.eos_token_id)
-            new = out[0, ids.shape[1]:]
-            return tokenizer.decode(new, skip_special_tokens=True).strip(), {"prompt_tokens": ids.shape[1],
-                                                                             "completion_tokens": int(new.numel())}
+                out = generator.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=False,
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            new = out[0, ids.shape[1] :]
+            return tokenizer.decode(new, skip_special_tokens=True).strip(), {
+                "prompt_tokens": ids.shape[1],
+                "completion_tokens": int(new.numel()),
+            }
 
 
 # ------------------------------------------------------------------------------------------------------------ judge
@@ -286,8 +333,16 @@ class Judge:
     """Scores stories; `max_attempts` answers at most per story (re-asking after an unreadable one); a story still
     unreadable is asked again by later runs, `max_rounds` runs in all."""
 
-    def __init__(self, backend, rubric: Rubric | None = None, max_attempts: int = 3, concurrency: int = 8,
-                 cache: bool = True, max_rounds: int = 2, max_story_chars: int = 20000):
+    def __init__(
+        self,
+        backend,
+        rubric: Rubric | None = None,
+        max_attempts: int = 3,
+        concurrency: int = 8,
+        cache: bool = True,
+        max_rounds: int = 2,
+        max_story_chars: int = 20000,
+    ):
         self.backend, self.rubric = backend, rubric or Rubric()
         self.max_attempts, self.concurrency, self.use_cache = max(1, max_attempts), concurrency, cache
         self.max_rounds, self.max_story_chars = max(1, max_rounds), max_story_chars
@@ -300,8 +355,12 @@ class Judge:
     def identity(self) -> dict:
         """Everything that determines an answer (computed once: a local model's revision is looked up)."""
         if self._identity is None:
-            self._identity = {**self.backend.identity(), "rubric": self.rubric.hash,
-                              "rubric_source": self.rubric.source, "answer_format": self.rubric.answer_format}
+            self._identity = {
+                **self.backend.identity(),
+                "rubric": self.rubric.hash,
+                "rubric_source": self.rubric.source,
+                "answer_format": self.rubric.answer_format,
+            }
         return self._identity
 
     @property
@@ -331,7 +390,7 @@ class Judge:
             criteria = self.rubric.parse(text)
             if criteria:
                 break
-            conversation = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}]
+            conversation = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}]
         result = {"criteria": criteria, "raw": raw, "attempts": len(raw), "usage": usage}
         if criteria is None:
             with self._lock:
@@ -351,10 +410,17 @@ class Judge:
 
         def work(item: dict) -> dict:
             before = earlier.get(item["id"]) or {}
-            row = {"id": item["id"], "system": item["system"], "prompt_id": item["prompt_id"],
-                   "prompt_key": item.get("prompt_key"), "story_key": story_key(item["story"]),
-                   "variety": item["variety"], "judge": self.model, "judge_key": self.key,
-                   "rounds": int(before.get("rounds", 1) if before else 0) + 1}
+            row = {
+                "id": item["id"],
+                "system": item["system"],
+                "prompt_id": item["prompt_id"],
+                "prompt_key": item.get("prompt_key"),
+                "story_key": story_key(item["story"]),
+                "variety": item["variety"],
+                "judge": self.model,
+                "judge_key": self.key,
+                "rounds": int(before.get("rounds", 1) if before else 0) + 1,
+            }
             try:
                 if len(item["story"]) > self.max_story_chars:
                     raise JudgeInputTooLong(f"story longer than judge.max_story_chars={self.max_story_chars}")
@@ -362,14 +428,36 @@ class Judge:
             except JudgeInputTooLong as error:
                 with self._lock:
                     self.counts["skipped_long"] += 1
-                return {**row, "criteria": None, "raw": [], "attempts": 0, "parsed": False, "cached": False,
-                        "usage": {}, "skipped": str(error)}
-            return {**row, "criteria": result["criteria"], "raw": result["raw"], "attempts": result["attempts"],
-                    "parsed": result["criteria"] is not None, "cached": result["cached"], "usage": result["usage"],
-                    **({"earlier_raw": before.get("earlier_raw", []) + before.get("raw", [])} if before else {})}
+                return {
+                    **row,
+                    "criteria": None,
+                    "raw": [],
+                    "attempts": 0,
+                    "parsed": False,
+                    "cached": False,
+                    "usage": {},
+                    "skipped": str(error),
+                }
+            return {
+                **row,
+                "criteria": result["criteria"],
+                "raw": result["raw"],
+                "attempts": result["attempts"],
+                "parsed": result["criteria"] is not None,
+                "cached": result["cached"],
+                "usage": result["usage"],
+                **({"earlier_raw": before.get("earlier_raw", []) + before.get("raw", [])} if before else {}),
+            }
 
-        stats = run_resumable(items, "id", work, out_path, concurrency=self.concurrency, desc=f"judge ({self.model})",
-                              fail_fast=(LLMAuthError,))
+        stats = run_resumable(
+            items,
+            "id",
+            work,
+            out_path,
+            concurrency=self.concurrency,
+            desc=f"judge ({self.model})",
+            fail_fast=(LLMAuthError,),
+        )
         return {**stats.as_dict(), **self.counts, "errors": stats.errors[:3]}
 
     def settle(self, out_path: Path, current: dict[str, str]) -> dict[str, dict]:
@@ -391,7 +479,7 @@ class Judge:
                 again[row_id] = row
             else:
                 keep.append(row)
-        if archive or again or len(latest) != rows_in_file:   # also compacts rows superseded by a re-ask
+        if archive or again or len(latest) != rows_in_file:  # also compacts rows superseded by a re-ask
             for row in archive:
                 name = f"judgments.{row.get('judge_key') or 'legacy'}.jsonl"
                 with JsonlAppender(out_path.with_name(name)) as old:
@@ -399,39 +487,83 @@ class Judge:
             atomic_write_jsonl(out_path, keep)
         if archive:
             others = sorted({str(r.get("judge") or "an unknown judge") for r in archive})
-            log.info(f"{len(archive)} earlier judgment(s) by {', '.join(others)} or of older stories moved to "
-                  f"judgments.<key>.jsonl; judging with {self.model} ({self.key})")
+            log.info(
+                f"{len(archive)} earlier judgment(s) by {', '.join(others)} or of older stories moved to "
+                f"judgments.<key>.jsonl; judging with {self.model} ({self.key})"
+            )
         self.counts["reasked"] = len(again)
         return again
 
 
-def openai_judge(model: str = "gpt-4-0125-preview", base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0, max_retries: int = 6, temperature: float | None = 0.0, max_tokens: int = 300,
-                 max_attempts: int = 3, concurrency: int = 8, cache: bool = True, prompt_file: str | None = None,
-                 answer_format: str = "auto", max_rounds: int = 2, max_story_chars: int = 20000) -> Judge:
+def openai_judge(
+    model: str = "gpt-4-0125-preview",
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout: float = 120.0,
+    max_retries: int = 6,
+    temperature: float | None = 0.0,
+    max_tokens: int = 300,
+    max_attempts: int = 3,
+    concurrency: int = 8,
+    cache: bool = True,
+    prompt_file: str | None = None,
+    answer_format: str = "auto",
+    max_rounds: int = 2,
+    max_story_chars: int = 20000,
+) -> Judge:
     """`judge=openai`: checks the API key and the prompt file now, so a mistake stops the run before anything is generated."""
     from arastory.llm import ChatClient
 
     rubric = load_rubric(prompt_file, answer_format)
-    client = ChatClient(model, base_url, api_key_env, timeout, max_retries,
-                        key_hint="pick another judge: `judge=hf judge.model=<local model>` (or `judge=none`)",
-                        config_key="judge")
-    return Judge(OpenAIJudgeBackend(client, temperature, max_tokens), rubric, max_attempts, concurrency, cache,
-                 max_rounds, max_story_chars)
+    client = ChatClient(
+        model,
+        base_url,
+        api_key_env,
+        timeout,
+        max_retries,
+        key_hint="pick another judge: `judge=hf judge.model=<local model>` (or `judge=none`)",
+        config_key="judge",
+    )
+    return Judge(
+        OpenAIJudgeBackend(client, temperature, max_tokens),
+        rubric,
+        max_attempts,
+        concurrency,
+        cache,
+        max_rounds,
+        max_story_chars,
+    )
 
 
-def hf_judge(model: str, dtype: str = "bfloat16", quant: str | None = None, max_new_tokens: int = 200,
-             trust_remote_code: bool = False, max_attempts: int = 3, cache: bool = True, revision: str | None = None,
-             prompt_file: str | None = None, answer_format: str = "auto", max_rounds: int = 2,
-             max_story_chars: int = 20000) -> Judge:
+def hf_judge(
+    model: str,
+    dtype: str = "bfloat16",
+    quant: str | None = None,
+    max_new_tokens: int = 200,
+    trust_remote_code: bool = False,
+    max_attempts: int = 3,
+    cache: bool = True,
+    revision: str | None = None,
+    prompt_file: str | None = None,
+    answer_format: str = "auto",
+    max_rounds: int = 2,
+    max_story_chars: int = 20000,
+) -> Judge:
     """`judge=hf`: a local model as judge (one request at a time)."""
     if not model:
         raise ConfigError("judge.model", "is empty; name an HF id or a local path of a chat model")
     if quant not in (None, "nf4"):
         raise ConfigError("judge.quant", f"'{quant}' is not one of: null, nf4")
     rubric = load_rubric(prompt_file, answer_format)
-    return Judge(HFJudgeBackend(model, dtype, quant, max_new_tokens, trust_remote_code, revision), rubric,
-                 max_attempts, 1, cache, max_rounds, max_story_chars)
+    return Judge(
+        HFJudgeBackend(model, dtype, quant, max_new_tokens, trust_remote_code, revision),
+        rubric,
+        max_attempts,
+        1,
+        cache,
+        max_rounds,
+        max_story_chars,
+    )
 
 
 def no_judge() -> None:

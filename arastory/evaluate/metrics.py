@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections import Counter
 from typing import Any
@@ -72,10 +73,10 @@ PLACE_ALIASES: dict[str, tuple[str, ...]] = {
     "zoo": ("جنينه الحيوانات",),
 }
 
-_CLITICS = "(?:[وف]?[بكلف]?)"              # conjunction + preposition: وبمصر، Darija فمصر (ف = "in")
-_ARTICLE = "(?:[وف]?[بكف]?ال|[وف]?لل)"     # the article with its prefixes: بال، وفال، لل (ل + ال)
+_CLITICS = "(?:[وف]?[بكلف]?)"  # conjunction + preposition: وبمصر، Darija فمصر (ف = "in")
+_ARTICLE = "(?:[وف]?[بكف]?ال|[وف]?لل)"  # the article with its prefixes: بال، وفال، لل (ل + ال)
 _PRONOUNS = "(?:ه|ها|هم|هن|هما|نا|ي|ك|كم|كي|و)?"  # possessive suffixes: بيتهم، دارنا
-_DEMONYM_ENDINGS = "(?:ه|ين|ون|ات)?"        # مصري → مصريه، مصريين، مصريون
+_DEMONYM_ENDINGS = "(?:ه|ين|ون|ات)?"  # مصري → مصريه، مصريين، مصريون
 
 # Quotation pairs and line-initial dialogue dashes.
 _QUOTE_PAIRS = re.compile(r"«[^»]*\w[^»]*»|“[^”]*\w[^”]*”|\"[^\"]*\w[^\"]*\"")
@@ -97,7 +98,7 @@ def _term_pattern(term: str, possessive: bool) -> str:
     return head + suffix + tail
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _matcher(terms: tuple[str, ...], possessive: bool) -> re.Pattern:
     normalized = sorted({normalize_arabic(t) for t in terms if t}, key=len, reverse=True)
     alternatives = "|".join(_term_pattern(t, possessive) for t in normalized)
@@ -115,14 +116,14 @@ def _normalized(text: str) -> str:
     return normalize_arabic(text)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _varieties() -> tuple:
     from arastory.prompts.varieties import available_varieties
 
     return tuple(load_variety(name) for name in available_varieties())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _localized(feature: str, value: str) -> tuple[str, ...]:
     """The feature value's wording in every variety config, so a Darija story naming المستشفى still counts."""
     names = []
@@ -160,14 +161,20 @@ def story_metrics(story: str, variety: str, features: dict | None, classifier) -
     `classifier` is an arastory.dialect.classifier.DialectClassifier (None leaves the dialect metrics None).
     """
     story, features = story or "", features or {}
-    out: dict[str, Any] = {"dialect_correct": None, "dialect_prob": None, "dialect_share": None,
-                           "dialect_msa_share": None}
+    out: dict[str, Any] = {
+        "dialect_correct": None,
+        "dialect_prob": None,
+        "dialect_share": None,
+        "dialect_msa_share": None,
+    }
     if classifier is not None and story.strip():
         analysis = classifier.analyze(story, target=variety)
-        out.update(dialect_correct=int(analysis.predicted == variety),
-                   dialect_prob=float(analysis.probabilities.get(variety, 0.0)),
-                   dialect_share=float(analysis.dialect_share))
-        if variety != "msa":   # dialect drift: the share of MSA sentences in a dialect story
+        out.update(
+            dialect_correct=int(analysis.predicted == variety),
+            dialect_prob=float(analysis.probabilities.get(variety, 0.0)),
+            dialect_share=float(analysis.dialect_share),
+        )
+        if variety != "msa":  # dialect drift: the share of MSA sentences in a dialect story
             out["dialect_msa_share"] = round(float(getattr(analysis, "msa_share", 0.0)), 4)
     elif classifier is not None:
         out.update(dialect_correct=0, dialect_prob=0.0, dialect_share=0.0)
@@ -190,7 +197,7 @@ def distinct_n(stories: list[str], n: int) -> float | None:
     grams: Counter = Counter()
     for story in stories:
         tokens = words(story)
-        grams.update(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+        grams.update(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
     total = sum(grams.values())
     return round(len(grams) / total, 4) if total else None
 
@@ -235,9 +242,18 @@ def _self_bleu_of(counted: list[tuple]) -> float | None:
             ref_count = best[2] if best[1] == index else best[0]
             total[len(gram) - 1] += count
             correct[len(gram) - 1] += min(count, ref_count)
-        ref_len = _closest_length(length, lengths[:index] + lengths[index + 1:])
-        scores.append(BLEU.compute_bleu(correct, total, length, ref_len, smooth_method=bleu.smooth_method,
-                                        effective_order=True, max_ngram_order=bleu.max_ngram_order).score)
+        ref_len = _closest_length(length, lengths[:index] + lengths[index + 1 :])
+        scores.append(
+            BLEU.compute_bleu(
+                correct,
+                total,
+                length,
+                ref_len,
+                smooth_method=bleu.smooth_method,
+                effective_order=True,
+                max_ngram_order=bleu.max_ngram_order,
+            ).score
+        )
     return round(sum(scores) / len(scores), 4)
 
 
@@ -264,15 +280,21 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
     stories = [s for s in stories if s and s.strip()]
     if k < 2:
         from arastory.errors import ConfigError
+
         raise ConfigError("diversity.subsample", f"must be at least 2 stories, got {k}")
     if len(stories) < k:
-        return {m: {"mean": None, "ci_low": None, "ci_high": None, "n": k, "of": len(stories)} for m in DIVERSITY_METRICS}
+        return {
+            m: {"mean": None, "ci_low": None, "ci_high": None, "n": k, "of": len(stories)} for m in DIVERSITY_METRICS
+        }
     unigrams = [Counter(words(s)) for s in stories]
-    bigrams = [Counter(zip(ws, ws[1:])) for ws in (words(s) for s in stories)]
+    bigrams = [Counter(itertools.pairwise(ws)) for ws in (words(s) for s in stories)]
     counted = _bleu_counts(stories)
     rng = np.random.default_rng(seed)
-    draws = [range(len(stories))] if len(stories) == k else [rng.choice(len(stories), size=k, replace=False)
-                                                             for _ in range(repeats)]
+    draws = (
+        [range(len(stories))]
+        if len(stories) == k
+        else [rng.choice(len(stories), size=k, replace=False) for _ in range(repeats)]
+    )
     values: dict[str, list[float]] = {m: [] for m in DIVERSITY_METRICS}
     for subset in draws:
         values["distinct_1"].append(_distinct_of([unigrams[i] for i in subset]))
@@ -285,8 +307,13 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
             out[metric] = {"mean": None, "ci_low": None, "ci_high": None, "n": k, "of": len(stories)}
             continue
         low, high = np.percentile(data, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        out[metric] = {"mean": round(float(data.mean()), 4), "ci_low": round(float(low), 4),
-                       "ci_high": round(float(high), 4), "n": k, "of": len(stories)}
+        out[metric] = {
+            "mean": round(float(data.mean()), 4),
+            "ci_low": round(float(low), 4),
+            "ci_high": round(float(high), 4),
+            "n": k,
+            "of": len(stories),
+        }
     return out
 
 
@@ -303,5 +330,9 @@ def dialect_drift(rows: list[dict]) -> dict:
     from arastory.dialect.evaluation import drift_distribution
 
     varieties = sorted({r["variety"] for r in rows if r.get("dialect_msa_share") is not None})
-    return {v: drift_distribution([r["dialect_msa_share"] for r in rows
-                                   if r["variety"] == v and r.get("dialect_msa_share") is not None]) for v in varieties}
+    return {
+        v: drift_distribution(
+            [r["dialect_msa_share"] for r in rows if r["variety"] == v and r.get("dialect_msa_share") is not None]
+        )
+        for v in varieties
+    }

@@ -38,7 +38,12 @@ from arastory.text import normalize_for_hash
 log = logging.getLogger(__name__)
 
 PROMPTS, GENERATIONS, JUDGMENTS, STORY_METRICS, SCORES = (
-    "prompts.jsonl", "generations.jsonl", "judgments.jsonl", "story_metrics.jsonl", "scores.json")
+    "prompts.jsonl",
+    "generations.jsonl",
+    "judgments.jsonl",
+    "story_metrics.jsonl",
+    "scores.json",
+)
 ROW_KEYS = ("id", "system", "variety")
 # Yes/no story metrics: their means are rates (Wilson intervals). Counts and shares are not, even when all 0 or 1.
 RATE_METRICS = ("dialect_correct", "country_named", "place_named", "season_named", "dialogue_present")
@@ -69,8 +74,14 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     log.info(f"evaluating {system.name} on {len(prompts)} prompts → {out_dir}")
 
     generator = system.open()
-    generation = generate_all(generator, prompts, out_dir / GENERATIONS, sampling,
-                              meta={"gen_key": record["generation_key"]}, limits=_limits(cfg))
+    generation = generate_all(
+        generator,
+        prompts,
+        out_dir / GENERATIONS,
+        sampling,
+        meta={"gen_key": record["generation_key"]},
+        limits=_limits(cfg),
+    )
     perplexity = held_out_perplexity(generator, run_data, prompts) if cfg.perplexity.enabled else None
     generator.close()
     generations = current_rows(out_dir / GENERATIONS, prompts, record["generation_key"])
@@ -83,14 +94,28 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     metric_rows = story_metric_rows(generations, cfg.metrics)
     atomic_write_jsonl(out_dir / STORY_METRICS, metric_rows)
-    scores = build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_rows, perplexity,
-                          {"generation": generation, "judging": judging,
-                           "judge_model": judge.model if judge is not None else None,
-                           "judge_cost_usd": judge_cost(judge, judgments),
-                           "sampling": made_by["sampling"], "provenance": record})
+    scores = build_scores(
+        cfg,
+        run_cfg,
+        system,
+        prompts,
+        generations,
+        judgments,
+        metric_rows,
+        perplexity,
+        {
+            "generation": generation,
+            "judging": judging,
+            "judge_model": judge.model if judge is not None else None,
+            "judge_cost_usd": judge_cost(judge, judgments),
+            "sampling": made_by["sampling"],
+            "provenance": record,
+        },
+    )
     atomic_write_json(out_dir / SCORES, scores)
 
     from arastory.evaluate.report import log_to_wandb, write_report
+
     write_report(out_dir, scores, generations, judgments, metric_rows)
     if cfg.wandb.enabled:
         log_to_wandb(cfg, out_dir, scores, generations, judgments, metric_rows)
@@ -123,10 +148,13 @@ def check_eval_config(cfg: DictConfig) -> Sampling:
     if sampling.max_new_tokens <= 0:
         raise ConfigError("sampling.max_new_tokens", f"must be > 0, got {sampling.max_new_tokens}")
     if sampling.do_sample and not sampling.temperature > 0:
-        raise ConfigError("sampling.temperature", f"must be > 0 when sampling (or sampling.do_sample=false), got {sampling.temperature}")
+        raise ConfigError(
+            "sampling.temperature",
+            f"must be > 0 when sampling (or sampling.do_sample=false), got {sampling.temperature}",
+        )
     if not 0 < sampling.top_p <= 1:
         raise ConfigError("sampling.top_p", f"must be in (0, 1], got {sampling.top_p}")
-    chosen_varieties(cfg)   # a bad `dialect=` stops here
+    chosen_varieties(cfg)  # a bad `dialect=` stops here
     if not 0 <= float(cfg.failure_budget) <= 1:
         raise ConfigError("failure_budget", f"must be a share in [0, 1], got {cfg.failure_budget}")
     return sampling
@@ -141,11 +169,14 @@ def check_same_system(path: Path, name: str) -> None:
     if path.exists():
         other = next((row.get("system") for _, row in _rows(path) if row.get("system") != name), None)
         if other:
-            raise ConfigError("out", f"'{path.parent}' already holds stories of system '{other}', not '{name}'; use another out=")
+            raise ConfigError(
+                "out", f"'{path.parent}' already holds stories of system '{other}', not '{name}'; use another out="
+            )
 
 
 def _rows(path: Path):
     from arastory.io import iter_jsonl
+
     return iter_jsonl(path, on_error="skip")
 
 
@@ -182,6 +213,7 @@ def eval_varieties(cfg: DictConfig, run_cfg: DictConfig | None) -> list[str]:
         return chosen
     if run_cfg is not None:
         from arastory.train.data import selected_varieties
+
         return list(selected_varieties(run_cfg.dialect))
     return list(VARIETIES)
 
@@ -195,7 +227,9 @@ def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -
     exclude = training_prompt_keys(run_data)
     if getattr(system, "kind", None) == "file":
         if cfg.prompts:
-            raise ConfigError("prompts", "system=file scores the prompts and stories of system.path; leave prompts= unset")
+            raise ConfigError(
+                "prompts", "system=file scores the prompts and stories of system.path; leave prompts= unset"
+            )
         chosen = chosen_varieties(cfg)
         rows = [r for r in system.prompts() if not chosen or r["variety"] in chosen]
         if not rows:
@@ -213,8 +247,11 @@ def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -
     if saved.exists() and (not cfg.prompts or Path(cfg.prompts).resolve() != saved.resolve()):
         before = load_prompts(saved)
         if prompt_set_hash(before) != prompt_set_hash(rows) and (out_dir / GENERATIONS).exists():
-            raise ConfigError("out", f"'{out_dir}' was evaluated on another prompt set ({len(before)} prompts in "
-                                     f"{saved.name}; now {source}, {len(rows)} prompts); use a new out=")
+            raise ConfigError(
+                "out",
+                f"'{out_dir}' was evaluated on another prompt set ({len(before)} prompts in "
+                f"{saved.name}; now {source}, {len(rows)} prompts); use a new out=",
+            )
     if not saved.exists() or prompt_set_hash(load_prompts(saved)) != prompt_set_hash(rows):
         save_prompts(saved, rows)
     for row in rows:
@@ -225,7 +262,11 @@ def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -
 def generation_provenance(system, sampling: Sampling, prompts: list[dict], cfg: DictConfig) -> dict:
     """Identity of the stories: the system, its decoding settings (none for given stories) and the prompt set."""
     is_file = getattr(system, "kind", None) == "file"
-    prompt_set = {"hash": prompt_set_hash(prompts), "n": len(prompts), "source": prompts[0].get("source") if prompts else None}
+    prompt_set = {
+        "hash": prompt_set_hash(prompts),
+        "n": len(prompts),
+        "source": prompts[0].get("source") if prompts else None,
+    }
     return provenance.generation_identity(system.identity(), None if is_file else sampling.as_dict(), prompt_set)
 
 
@@ -256,7 +297,10 @@ def generation_audit(generations: list[dict]) -> dict:
     """Why each story stopped: counts of finish reasons, and the stories cut at max_new_tokens per variety."""
     reasons = Counter(str(g.get("meta", {}).get("finish_reason")) for g in generations)
     truncated = Counter(g["variety"] for g in generations if g.get("meta", {}).get("finish_reason") == "length")
-    return {"finish_reasons": dict(reasons), "truncated": {v: truncated.get(v, 0) for v in sorted({g["variety"] for g in generations})}}
+    return {
+        "finish_reasons": dict(reasons),
+        "truncated": {v: truncated.get(v, 0) for v in sorted({g["variety"] for g in generations})},
+    }
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
@@ -275,8 +319,10 @@ def story_metric_rows(generations: list[dict], metrics_cfg) -> list[dict]:
     from arastory.evaluate.metrics import story_metrics
 
     classifier = metrics_identifier(metrics_cfg)
-    return [{**{k: g[k] for k in ROW_KEYS}, **story_metrics(g["story"], g["variety"], g.get("features") or {}, classifier)}
-            for g in generations]
+    return [
+        {**{k: g[k] for k in ROW_KEYS}, **story_metrics(g["story"], g["variety"], g.get("features") or {}, classifier)}
+        for g in generations
+    ]
 
 
 def metric_names(rows: list[dict]) -> list[str]:
@@ -284,7 +330,9 @@ def metric_names(rows: list[dict]) -> list[str]:
     names: dict[str, None] = {}
     for row in rows:
         for key, value in row.items():
-            if key not in ROW_KEYS and (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+            if key not in ROW_KEYS and (
+                value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            ):
                 names.setdefault(key)
     return [n for n in names if any(row.get(n) is not None for row in rows)]
 
@@ -297,22 +345,29 @@ def judge_cost(judge, judgments: list[dict]) -> float | None:
     from arastory.llm import estimate_cost
 
     paid = [j.get("usage") or {} for j in judgments if not j.get("cached")]
-    return estimate_cost(judge.model, sum(u.get("prompt_tokens", 0) for u in paid),
-                         sum(u.get("completion_tokens", 0) for u in paid), endpoint=judge.identity.get("endpoint"))
+    return estimate_cost(
+        judge.model,
+        sum(u.get("prompt_tokens", 0) for u in paid),
+        sum(u.get("completion_tokens", 0) for u in paid),
+        endpoint=judge.identity.get("endpoint"),
+    )
 
 
 def run_summary(run_cfg: DictConfig | None) -> dict | None:
     """The train run settings compare.py plots scores against (translation settings only when a stage trained on them)."""
     if run_cfg is None:
         return None
-    select = lambda key: OmegaConf.select(run_cfg, key, default=None)  # noqa: E731
+    select = lambda key: OmegaConf.select(run_cfg, key, default=None)
     translated = "translated" in {s.data for s in run_cfg.strategy.stages}
     filtered = translated and select("data.filter") is not None and select("data.filter.enabled") is not False
-    return {"strategy": select("strategy.name"), "dialect": select("dialect"),
-            "model": select("model.name_or_path") or ("tiny" if select("model.tiny") else None),
-            "filter_threshold": select("data.filter.threshold") if filtered else None,
-            "synthetic_size": select("data.synthetic.size"),
-            "translated_size": select("data.translated.size") if translated else None}
+    return {
+        "strategy": select("strategy.name"),
+        "dialect": select("dialect"),
+        "model": select("model.name_or_path") or ("tiny" if select("model.tiny") else None),
+        "filter_threshold": select("data.filter.threshold") if filtered else None,
+        "synthetic_size": select("data.synthetic.size"),
+        "translated_size": select("data.translated.size") if translated else None,
+    }
 
 
 def val_fingerprint(run_dir) -> str | None:
@@ -328,7 +383,7 @@ def val_fingerprint(run_dir) -> str | None:
 def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
     """{variety: {criterion: stories without a readable score}} (unreadable answers, failed or skipped requests)."""
     judged = {j["prompt_id"]: j.get("criteria") or {} for j in judgments}
-    out: dict = defaultdict(lambda: {c: 0 for c in CRITERIA})
+    out: dict = defaultdict(lambda: dict.fromkeys(CRITERIA, 0))
     for g in generations:
         for criterion in CRITERIA:
             out[g["variety"]][criterion] += judged.get(g["id"], {}).get(criterion) is None
@@ -353,10 +408,15 @@ def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_r
         "val_fingerprint": val_fingerprint(cfg.run) if cfg.run else None,
         "n_prompts": len(prompts),
         "judge": summarize(judge_rows, "group", list(CRITERIA)) if judge_rows else {},
-        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows), rates=RATE_METRICS) if metric_rows else {},
+        "metrics": summarize(metric_rows, "variety", metric_names(metric_rows), rates=RATE_METRICS)
+        if metric_rows
+        else {},
         "dialect_drift": dialect_drift(metric_rows),
-        "corpus_metrics": {v: diversity_at([g["story"] for g in generations if g["variety"] == v], k, repeats)
-                           for v in varieties if any(g["variety"] == v for g in generations)},
+        "corpus_metrics": {
+            v: diversity_at([g["story"] for g in generations if g["variety"] == v], k, repeats)
+            for v in varieties
+            if any(g["variety"] == v for g in generations)
+        },
         "diversity": {"subsample": k, "repeats": repeats},
         "perplexity": {v: r["perplexity"] for v, r in perplexity.items()} if perplexity else None,
         "bits_per_char": {v: r["bits_per_char"] for v, r in perplexity.items()} if perplexity else None,
@@ -380,7 +440,8 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
         raise EvaluationIncomplete(
             f"evaluation incomplete: {n_stories} of {n_prompts} stories generated ({generation.get('failed', 0)} failed, "
             f"{generation.get('skipped_long', 0)} skipped as too long), over failure_budget={budget}; "
-            f"see {out_dir}/report.md and rerun the same command to retry")
+            f"see {out_dir}/report.md and rerun the same command to retry"
+        )
     if scores.get("judge_model") and n_stories:
         judging = scores.get("judging") or {}
         unjudged = n_stories - scores["n_judged"]
@@ -389,4 +450,5 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
             raise EvaluationIncomplete(
                 f"judging incomplete: {scores['n_judged']} of {n_stories} stories judged ({scores['judge_unparsed']} "
                 f"unreadable, {judging.get('failed', 0)} failed{', e.g. ' + errors[0] if errors else ''}, "
-                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; see {out_dir}/report.md and rerun to retry")
+                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; see {out_dir}/report.md and rerun to retry"
+            )

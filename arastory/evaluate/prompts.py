@@ -12,7 +12,6 @@ from arastory.data.validate import prompt_row_problem
 from arastory.errors import ConfigError, DataError
 from arastory.io import atomic_write_jsonl, fingerprint, iter_jsonl
 from arastory.prompts import PromptSampler
-from arastory.records import VARIETIES
 from arastory.text import normalize_for_hash
 
 PROMPT_FIELDS = ("id", "variety", "prompt", "features", "prompt_key")
@@ -28,8 +27,14 @@ def prompt_set_hash(rows: list[dict]) -> str:
     return fingerprint([(row["id"], prompt_key(row["variety"], row["prompt"])) for row in rows])
 
 
-def sample_eval_prompts(varieties: list[str], n_per_variety: int, seed: int, exclude: set[str],
-                        p_optional: float | None = None, max_tries_factor: int = 50) -> list[dict]:
+def sample_eval_prompts(
+    varieties: list[str],
+    n_per_variety: int,
+    seed: int,
+    exclude: set[str],
+    p_optional: float | None = None,
+    max_tries_factor: int = 50,
+) -> list[dict]:
     """`n_per_variety` distinct prompts per variety whose normalized text is not in `exclude` (resampled on collision)."""
     if n_per_variety <= 0:
         raise ConfigError("n_per_variety", f"must be a positive integer, got {n_per_variety}")
@@ -40,16 +45,26 @@ def sample_eval_prompts(varieties: list[str], n_per_variety: int, seed: int, exc
         while len(taken) < n_per_variety:
             tries += 1
             if tries > n_per_variety * max_tries_factor:
-                raise ConfigError("n_per_variety", f"could not sample {n_per_variety} fresh {variety} prompts "
-                                  f"that avoid the training prompts ({len(taken)} found)")
+                raise ConfigError(
+                    "n_per_variety",
+                    f"could not sample {n_per_variety} fresh {variety} prompts "
+                    f"that avoid the training prompts ({len(taken)} found)",
+                )
             features = sampler.sample_features()
             prompt = sampler.render(features)
             key = normalize_for_hash(prompt)
             if key in exclude or key in taken:
                 continue  # shared with training, or a repeat: draw again
             taken.add(key)
-            rows.append({"id": f"eval-{variety}-{len(taken) - 1:04d}", "variety": variety, "prompt": prompt,
-                         "features": features, "prompt_key": prompt_key(variety, prompt)})
+            rows.append(
+                {
+                    "id": f"eval-{variety}-{len(taken) - 1:04d}",
+                    "variety": variety,
+                    "prompt": prompt,
+                    "features": features,
+                    "prompt_key": prompt_key(variety, prompt),
+                }
+            )
     return rows
 
 
@@ -59,8 +74,13 @@ def _variety_seed(seed: int, variety: str) -> int:
 
 
 def save_prompts(path: str | Path, rows: list[dict]) -> None:
-    atomic_write_jsonl(path, [{**{k: row.get(k) for k in PROMPT_FIELDS},
-                               "prompt_key": prompt_key(row["variety"], row["prompt"])} for row in rows])
+    atomic_write_jsonl(
+        path,
+        [
+            {**{k: row.get(k) for k in PROMPT_FIELDS}, "prompt_key": prompt_key(row["variety"], row["prompt"])}
+            for row in rows
+        ],
+    )
 
 
 def load_prompts(path: str | Path) -> list[dict]:
@@ -69,7 +89,7 @@ def load_prompts(path: str | Path) -> list[dict]:
         raise DataError(path, "is a directory; give a prompts.jsonl file")
     rows, ids = [], set()
     for lineno, row in iter_jsonl(path):
-        problem = prompt_row_problem(row)   # missing/NaN fields, unknown variety
+        problem = prompt_row_problem(row)  # missing/NaN fields, unknown variety
         if problem:
             raise DataError(path, problem, lineno)
         if not all(isinstance(row[k], str) for k in ("id", "variety", "prompt")):
@@ -77,8 +97,15 @@ def load_prompts(path: str | Path) -> list[dict]:
         if row["id"] in ids:
             raise DataError(path, f"duplicate id '{row['id']}'", lineno)
         ids.add(row["id"])
-        rows.append({"id": row["id"], "variety": row["variety"], "prompt": row["prompt"],
-                     "features": row.get("features") or {}, "prompt_key": prompt_key(row["variety"], row["prompt"])})
+        rows.append(
+            {
+                "id": row["id"],
+                "variety": row["variety"],
+                "prompt": row["prompt"],
+                "features": row.get("features") or {},
+                "prompt_key": prompt_key(row["variety"], row["prompt"]),
+            }
+        )
     if not rows:
         raise DataError(path, "no prompts")
     return rows

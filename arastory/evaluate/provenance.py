@@ -65,8 +65,15 @@ def check_generation(out_dir: Path, generations_file: Path, identity: dict, samp
     if stored is not None:
         changed = differences(stored, identity)
     else:  # an eval dir from before provenance.json: its rows still record the sampling
-        old = next((row.get("meta", {}).get("sampling") for _, row in iter_jsonl(generations_file, on_error="skip")), None)
-        changed = differences({"sampling": old}, {"sampling": sampling}) if old is not None and sampling is not None else []
+        old = next(
+            (row.get("meta", {}).get("sampling") for _, row in iter_jsonl(generations_file, on_error="skip")), None
+        )
+        changed = (
+            differences({"sampling": old}, {"sampling": sampling}) if old is not None and sampling is not None else []
+        )
     if changed:
-        raise ConfigError("out", f"'{out_dir}' holds stories made with other settings ({'; '.join(changed[:3])}); "
-                                 "rerun with the same settings or use a new out=")
+        raise ConfigError(
+            "out",
+            f"'{out_dir}' holds stories made with other settings ({'; '.join(changed[:3])}); "
+            "rerun with the same settings or use a new out=",
+        )

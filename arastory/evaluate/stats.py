@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from scipy.stats import norm
@@ -20,7 +20,7 @@ from arastory.errors import ArastoryError
 
 # Bootstrap resamples are drawn in blocks so memory stays bounded (n_boot x n indices) for large sets.
 _BLOCK_CELLS = 2_000_000
-MIN_N_BOOTSTRAP = 10      # ours: below it a bootstrap CI of a mean under-covers badly, so none is reported
+MIN_N_BOOTSTRAP = 10  # ours: below it a bootstrap CI of a mean under-covers badly, so none is reported
 EXACT_SIGN_FLIP_MAX_N = 16  # up to 2^16 sign patterns are enumerated exactly; above, a seeded Monte Carlo sample
 
 
@@ -55,8 +55,8 @@ def bca_interval(data: np.ndarray, boot_means: np.ndarray, alpha: float = 0.05) 
     z0 = norm.ppf(min(max(below, 1e-10), 1 - 1e-10))
     jack = (data.sum() - data) / (len(data) - 1)
     spread = jack.mean() - jack
-    denominator = 6.0 * np.sum(spread ** 2) ** 1.5
-    accel = float(np.sum(spread ** 3) / denominator) if denominator > 0 else 0.0
+    denominator = 6.0 * np.sum(spread**2) ** 1.5
+    accel = float(np.sum(spread**3) / denominator) if denominator > 0 else 0.0
     levels = []
     for z_alpha in (norm.ppf(alpha / 2), norm.ppf(1 - alpha / 2)):
         shifted = z0 + (z0 + z_alpha) / (1 - accel * (z0 + z_alpha))
@@ -94,7 +94,7 @@ def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
         low = high = None
     else:
         low, high = bca_interval(data, bootstrap_means(data, n_boot, np.random.default_rng(seed)), alpha)
-    return {"mean": mean, "ci_low": low, "ci_high": high, "n": int(len(data))}
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(data)}
 
 
 def paired_comparison(a: dict, b: dict, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
@@ -104,8 +104,9 @@ def paired_comparison(a: dict, b: dict, n_boot: int = 2000, seed: int = 0, alpha
     """
     shared = sorted(k for k in set(a) & set(b) if _number(a[k]) and _number(b[k]))
     if not shared:
-        raise ArastoryError("paired comparison: the two systems share no scored prompts "
-                            "(evaluate them on the same prompts.jsonl)")
+        raise ArastoryError(
+            "paired comparison: the two systems share no scored prompts (evaluate them on the same prompts.jsonl)"
+        )
     score_a = np.array([float(a[k]) for k in shared])
     score_b = np.array([float(b[k]) for k in shared])
     diff = score_a - score_b
@@ -164,8 +165,9 @@ def _number(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def summarize(rows: list[dict], by: str, values: list[str], n_boot: int = 2000, seed: int = 0,
-              rates: Iterable[str] = ()) -> dict:
+def summarize(
+    rows: list[dict], by: str, values: list[str], n_boot: int = 2000, seed: int = 0, rates: Iterable[str] = ()
+) -> dict:
     """{group: {value: bootstrap_ci(...)}} over rows grouped by `rows[i][by]`; None and missing values are skipped;
     the names in `rates` are yes/no metrics (Wilson intervals)."""
     rates = set(rates)
@@ -174,15 +176,20 @@ def summarize(rows: list[dict], by: str, values: list[str], n_boot: int = 2000, 
         for name in values:
             if _number(row.get(name)):
                 grouped[row.get(by)][name].append(row[name])
-    return {group: {name: bootstrap_ci(per_value.get(name, []), n_boot=n_boot, seed=seed, rate=name in rates)
-                    for name in values}
-            for group, per_value in sorted(grouped.items(), key=lambda item: str(item[0]))}
+    return {
+        group: {
+            name: bootstrap_ci(per_value.get(name, []), n_boot=n_boot, seed=seed, rate=name in rates) for name in values
+        }
+        for group, per_value in sorted(grouped.items(), key=lambda item: str(item[0]))
+    }
 
 
 # ---- agreement -------------------------------------------------------------------------------------------------
 
-def percentile_ci(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 1000, alpha: float = 0.05,
-                  seed: int = 0) -> tuple[float | None, float | None]:
+
+def percentile_ci(
+    statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float | None, float | None]:
     """Percentile bootstrap interval of `statistic(indices)` over resampled item indices; undefined resamples
     (e.g. constant scores) are left out, and no interval is given when more than 5% are undefined or n is small."""
     if n < MIN_N_BOOTSTRAP:

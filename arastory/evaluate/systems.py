@@ -56,22 +56,24 @@ class RunSystem:
     run_dir: str | None = None
     name: str | None = None
     backend: str = "hf"
-    merge: bool = False          # vLLM only: merge the adapter into a bf16 copy of the base (never into 4-bit weights)
+    merge: bool = False  # vLLM only: merge the adapter into a bf16 copy of the base (never into 4-bit weights)
     batch_size: int = 8
-    tensor_parallel_size: int = 1   # vLLM only: GPUs one model is split over
+    tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over
     device: str | None = None
     kind: str = "local"
 
     def check(self) -> None:
         if not self.run_dir:
-            raise ConfigError("run", "system=run needs a training run dir: `python evaluate.py run=outputs/train/<date>/<time>`")
+            raise ConfigError(
+                "run", "system=run needs a training run dir: `python evaluate.py run=outputs/train/<date>/<time>`"
+            )
         cfg = load_run_config(self.run_dir)
         if not (Path(self.run_dir) / "adapter" / "adapter_config.json").exists():
             raise ConfigError("run", f"'{self.run_dir}' has no adapter/ (did the training run finish?)")
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or run_system_name(cfg)
 
-    def open(self) -> "LocalGenerator":
+    def open(self) -> LocalGenerator:
         from hydra.utils import instantiate
         from peft import PeftModel
 
@@ -82,14 +84,34 @@ class RunSystem:
         base_path = resolve_model_path(cfg.model)
         tokenizer = load_tokenizer(adapter_dir, cfg.model.trust_remote_code)
         if self.backend == "vllm":
-            return VLLMGenerator(self.name, base_path, tokenizer, cfg.data.max_length, adapter_dir=adapter_dir,
-                                 merge=self.merge, lora_rank=int(cfg.peft.r), trust_remote_code=cfg.model.trust_remote_code,
-                                 tensor_parallel_size=self.tensor_parallel_size)
-        base = load_model(base_path, instantiate(cfg.quant), cfg.model.dtype, cfg.model.attn_implementation,
-                          cfg.model.trust_remote_code, for_training=False)
+            return VLLMGenerator(
+                self.name,
+                base_path,
+                tokenizer,
+                cfg.data.max_length,
+                adapter_dir=adapter_dir,
+                merge=self.merge,
+                lora_rank=int(cfg.peft.r),
+                trust_remote_code=cfg.model.trust_remote_code,
+                tensor_parallel_size=self.tensor_parallel_size,
+            )
+        base = load_model(
+            base_path,
+            instantiate(cfg.quant),
+            cfg.model.dtype,
+            cfg.model.attn_implementation,
+            cfg.model.trust_remote_code,
+            for_training=False,
+        )
         model = PeftModel.from_pretrained(base, adapter_dir)
-        return LocalGenerator(self.name, model, tokenizer, cfg.data.max_length, self.batch_size,
-                              meta={"base": str(cfg.model.name_or_path or base_path), "adapter": adapter_dir})
+        return LocalGenerator(
+            self.name,
+            model,
+            tokenizer,
+            cfg.data.max_length,
+            self.batch_size,
+            meta={"base": str(cfg.model.name_or_path or base_path), "adapter": adapter_dir},
+        )
 
     def identity(self) -> dict:
         """The run, its base model and quantization, and the adapter's content (a retrained adapter is another system)."""
@@ -97,10 +119,16 @@ class RunSystem:
 
         cfg = load_run_config(self.run_dir)
         weights = sorted((Path(self.run_dir) / "adapter").glob("adapter_model.*"))
-        return {"kind": "run", "name": self.name, "run": str(Path(self.run_dir).resolve()),
-                "base": OmegaConf.select(cfg, "model.name_or_path") or ("tiny" if OmegaConf.select(cfg, "model.tiny") else None),
-                "quant": OmegaConf.select(cfg, "quant._target_"),
-                "adapter": file_fingerprint(weights[0]) if weights else None, "backend": self.backend}
+        return {
+            "kind": "run",
+            "name": self.name,
+            "run": str(Path(self.run_dir).resolve()),
+            "base": OmegaConf.select(cfg, "model.name_or_path")
+            or ("tiny" if OmegaConf.select(cfg, "model.tiny") else None),
+            "quant": OmegaConf.select(cfg, "quant._target_"),
+            "adapter": file_fingerprint(weights[0]) if weights else None,
+            "backend": self.backend,
+        }
 
 
 @dataclass
@@ -109,21 +137,25 @@ class HFSystem:
 
     model: str | None = None
     name: str | None = None
-    quant: str | None = None     # null (full precision) | nf4 (bitsandbytes 4-bit)
+    quant: str | None = None  # null (full precision) | nf4 (bitsandbytes 4-bit)
     dtype: str = "bfloat16"
     attn_implementation: str | None = "sdpa"
     trust_remote_code: bool = False
     backend: str = "hf"
     batch_size: int = 8
-    max_length: int = 2048       # prompt + story tokens for perplexity
+    max_length: int = 2048  # prompt + story tokens for perplexity
     revision: str | None = None  # a hub branch, tag or commit (null: main); part of the system's identity
-    tensor_parallel_size: int = 1   # vLLM only: GPUs one model is split over
+    tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over
     kind: str = "local"
 
     def check(self) -> None:
         if not self.model:
-            raise ConfigError("system.model", "is empty; name an HF id or a local path, e.g. system.model=FreedomIntelligence/AceGPT-7B-chat")
+            raise ConfigError(
+                "system.model",
+                "is empty; name an HF id or a local path, e.g. system.model=FreedomIntelligence/AceGPT-7B-chat",
+            )
         from arastory.train.model import check_model_path
+
         try:
             check_model_path(str(self.model))
         except ConfigError as error:
@@ -133,29 +165,51 @@ class HFSystem:
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or str(self.model)
 
-    def open(self) -> "LocalGenerator":
+    def open(self) -> LocalGenerator:
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
         path = resolve_model_path(OmegaConf.create({"name_or_path": self.model}))
         if self.revision and not Path(path).exists():
             from huggingface_hub import snapshot_download
+
             path = snapshot_download(repo_id=str(self.model), revision=self.revision)
         tokenizer = load_tokenizer(path, self.trust_remote_code)
         if self.backend == "vllm":
-            return VLLMGenerator(self.name, path, tokenizer, self.max_length, trust_remote_code=self.trust_remote_code,
-                                 tensor_parallel_size=self.tensor_parallel_size)
+            return VLLMGenerator(
+                self.name,
+                path,
+                tokenizer,
+                self.max_length,
+                trust_remote_code=self.trust_remote_code,
+                tensor_parallel_size=self.tensor_parallel_size,
+            )
         quant = None
         if self.quant == "nf4":
             from transformers import BitsAndBytesConfig
-            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                       bnb_4bit_compute_dtype=getattr(torch, self.dtype))
-        model = load_model(path, quant, self.dtype, self.attn_implementation, self.trust_remote_code, for_training=False)
-        return LocalGenerator(self.name, model, tokenizer, self.max_length, self.batch_size, meta={"model": str(self.model)})
+
+            quant = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=getattr(torch, self.dtype),
+            )
+        model = load_model(
+            path, quant, self.dtype, self.attn_implementation, self.trust_remote_code, for_training=False
+        )
+        return LocalGenerator(
+            self.name, model, tokenizer, self.max_length, self.batch_size, meta={"model": str(self.model)}
+        )
 
     def identity(self) -> dict:
-        return {"kind": "hf", "name": self.name, "model": str(self.model),
-                "revision": model_revision(str(self.model), self.revision), "quant": self.quant, "dtype": self.dtype,
-                "backend": self.backend}
+        return {
+            "kind": "hf",
+            "name": self.name,
+            "model": str(self.model),
+            "revision": model_revision(str(self.model), self.revision),
+            "quant": self.quant,
+            "dtype": self.dtype,
+            "backend": self.backend,
+        }
 
 
 @dataclass
@@ -175,11 +229,18 @@ class OpenAISystem:
     def check(self) -> None:
         from arastory.llm import ChatClient
 
-        self._client = ChatClient(self.model, self.base_url, self.api_key_env, self.timeout, self.max_retries,
-                                  key_hint="or evaluate a local system (system=run or system=hf)", config_key="system")
+        self._client = ChatClient(
+            self.model,
+            self.base_url,
+            self.api_key_env,
+            self.timeout,
+            self.max_retries,
+            key_hint="or evaluate a local system (system=run or system=hf)",
+            config_key="system",
+        )
         self.name = self.name or self.model
 
-    def open(self) -> "APIGenerator":
+    def open(self) -> APIGenerator:
         if self._client is None:
             self.check()
         return APIGenerator(self.name, self._client, self.concurrency)
@@ -196,14 +257,18 @@ def model_revision(model: str, revision: str | None = None) -> str:
     path = Path(model).expanduser()
     if path.exists():
         from arastory.io import fingerprint
+
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return "local:" + fingerprint([(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+        return "local:" + fingerprint(
+            [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+        )
     try:
         from huggingface_hub import try_to_load_from_cache
+
         cached = try_to_load_from_cache(model, "config.json", revision=revision)
         if isinstance(cached, str):
             return Path(cached).parent.name  # .../snapshots/<commit>/config.json
-    except Exception:  # noqa: BLE001 - not an HF id the cache knows: the requested revision names it
+    except Exception:
         pass
     return revision or "main"
 
@@ -215,15 +280,22 @@ def _check_backend(backend: str, tensor_parallel_size: int = 1) -> None:
         raise ConfigError("system.tensor_parallel_size", f"must be a positive integer, got {tensor_parallel_size}")
     if backend == "vllm":
         import importlib.util
+
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if not gpus:
-            raise ConfigError("system.backend", "vllm needs a CUDA GPU and this machine has none; use system.backend=hf")
+            raise ConfigError(
+                "system.backend", "vllm needs a CUDA GPU and this machine has none; use system.backend=hf"
+            )
         if tensor_parallel_size > gpus:
-            raise ConfigError("system.tensor_parallel_size", f"{tensor_parallel_size} GPUs asked, {gpus} visible "
-                                                             "(CUDA_VISIBLE_DEVICES)")
+            raise ConfigError(
+                "system.tensor_parallel_size",
+                f"{tensor_parallel_size} GPUs asked, {gpus} visible (CUDA_VISIBLE_DEVICES)",
+            )
         if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("system.backend", "vllm is not installed; pip install 'arastory[vllm]' (GPU only), "
-                              "or use system.backend=hf")
+            raise ConfigError(
+                "system.backend",
+                "vllm is not installed; pip install 'arastory[vllm]' (GPU only), or use system.backend=hf",
+            )
 
 
 # ------------------------------------------------------------------------------------------------------ generators
@@ -245,8 +317,15 @@ class LocalGenerator:
         from arastory.train.generate import generate_batch
 
         torch.manual_seed(seed)
-        return generate_batch(self.model, self.formatter, prompts, sampling.max_new_tokens, sampling.temperature,
-                              sampling.top_p, sampling.do_sample)
+        return generate_batch(
+            self.model,
+            self.formatter,
+            prompts,
+            sampling.max_new_tokens,
+            sampling.temperature,
+            sampling.top_p,
+            sampling.do_sample,
+        )
 
     def prompt_tokens(self, prompt: str) -> int:
         """Tokens of the formatted prompt (checked against limits.max_prompt_tokens before generating)."""
@@ -276,18 +355,27 @@ class LocalGenerator:
         collate = pad_collate(self.tokenizer.pad_token_id)
         loss_sum, tokens = 0.0, 0
         for start in range(0, len(examples), self.batch_size):
-            batch = {k: v.to(self.model.device) for k, v in collate(examples[start:start + self.batch_size]).items()}
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            batch = {k: v.to(self.model.device) for k, v in collate(examples[start : start + self.batch_size]).items()}
+            logits = (
+                self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            )
             labels = batch["labels"][:, 1:]
-            loss_sum += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                                                                ignore_index=-100, reduction="sum"))
+            loss_sum += float(
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+                )
+            )
             tokens += int((labels != -100).sum())
         if not tokens:
             return None
         bits = loss_sum / math.log(2)
-        return {"perplexity": round(math.exp(min(loss_sum / tokens, 50)), 4),
-                "bits_per_char": round(bits / chars, 4) if chars else None,
-                "bits_per_word": round(bits / words, 4) if words else None, "stories": len(examples), "tokens": tokens}
+        return {
+            "perplexity": round(math.exp(min(loss_sum / tokens, 50)), 4),
+            "bits_per_char": round(bits / chars, 4) if chars else None,
+            "bits_per_word": round(bits / words, 4) if words else None,
+            "stories": len(examples),
+            "tokens": tokens,
+        }
 
     def close(self) -> None:
         self.model = None
@@ -302,8 +390,18 @@ class VLLMGenerator:
 
     kind = "local"
 
-    def __init__(self, name: str, base_path: str, tokenizer, max_length: int, adapter_dir: str | None = None,
-                 merge: bool = False, lora_rank: int = 16, trust_remote_code: bool = False, tensor_parallel_size: int = 1):
+    def __init__(
+        self,
+        name: str,
+        base_path: str,
+        tokenizer,
+        max_length: int,
+        adapter_dir: str | None = None,
+        merge: bool = False,
+        lora_rank: int = 16,
+        trust_remote_code: bool = False,
+        tensor_parallel_size: int = 1,
+    ):
         from arastory.extras import require_extra
         from arastory.train.formatting import ExampleFormatter
 
@@ -311,30 +409,54 @@ class VLLMGenerator:
 
         self.name, self.tokenizer = name, tokenizer
         self.formatter = ExampleFormatter(tokenizer, max_length=max_length)
-        self.meta = {"backend": "vllm", "base": base_path, "adapter": adapter_dir, "merged": bool(adapter_dir and merge),
-                     "tensor_parallel_size": tensor_parallel_size}
+        self.meta = {
+            "backend": "vllm",
+            "base": base_path,
+            "adapter": adapter_dir,
+            "merged": bool(adapter_dir and merge),
+            "tensor_parallel_size": tensor_parallel_size,
+        }
         self.lora_request = None
         if adapter_dir and merge:
             base_path = merged_bf16_copy(base_path, adapter_dir, trust_remote_code)
         elif adapter_dir:
             from vllm.lora.request import LoRARequest
-            self.lora_request = LoRARequest("adapter", 1, adapter_dir)   # the run's adapter, applied per request
-        self.llm = LLM(model=base_path, tokenizer=adapter_dir or base_path, dtype="bfloat16",
-                       enable_lora=self.lora_request is not None, max_lora_rank=max(lora_rank, 8), max_loras=1,
-                       tensor_parallel_size=tensor_parallel_size, trust_remote_code=trust_remote_code)
+
+            self.lora_request = LoRARequest("adapter", 1, adapter_dir)  # the run's adapter, applied per request
+        self.llm = LLM(
+            model=base_path,
+            tokenizer=adapter_dir or base_path,
+            dtype="bfloat16",
+            enable_lora=self.lora_request is not None,
+            max_lora_rank=max(lora_rank, 8),
+            max_loras=1,
+            tensor_parallel_size=tensor_parallel_size,
+            trust_remote_code=trust_remote_code,
+        )
 
     def generate(self, prompts: list[str], sampling: Sampling, seed: int) -> list[dict]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=sampling.max_new_tokens, seed=seed, stop_token_ids=self.formatter.stop_token_ids,
-                                temperature=sampling.temperature if sampling.do_sample else 0.0,
-                                top_p=sampling.top_p if sampling.do_sample else 1.0)
+        params = SamplingParams(
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+            stop_token_ids=self.formatter.stop_token_ids,
+            temperature=sampling.temperature if sampling.do_sample else 0.0,
+            top_p=sampling.top_p if sampling.do_sample else 1.0,
+        )
         inputs = [{"prompt_token_ids": self.formatter.prompt_ids(p)} for p in prompts]
         outputs = self.llm.generate(inputs, params, lora_request=self.lora_request, use_tqdm=False)
-        return [{"story": o.outputs[0].text.strip(), "meta": {"new_tokens": len(o.outputs[0].token_ids),
-                                                              "finished": o.outputs[0].finish_reason == "stop",
-                                                              "finish_reason": o.outputs[0].finish_reason}}
-                for o in outputs]
+        return [
+            {
+                "story": o.outputs[0].text.strip(),
+                "meta": {
+                    "new_tokens": len(o.outputs[0].token_ids),
+                    "finished": o.outputs[0].finish_reason == "stop",
+                    "finish_reason": o.outputs[0].finish_reason,
+                },
+            }
+            for o in outputs
+        ]
 
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.formatter.prompt_ids(prompt))
@@ -383,9 +505,16 @@ class APIGenerator:
         else:
             params["temperature"] = 0
         response = self.client.chat([{"role": "user", "content": prompt}], **params)
-        return {"story": response.text.strip(), "meta": {"usage": response.usage, "retries": response.retries,
-                                                         "model": response.model, "finish_reason": response.finish_reason,
-                                                         "finished": response.finish_reason != "length"}}
+        return {
+            "story": response.text.strip(),
+            "meta": {
+                "usage": response.usage,
+                "retries": response.retries,
+                "model": response.model,
+                "finish_reason": response.finish_reason,
+                "finished": response.finish_reason != "length",
+            },
+        }
 
     def perplexity(self, records) -> None:
         return None  # an API model's token probabilities are not available

@@ -11,8 +11,17 @@ from arastory.errors import ConfigError
 from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
 
-SETTING_KEYS = ("threshold", "chunk_size", "workers", "workers_min_items", "on_error", "max_failure_rate", "max_chars",
-                "plots", "progress")
+SETTING_KEYS = (
+    "threshold",
+    "chunk_size",
+    "workers",
+    "workers_min_items",
+    "on_error",
+    "max_failure_rate",
+    "max_chars",
+    "plots",
+    "progress",
+)
 
 
 def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSettings:
@@ -25,6 +34,7 @@ def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSett
                 parts[name] = instantiate(section[name], _convert_="all")
             except Exception as error:  # a bad key or value inside the section: name it
                 from arastory.errors import ArastoryError
+
                 if isinstance(error, ArastoryError):
                     raise
                 cause = error.__cause__ if isinstance(error.__cause__, ArastoryError) else None
@@ -62,6 +72,7 @@ def build_encoder(cfg: DictConfig, key: str = "encoder"):
         return instantiate(cfg, _convert_="all")
     except Exception as error:
         from arastory.errors import ArastoryError
+
         cause = error.__cause__ if isinstance(error.__cause__, ArastoryError) else None
         if isinstance(error, ArastoryError):
             raise
@@ -72,5 +83,6 @@ def input_path(value: str) -> Path:
     """`bundled` is the parallel set shipped in arastory/data/bundled/; anything else is a path."""
     if value == "bundled":
         from arastory.data.bundled import PARALLEL_FILE
+
         return PARALLEL_FILE
     return Path(value)

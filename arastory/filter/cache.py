@@ -21,7 +21,9 @@ class ArrayStore:
     it never recomputes anything. Rows are flushed before `done` advances, so a resumed job restarts at `done`.
     """
 
-    def __init__(self, key: str, capacity: int, columns: dict[str, tuple[str, tuple[int, ...]]], root: Path | None = None):
+    def __init__(
+        self, key: str, capacity: int, columns: dict[str, tuple[str, tuple[int, ...]]], root: Path | None = None
+    ):
         self.dir = (root or cache_dir() / "filter") / key
         self.capacity, self.columns = max(1, capacity), columns
         self.state = self._read_state()
@@ -52,7 +54,9 @@ class ArrayStore:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         for name, (dtype, shape) in self.columns.items():
-            np.lib.format.open_memmap(self.dir / f"{name}.npy", mode="w+", dtype=dtype, shape=(self.capacity, *shape)).flush()
+            np.lib.format.open_memmap(
+                self.dir / f"{name}.npy", mode="w+", dtype=dtype, shape=(self.capacity, *shape)
+            ).flush()
         self.state = {"capacity": self.capacity, "columns": _plain(self.columns), "done": 0, "complete": False}
         atomic_write_json(self.dir / STATE_FILE, self.state)
 
@@ -66,13 +70,13 @@ class ArrayStore:
         n = len(next(iter(values.values())))
         for name, array in values.items():
             target = self._array(name, "r+")
-            target[start:start + n] = array
+            target[start : start + n] = array
             target.flush()
         self.state["done"] = start + n
         atomic_write_json(self.dir / STATE_FILE, self.state)
 
     @classmethod
-    def open_complete(cls, key: str, root: Path | None = None) -> "ArrayStore | None":
+    def open_complete(cls, key: str, root: Path | None = None) -> ArrayStore | None:
         """The finished store under `key`, or None (a miss): opening a hit needs no column sizes."""
         path = (root or cache_dir() / "filter") / key / STATE_FILE
         try:

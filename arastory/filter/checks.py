@@ -26,21 +26,22 @@ class CheckSettings:
     """Bounds of the cheap checks (all ours: set on the bundled parallel set, see docs/filter.md)."""
 
     enabled: list[str] = field(default_factory=lambda: list(CHECKS))
-    min_arabic_share: float = 0.9          # Arabic letters / all letters in the Arabic story
-    min_arabic_share_prompt: float = 0.5   # prompts may keep a quoted English word
-    max_copied_english: float = 0.05       # share of the English story's word trigrams found verbatim in the Arabic side
-    min_length_ratio: float = 0.45         # Arabic words / English words (faithful MSA: 0.68-0.89 on the bundled set)
+    min_arabic_share: float = 0.9  # Arabic letters / all letters in the Arabic story
+    min_arabic_share_prompt: float = 0.5  # prompts may keep a quoted English word
+    max_copied_english: float = 0.05  # share of the English story's word trigrams found verbatim in the Arabic side
+    min_length_ratio: float = 0.45  # Arabic words / English words (faithful MSA: 0.68-0.89 on the bundled set)
     max_length_ratio: float = 1.6
-    max_repeated_sentences: float = 0.3    # share of sentences that repeat an earlier one
-    max_repeated_ngrams: float = 0.2       # share of word 4-grams that repeat an earlier one
+    max_repeated_sentences: float = 0.3  # share of sentences that repeat an earlier one
+    max_repeated_ngrams: float = 0.2  # share of word 4-grams that repeat an earlier one
     target_variety: str = "msa"
-    min_dialect_markers: int = 1           # distinct markers of another variety that mark the story as dialect
+    min_dialect_markers: int = 1  # distinct markers of another variety that mark the story as dialect
     possessive_stems: list[str] = field(default_factory=lambda: ["بتاع", "ديال"])  # carry pronoun suffixes
 
     def __post_init__(self):
         unknown = [c for c in self.enabled if c not in CHECKS]
         if unknown:
             from arastory.errors import ConfigError
+
             raise ConfigError("filter.checks.enabled", f"'{unknown[0]}' is not one of: {', '.join(CHECKS)}")
 
     def as_key(self) -> dict:
@@ -64,11 +65,11 @@ def _empty(pair, s) -> bool:
 
 def _untranslated(pair, s) -> bool:
     english = [w.lower() for w in _LATIN_WORD.findall(pair.en_story)]
-    grams = {tuple(english[i:i + 3]) for i in range(len(english) - 2)}
+    grams = {tuple(english[i : i + 3]) for i in range(len(english) - 2)}
     if not grams:
         return False
     arabic_side = [w.lower() for w in _LATIN_WORD.findall(pair.ar_prompt + " " + pair.ar_story)]
-    copied = {tuple(arabic_side[i:i + 3]) for i in range(len(arabic_side) - 2)} & grams
+    copied = {tuple(arabic_side[i : i + 3]) for i in range(len(arabic_side) - 2)} & grams
     return len(copied) / len(grams) > s.max_copied_english
 
 
@@ -88,7 +89,7 @@ def repeated_share(items: list) -> float:
 def _repetition(pair, s) -> bool:
     said = [normalize_for_hash(x) for x in sentences(pair.ar_story)]
     tokens = normalize_for_hash(pair.ar_story).split()
-    grams = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
+    grams = [tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)]
     return repeated_share(said) > s.max_repeated_sentences or repeated_share(grams) > s.max_repeated_ngrams
 
 
@@ -108,8 +109,14 @@ def _wrong_variety(pair, s) -> bool:
     return len(dialect_markers(pair.ar_story, s.target_variety, stems)) >= s.min_dialect_markers
 
 
-_CHECK_FUNCTIONS = {"empty": _empty, "untranslated": _untranslated, "arabic_share": _arabic_share,
-                    "length_ratio": _length_ratio, "repetition": _repetition, "wrong_variety": _wrong_variety}
+_CHECK_FUNCTIONS = {
+    "empty": _empty,
+    "untranslated": _untranslated,
+    "arabic_share": _arabic_share,
+    "length_ratio": _length_ratio,
+    "repetition": _repetition,
+    "wrong_variety": _wrong_variety,
+}
 
 
 def text_hash(text: str) -> int:

@@ -16,11 +16,11 @@ class DedupSettings:
 
     exact: bool = True
     near: bool = True
-    similarity: float = 0.95          # a pair this similar to an earlier kept pair is a near-duplicate
-    index: str = "auto"               # auto | flat | ivf
-    ivf_min_items: int = 50_000       # `auto` switches from a flat index to IVF at this many candidates
+    similarity: float = 0.95  # a pair this similar to an earlier kept pair is a near-duplicate
+    index: str = "auto"  # auto | flat | ivf
+    ivf_min_items: int = 50_000  # `auto` switches from a flat index to IVF at this many candidates
     nprobe: int = 16
-    chunk_size: int = 1024            # within-chunk comparison costs chunk_size x dim per item
+    chunk_size: int = 1024  # within-chunk comparison costs chunk_size x dim per item
 
     def __post_init__(self):
         if self.index not in ("auto", "flat", "ivf"):
@@ -69,7 +69,7 @@ def near_duplicates(candidates: np.ndarray, embeddings: np.ndarray, settings: De
     index, kind = make_index(embeddings.shape[1], len(candidates), settings, sample)
     dups = []
     for start in range(0, len(candidates), settings.chunk_size):
-        ids = candidates[start:start + settings.chunk_size]
+        ids = candidates[start : start + settings.chunk_size]
         vectors = np.ascontiguousarray(embeddings[ids], dtype=np.float32)
         drop = np.zeros(len(ids), dtype=bool)
         if index.ntotal:
@@ -94,9 +94,16 @@ class LeakageSettings:
     chunk_size: int = 4096
 
 
-def leaked(candidates: np.ndarray, pair_embeddings: np.ndarray, prompt_embeddings: np.ndarray | None,
-           pair_hashes: np.ndarray, eval_embeddings: np.ndarray, eval_prompt_embeddings: np.ndarray,
-           eval_hashes: set[int], settings: LeakageSettings) -> np.ndarray:
+def leaked(
+    candidates: np.ndarray,
+    pair_embeddings: np.ndarray,
+    prompt_embeddings: np.ndarray | None,
+    pair_hashes: np.ndarray,
+    eval_embeddings: np.ndarray,
+    eval_prompt_embeddings: np.ndarray,
+    eval_hashes: set[int],
+    settings: LeakageSettings,
+) -> np.ndarray:
     """Candidates that match an eval item: same normalized prompt or story, or similarity >= settings.similarity."""
     import faiss
 
@@ -108,10 +115,15 @@ def leaked(candidates: np.ndarray, pair_embeddings: np.ndarray, prompt_embedding
     prompts.add(np.ascontiguousarray(eval_prompt_embeddings, dtype=np.float32))
     out = []
     for start in range(0, len(candidates), settings.chunk_size):
-        ids = candidates[start:start + settings.chunk_size]
+        ids = candidates[start : start + settings.chunk_size]
         hit = np.array([int(pair_hashes[i, 1]) in eval_hashes or int(pair_hashes[i, 2]) in eval_hashes for i in ids])
-        hit |= full.search(np.ascontiguousarray(pair_embeddings[ids], dtype=np.float32), 1)[0][:, 0] >= settings.similarity
+        hit |= (
+            full.search(np.ascontiguousarray(pair_embeddings[ids], dtype=np.float32), 1)[0][:, 0] >= settings.similarity
+        )
         if prompt_embeddings is not None:
-            hit |= prompts.search(np.ascontiguousarray(prompt_embeddings[ids], dtype=np.float32), 1)[0][:, 0] >= settings.similarity
+            hit |= (
+                prompts.search(np.ascontiguousarray(prompt_embeddings[ids], dtype=np.float32), 1)[0][:, 0]
+                >= settings.similarity
+            )
         out.extend(ids[hit].tolist())
     return np.array(out, dtype=np.int64)

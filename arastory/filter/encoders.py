@@ -17,15 +17,24 @@ from arastory.records import ParallelRecord
 
 def pair_texts(pairs: list[ParallelRecord], separator: str = "\n") -> tuple[list[str], list[str]]:
     """(English prompt+story, Arabic prompt+story) per pair: what the similarity compares."""
-    return ([f"{p.en_prompt}{separator}{p.en_story}" for p in pairs],
-            [f"{p.ar_prompt}{separator}{p.ar_story}" for p in pairs])
+    return (
+        [f"{p.en_prompt}{separator}{p.en_story}" for p in pairs],
+        [f"{p.ar_prompt}{separator}{p.ar_story}" for p in pairs],
+    )
 
 
 class SentenceEncoder:
     """Any sentence-transformers model (default LaBSE) by HF id or local path; batched, on the GPU when present."""
 
-    def __init__(self, model: str = "sentence-transformers/LaBSE", batch_size: int = 64, device: str | None = None,
-                 max_seq_length: int | None = None, separator: str = "\n", trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str = "sentence-transformers/LaBSE",
+        batch_size: int = 64,
+        device: str | None = None,
+        max_seq_length: int | None = None,
+        separator: str = "\n",
+        trust_remote_code: bool = False,
+    ):
         self.model_name, self.batch_size, self.device = str(model), batch_size, device
         self.max_seq_length, self.separator, self.trust_remote_code = max_seq_length, separator, trust_remote_code
         self._model = None
@@ -35,8 +44,12 @@ class SentenceEncoder:
     def id(self) -> str:
         model = self.model_name
         if Path(model).exists():  # a local model: its files, not its path, identify it
-            model = fingerprint(model, sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
-                                              for p in Path(model).rglob("*") if p.is_file()))
+            model = fingerprint(
+                model,
+                sorted(
+                    (p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(model).rglob("*") if p.is_file()
+                ),
+            )
         return "st-" + fingerprint("sentence-transformers", model, self.max_seq_length, self.separator)
 
     @property
@@ -47,12 +60,16 @@ class SentenceEncoder:
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             try:
-                self._model = SentenceTransformer(self.model_name, device=device,
-                                                  trust_remote_code=self.trust_remote_code)
-            except (OSError, ValueError) as error:   # offline hub, unknown id, not a sentence-transformers model
-                raise ConfigError("encoder.model", f"'{self.model_name}' cannot be loaded ({_first_line(error)}); "
-                                  "download it once with network access (it is cached), or set encoder.model=<local "
-                                  "dir>, or use encoder=lexicon (offline)") from None
+                self._model = SentenceTransformer(
+                    self.model_name, device=device, trust_remote_code=self.trust_remote_code
+                )
+            except (OSError, ValueError) as error:  # offline hub, unknown id, not a sentence-transformers model
+                raise ConfigError(
+                    "encoder.model",
+                    f"'{self.model_name}' cannot be loaded ({_first_line(error)}); "
+                    "download it once with network access (it is cached), or set encoder.model=<local "
+                    "dir>, or use encoder=lexicon (offline)",
+                ) from None
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
@@ -63,8 +80,9 @@ class SentenceEncoder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.texts_encoded += len(texts)
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32)
+        return self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
 
     def encode_pairs(self, pairs: list[ParallelRecord]) -> tuple[np.ndarray, np.ndarray]:
         english, arabic = pair_texts(pairs, self.separator)
@@ -75,15 +93,27 @@ class SentenceEncoder:
 class LexiconEncoder:
     """The offline scorer: bilingual-lexicon coverage for the similarity, hashed word vectors for dedup/leakage."""
 
-    def __init__(self, lexicon: str = "bundled", dim: int = 512, length_band: tuple[float, float] = (0.6, 1.1),
-                 length_weight: float = 1.0, center: float = 0.57, scale: float = 0.05):
+    def __init__(
+        self,
+        lexicon: str = "bundled",
+        dim: int = 512,
+        length_band: tuple[float, float] = (0.6, 1.1),
+        length_weight: float = 1.0,
+        center: float = 0.57,
+        scale: float = 0.05,
+    ):
         from arastory.filter.lexicon import BUNDLED_LEXICON, Lexicon, LexiconScorer
 
         self.lexicon_path = BUNDLED_LEXICON if lexicon == "bundled" else Path(lexicon)
         self.scorer = LexiconScorer(Lexicon(self.lexicon_path), length_band, length_weight, center, scale)
         self._dim = int(dim)
-        self.settings = {"dim": dim, "length_band": list(length_band), "length_weight": length_weight,
-                         "center": center, "scale": scale}
+        self.settings = {
+            "dim": dim,
+            "length_band": list(length_band),
+            "length_weight": length_weight,
+            "center": center,
+            "scale": scale,
+        }
         self.texts_encoded = 0
 
     @property

@@ -18,25 +18,97 @@ from arastory.text import normalize_arabic, normalize_for_hash
 BUNDLED_LEXICON = Path(__file__).resolve().parent / "lexicon_en_ar.tsv"
 
 # Function words carry no meaning a lexicon can check; everything else is a content word.
-STOPWORDS = frozenset("""a an the and or but if so as of to in on at by for from with into onto over under about
+STOPWORDS = frozenset(
+    """a an the and or but if so as of to in on at by for from with into onto over under about
 than then there here this that these those it its he she they we i you me him her us them his hers their theirs our
 ours my mine your yours who whom whose which what when where why how not no yes do does did done be is am are was
 were been being have has had will would shall should can could may might must just also too very all any some each
-every both either neither own same such only own oh ah s t don didn doesn isn wasn weren won wouldn couldn""".split())
-IRREGULAR = {"went": "go", "gone": "go", "saw": "see", "seen": "see", "ran": "run", "came": "come", "took": "take",
-             "taken": "take", "made": "make", "gave": "give", "given": "give", "found": "find", "felt": "feel",
-             "got": "get", "said": "say", "told": "tell", "thought": "think", "knew": "know", "ate": "eat",
-             "fell": "fall", "flew": "fly", "sat": "sit", "stood": "stand", "began": "begin", "brought": "bring",
-             "bought": "buy", "children": "child", "men": "man", "women": "woman", "mice": "mouse", "feet": "foot",
-             "teeth": "tooth", "caught": "catch", "taught": "teach", "slept": "sleep", "swam": "swim", "sang": "sing",
-             "drank": "drink", "wrote": "write", "woke": "wake", "left": "leave", "lost": "lose", "held": "hold",
-             "heard": "hear", "met": "meet", "kept": "keep", "built": "build", "threw": "throw", "grew": "grow",
-             "drew": "draw", "hid": "hide", "rode": "ride", "broke": "break", "wore": "wear", "best": "good",
-             "better": "good", "bigger": "big", "biggest": "big"}
+every both either neither own same such only own oh ah s t don didn doesn isn wasn weren won wouldn couldn""".split()
+)
+IRREGULAR = {
+    "went": "go",
+    "gone": "go",
+    "saw": "see",
+    "seen": "see",
+    "ran": "run",
+    "came": "come",
+    "took": "take",
+    "taken": "take",
+    "made": "make",
+    "gave": "give",
+    "given": "give",
+    "found": "find",
+    "felt": "feel",
+    "got": "get",
+    "said": "say",
+    "told": "tell",
+    "thought": "think",
+    "knew": "know",
+    "ate": "eat",
+    "fell": "fall",
+    "flew": "fly",
+    "sat": "sit",
+    "stood": "stand",
+    "began": "begin",
+    "brought": "bring",
+    "bought": "buy",
+    "children": "child",
+    "men": "man",
+    "women": "woman",
+    "mice": "mouse",
+    "feet": "foot",
+    "teeth": "tooth",
+    "caught": "catch",
+    "taught": "teach",
+    "slept": "sleep",
+    "swam": "swim",
+    "sang": "sing",
+    "drank": "drink",
+    "wrote": "write",
+    "woke": "wake",
+    "left": "leave",
+    "lost": "lose",
+    "held": "hold",
+    "heard": "hear",
+    "met": "meet",
+    "kept": "keep",
+    "built": "build",
+    "threw": "throw",
+    "grew": "grow",
+    "drew": "draw",
+    "hid": "hide",
+    "rode": "ride",
+    "broke": "break",
+    "wore": "wear",
+    "best": "good",
+    "better": "good",
+    "bigger": "big",
+    "biggest": "big",
+}
 _EN_WORD = re.compile(r"[a-z]+")
 _AR_LETTERS = re.compile(r"[^\u0621-\u064A]")
 _PREFIXES = ("وال", "فال", "بال", "كال", "ولل", "فلل", "لل", "ال", "و", "ف", "ب", "ل", "ك", "س")
-_SUFFIXES = ("هما", "كما", "تما", "ها", "هم", "هن", "كم", "نا", "ات", "ون", "ين", "ان", "وا", "تم", "ه", "ك", "ي", "ت", "ا")
+_SUFFIXES = (
+    "هما",
+    "كما",
+    "تما",
+    "ها",
+    "هم",
+    "هن",
+    "كم",
+    "نا",
+    "ات",
+    "ون",
+    "ين",
+    "ان",
+    "وا",
+    "تم",
+    "ه",
+    "ك",
+    "ي",
+    "ت",
+    "ا",
+)
 _VERB_PREFIXES = ("ي", "ت", "ن", "ا")
 MIN_STEM = 3
 
@@ -47,8 +119,21 @@ def english_lemmas(word: str) -> frozenset[str]:
     forms = {word}
     if word in IRREGULAR:
         forms.add(IRREGULAR[word])
-    for suffix, repl in (("ies", "y"), ("ied", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("d", ""),
-                         ("ing", ""), ("ing", "e"), ("ly", ""), ("ily", "y"), ("er", ""), ("est", "")):
+    for suffix, repl in (
+        ("ies", "y"),
+        ("ied", "y"),
+        ("es", ""),
+        ("s", ""),
+        ("ed", ""),
+        ("ed", "e"),
+        ("d", ""),
+        ("ing", ""),
+        ("ing", "e"),
+        ("ly", ""),
+        ("ily", "y"),
+        ("er", ""),
+        ("est", ""),
+    ):
         if word.endswith(suffix) and len(word) - len(suffix) >= 2:
             base = word[: len(word) - len(suffix)] + repl
             forms.add(base)
@@ -71,11 +156,11 @@ def arabic_stems(token: str) -> frozenset[str]:
     bases = {token}
     for prefix in _PREFIXES:
         if token.startswith(prefix) and len(token) - len(prefix) >= MIN_STEM - 1:
-            rest = token[len(prefix):]
+            rest = token[len(prefix) :]
             bases.add(rest)
             for inner in ("ال", "ب", "ل", "ك"):  # وبال..., فلما -> two clitics
                 if rest.startswith(inner) and len(rest) - len(inner) >= MIN_STEM:
-                    bases.add(rest[len(inner):])
+                    bases.add(rest[len(inner) :])
     for base in bases:
         for form in _with_suffixes_removed(base):
             out.add(form)
@@ -135,24 +220,36 @@ class Lexicon:
 
     def lookup_english(self, word: str) -> tuple[str, set[str]] | None:
         if word not in self._english_cache:
-            self._english_cache[word] = next(((lemma, self.en_to_ar[lemma]) for lemma in
-                                              (word, *sorted(english_lemmas(word) - {word})) if lemma in self.en_to_ar), None)
+            self._english_cache[word] = next(
+                (
+                    (lemma, self.en_to_ar[lemma])
+                    for lemma in (word, *sorted(english_lemmas(word) - {word}))
+                    if lemma in self.en_to_ar
+                ),
+                None,
+            )
         return self._english_cache[word]
 
 
 @dataclass
 class Coverage:
-    forward: float      # share of the English content words (known to the lexicon) whose translation is present
-    backward: float     # share of the Arabic words (known to the lexicon) whose English counterpart is present
-    length: float       # 1 inside the expected Arabic/English word-ratio band, decaying outside
-    raw: float          # the combination before calibration
+    forward: float  # share of the English content words (known to the lexicon) whose translation is present
+    backward: float  # share of the Arabic words (known to the lexicon) whose English counterpart is present
+    length: float  # 1 inside the expected Arabic/English word-ratio band, decaying outside
+    raw: float  # the combination before calibration
 
 
 class LexiconScorer:
     """Coverage of each side by the other through the lexicon; `similarity` maps it to 0-1 (the threshold's scale)."""
 
-    def __init__(self, lexicon: Lexicon, length_band: tuple[float, float] = (0.6, 1.1), length_weight: float = 1.0,
-                 center: float = 0.57, scale: float = 0.05):
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        length_band: tuple[float, float] = (0.6, 1.1),
+        length_weight: float = 1.0,
+        center: float = 0.57,
+        scale: float = 0.05,
+    ):
         self.lexicon = lexicon
         self.length_band, self.length_weight = tuple(length_band), length_weight
         self.center, self.scale = center, scale
@@ -173,7 +270,7 @@ class LexiconScorer:
         backward = matched / total if total else 0.0
         length = self._length_term(len(arabic.split()) / max(1, len(english.split())))
         both = 2 * forward * backward / (forward + backward) if forward + backward else 0.0
-        return Coverage(forward, backward, length, both * length ** self.length_weight)
+        return Coverage(forward, backward, length, both * length**self.length_weight)
 
     def _english_of(self, token: str) -> frozenset[str]:
         """English words the lexicon gives for an Arabic token (memoized: tokens repeat across a corpus)."""
@@ -197,14 +294,22 @@ class LexiconScorer:
         return 1.0 / (1.0 + math.exp(-(raw - self.center) / self.scale))
 
     def score_pairs(self, pairs: list[ParallelRecord]) -> np.ndarray:
-        return np.array([self.similarity(f"{p.en_prompt}\n{p.en_story}", f"{p.ar_prompt}\n{p.ar_story}")
-                         for p in pairs], dtype=np.float32)
+        return np.array(
+            [self.similarity(f"{p.en_prompt}\n{p.en_story}", f"{p.ar_prompt}\n{p.ar_story}") for p in pairs],
+            dtype=np.float32,
+        )
 
 
 def hashed_embeddings(texts: list[str], dim: int) -> np.ndarray:
     """L2-normalized hashed bag of words and word bigrams of the normalized text (for dedup and leakage)."""
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    vectorizer = HashingVectorizer(n_features=dim, alternate_sign=False, norm="l2", ngram_range=(1, 2),
-                                   preprocessor=normalize_for_hash, token_pattern=r"(?u)\b\w+\b")
+    vectorizer = HashingVectorizer(
+        n_features=dim,
+        alternate_sign=False,
+        norm="l2",
+        ngram_range=(1, 2),
+        preprocessor=normalize_for_hash,
+        token_pattern=r"(?u)\b\w+\b",
+    )
     return vectorizer.transform(texts).toarray().astype(np.float32)

@@ -7,23 +7,22 @@ kept.jsonl / rejected.jsonl through temporary files and a rename. Memory stays b
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from arastory.data.shards import Shard
+from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
-from arastory.data.shards import Shard
-from arastory.data.validate import is_placeholder
-from arastory.io import batched, file_fingerprint, open_input, fingerprint, iter_jsonl, json_line
+from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line, open_input
 from arastory.records import ParallelRecord, StoryRecord
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
@@ -36,16 +35,16 @@ CURVE = [round(t, 2) for t in np.arange(0.0, 1.0001, 0.01)]
 class FilterSettings:
     """Everything that decides which pairs are kept (besides the encoder)."""
 
-    threshold: float = 0.92               # the study's
+    threshold: float = 0.92  # the study's
     checks: CheckSettings = field(default_factory=CheckSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     leakage: LeakageSettings = field(default_factory=LeakageSettings)
-    chunk_size: int = 1024                # pairs read, checked and encoded at a time (ours)
-    workers: int = 0                      # processes for the cheap checks; 0 = one per CPU core, up to 8
-    workers_min_items: int = 20_000       # below this many pairs the checks run in-process (pool start-up dominates)
-    on_error: str = "raise"               # raise | skip malformed input lines (skipped ones are counted)
-    max_failure_rate: float = 0.05        # ours: more skipped input lines than this share fails the run (exit 2)
-    max_chars: int = 200_000              # ours: a longer pair (~40k words) is bad input, never checked or encoded
+    chunk_size: int = 1024  # pairs read, checked and encoded at a time (ours)
+    workers: int = 0  # processes for the cheap checks; 0 = one per CPU core, up to 8
+    workers_min_items: int = 20_000  # below this many pairs the checks run in-process (pool start-up dominates)
+    on_error: str = "raise"  # raise | skip malformed input lines (skipped ones are counted)
+    max_failure_rate: float = 0.05  # ours: more skipped input lines than this share fails the run (exit 2)
+    max_chars: int = 200_000  # ours: a longer pair (~40k words) is bad input, never checked or encoded
     plots: bool = True
     progress: bool = True
 
@@ -58,8 +57,9 @@ class FilterSettings:
             raise ConfigError("filter.chunk_size", f"must be a positive integer, got {self.chunk_size}")
 
 
-def iter_pairs(path: Path, on_error: str, errors: list, max_chars: int = 200_000,
-               shard: Shard | None = None) -> Iterator[ParallelRecord]:
+def iter_pairs(
+    path: Path, on_error: str, errors: list, max_chars: int = 200_000, shard: Shard | None = None
+) -> Iterator[ParallelRecord]:
     """Parallel records from a JSONL file; a malformed line, a missing/NaN/None field, a pair over `max_chars` or a
     repeated id raises (file:line) or is skipped and counted. Deterministic: every pass skips the same lines.
     With a shard, only its lines (every n-th line from line i + 1) are read as records."""
@@ -93,14 +93,22 @@ def count_lines(path: Path) -> int:
 class Filter:
     """One input file, one encoder, one setting: `run()` writes kept/rejected/report (and plots) to `out_dir`."""
 
-    def __init__(self, input_path: str | Path, out_dir: str | Path, encoder, settings: FilterSettings,
-                 eval_records: list[StoryRecord] | None = None, encoder_name: str | None = None,
-                 settings_key: str = "filter", shard: Shard | None = None):
+    def __init__(
+        self,
+        input_path: str | Path,
+        out_dir: str | Path,
+        encoder,
+        settings: FilterSettings,
+        eval_records: list[StoryRecord] | None = None,
+        encoder_name: str | None = None,
+        settings_key: str = "filter",
+        shard: Shard | None = None,
+    ):
         self.path = Path(input_path)
         self.shard = shard
         if not self.path.exists() and not self.path.is_symlink():
             raise ConfigError("input", f"'{self.path}' does not exist (use 'bundled' or a parallel .jsonl)")
-        open_input(self.path).close()   # a directory, a FIFO, a symlink loop, no permission: one line, now
+        open_input(self.path).close()  # a directory, a FIFO, a symlink loop, no permission: one line, now
         self.settings_key = settings_key
         self.out = Path(out_dir)
         self.encoder, self.settings = encoder, settings
@@ -131,10 +139,12 @@ class Filter:
     def prepare(self) -> dict[str, ArrayStore]:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
-        rows = (self.settings.on_error, self.settings.max_chars)   # which lines become rows: part of every key
+        rows = (self.settings.on_error, self.settings.max_chars)  # which lines become rows: part of every key
         rows += (str(self.shard),) if self.shard else ()
-        keys = {"checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
-                "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}"}
+        keys = {
+            "checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
+            "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}",
+        }
         if self.guard_leakage:
             keys["prompts"] = keys["scores"] + "-prompts"
         stores = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
@@ -154,17 +164,24 @@ class Filter:
         capacity = count_lines(self.path)
         capacity = self.shard.size(capacity) + 1 if self.shard else capacity
         dim = self.encoder.dim if set(missing) & {"scores", "prompts"} else 0
-        columns = {"checks": {"code": ("uint8", ()), "failed": ("uint8", ()), "hash": ("uint64", (3,))},
-                   "scores": {"score": ("float32", ()), "ar": ("float32", (dim,))},
-                   "prompts": {"prompt": ("float32", (dim,))}}
+        columns = {
+            "checks": {"code": ("uint8", ()), "failed": ("uint8", ()), "hash": ("uint64", (3,))},
+            "scores": {"score": ("float32", ()), "ar": ("float32", (dim,))},
+            "prompts": {"prompt": ("float32", (dim,))},
+        }
         stores = {name: ArrayStore(keys[name], capacity, columns[name]) for name in missing}
         for name, store in stores.items():
             if store.done:
                 self.cache_report[name] = f"resumed at {store.done}"
         pool = self._pool(capacity)
         rows = 0
-        bar = tqdm(total=capacity - 1, unit="pair", desc=f"filter: checks+scores ({', '.join(missing)})",
-                   disable=not self.settings.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=capacity - 1,
+            unit="pair",
+            desc=f"filter: checks+scores ({', '.join(missing)})",
+            disable=not self.settings.progress,
+            dynamic_ncols=True,
+        )
         try:
             pairs = iter_pairs(self.path, self.settings.on_error, self.errors, self.settings.max_chars, self.shard)
             for batch in batched(pairs, self.settings.chunk_size):
@@ -189,7 +206,9 @@ class Filter:
         pending = None
         if needed("checks") and pool is not None:
             parts = np.array_split(np.arange(len(batch)), pool._processes)
-            pending = pool.starmap_async(check_chunk, [([batch[i] for i in p], self.settings.checks) for p in parts if len(p)])
+            pending = pool.starmap_async(
+                check_chunk, [([batch[i] for i in p], self.settings.checks) for p in parts if len(p)]
+            )
         if needed("scores"):
             scores, ar = self.encoder.encode_pairs(batch)
             stores["scores"].write(start, {"score": scores, "ar": ar})
@@ -198,9 +217,14 @@ class Filter:
             stores["prompts"].write(start, {"prompt": self.encoder.embed([p.ar_prompt for p in batch])})
         if needed("checks"):
             parts = pending.get() if pending is not None else [check_chunk(batch, self.settings.checks)]
-            stores["checks"].write(start, {"code": np.concatenate([c for c, _, _ in parts]),
-                                           "failed": np.concatenate([m for _, m, _ in parts]),
-                                           "hash": np.concatenate([h for _, _, h in parts])})
+            stores["checks"].write(
+                start,
+                {
+                    "code": np.concatenate([c for c, _, _ in parts]),
+                    "failed": np.concatenate([m for _, m, _ in parts]),
+                    "hash": np.concatenate([h for _, _, h in parts]),
+                },
+            )
             self.cache_report["pairs_checked"] += len(batch)
 
     def _pool(self, capacity: int):
@@ -218,7 +242,7 @@ class Filter:
         hashes = stores["checks"].read("hash")
         scores = np.array(stores["scores"].read("score"))
         embeddings = stores["scores"].read("ar")
-        counts = {"read": int(len(codes)), "input_errors": int(self.error_count)}
+        counts = {"read": len(codes), "input_errors": int(self.error_count)}
         counts["rejected_by_check"] = {name: int((codes == CODE[name]).sum()) for name in self.settings.checks.enabled}
         counts["passed_checks"] = int((codes == 0).sum())
         codes[(codes == 0) & (scores < self.settings.threshold)] = CODE["below_threshold"]
@@ -246,8 +270,16 @@ class Filter:
     def _leaked(self, candidates, stores, hashes, embeddings) -> np.ndarray:
         texts = [f"{r.prompt}\n{r.story}" for r in self.eval_records]
         eval_hashes = {text_hash(t) for r in self.eval_records for t in (r.prompt, r.story)} - {0}
-        return leaked(candidates, embeddings, stores["prompts"].read("prompt"), hashes, self.encoder.embed(texts),
-                      self.encoder.embed([r.prompt for r in self.eval_records]), eval_hashes, self.settings.leakage)
+        return leaked(
+            candidates,
+            embeddings,
+            stores["prompts"].read("prompt"),
+            hashes,
+            self.encoder.embed(texts),
+            self.encoder.embed([r.prompt for r in self.eval_records]),
+            eval_hashes,
+            self.settings.leakage,
+        )
 
     # -- pass 3: outputs ------------------------------------------------------------------------------------------
     def write(self, codes: np.ndarray, scores: np.ndarray, failed: np.ndarray) -> dict:
@@ -258,8 +290,16 @@ class Filter:
         handles = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}
         try:
             pairs = iter_pairs(self.path, "skip", [], self.settings.max_chars, self.shard)  # errors: counted in pass 1
-            for i, pair in enumerate(tqdm(pairs, total=len(codes), unit="pair", desc="filter: write",
-                                          disable=not self.settings.progress, dynamic_ncols=True)):
+            for i, pair in enumerate(
+                tqdm(
+                    pairs,
+                    total=len(codes),
+                    unit="pair",
+                    desc="filter: write",
+                    disable=not self.settings.progress,
+                    dynamic_ncols=True,
+                )
+            ):
                 row = self._row(pair, int(codes[i]), float(scores[i]), int(failed[i]))
                 handles[KEPT if codes[i] == 0 else REJECTED].write(json_line(row))
                 _count_label(labels, pair.flaw, int(codes[i]), float(scores[i]))
@@ -294,8 +334,9 @@ class Filter:
         labels = self.write(codes, scores, stores["checks"].read("failed"))
         report = build_report(self, decided, scores, codes, labels)
         if self.settings.plots:
-            report["plots"] = write_plots(self.out, scores[_passed_checks(stores)], decided["curve"],
-                                          self.settings.threshold)
+            report["plots"] = write_plots(
+                self.out, scores[_passed_checks(stores)], decided["curve"], self.settings.threshold
+            )
         from arastory.io import atomic_write_json
 
         atomic_write_json(self.out / REPORT, report)
@@ -314,30 +355,46 @@ class Filter:
 
         kept = np.flatnonzero(codes == 0)
         embeddings = stores["scores"].read("ar")
-        vectors = np.lib.format.open_memmap(self.out / f".{KEPT_VECTORS}.tmp", mode="w+", dtype=np.float32,
-                                            shape=(len(kept), embeddings.shape[1]))
+        vectors = np.lib.format.open_memmap(
+            self.out / f".{KEPT_VECTORS}.tmp", mode="w+", dtype=np.float32, shape=(len(kept), embeddings.shape[1])
+        )
         for begin in range(0, len(kept), 65536):
-            vectors[begin:begin + 65536] = embeddings[kept[begin:begin + 65536]]
+            vectors[begin : begin + 65536] = embeddings[kept[begin : begin + 65536]]
         vectors.flush()
         del vectors
         os.replace(self.out / f".{KEPT_VECTORS}.tmp", self.out / KEPT_VECTORS)
         np.save(self.out / f".{KEPT_HASHES}.tmp.npy", np.asarray(stores["checks"].read("hash"))[kept])
         os.replace(self.out / f".{KEPT_HASHES}.tmp.npy", self.out / KEPT_HASHES)
         settings = self.settings
-        identity = {"input": self.data_fingerprint, "encoder": report["encoder"], "threshold": settings.threshold,
-                    "checks": settings.checks.as_key(), "dedup": dict(vars(settings.dedup)),
-                    "leakage": {"enabled": settings.leakage.enabled, "similarity": settings.leakage.similarity,
-                                "eval_items": len(self.eval_records)}, "max_chars": settings.max_chars}
+        identity = {
+            "input": self.data_fingerprint,
+            "encoder": report["encoder"],
+            "threshold": settings.threshold,
+            "checks": settings.checks.as_key(),
+            "dedup": dict(vars(settings.dedup)),
+            "leakage": {
+                "enabled": settings.leakage.enabled,
+                "similarity": settings.leakage.similarity,
+                "eval_items": len(self.eval_records),
+            },
+            "max_chars": settings.max_chars,
+        }
         write_manifest(self.out, "filter", self.shard, True, identity, report["counts"])
 
     def check_input_budget(self, counts: dict) -> None:
         """Stop (exit 2, after the outputs are written) when the input was empty or too many lines were skipped."""
         from arastory.budget import check_failure_budget
 
-        check_failure_budget(f"filter input {self.path}", counts["read"], counts["input_errors"],
-                             self.settings.max_failure_rate, noun="lines", failed_are_input=True,
-                             key=f"{self.settings_key}.max_failure_rate",
-                             detail=f"first: {self.error_examples[0]}" if self.error_examples else "")
+        check_failure_budget(
+            f"filter input {self.path}",
+            counts["read"],
+            counts["input_errors"],
+            self.settings.max_failure_rate,
+            noun="lines",
+            failed_are_input=True,
+            key=f"{self.settings_key}.max_failure_rate",
+            detail=f"first: {self.error_examples[0]}" if self.error_examples else "",
+        )
 
 
 def _passed_checks(stores) -> np.ndarray:

@@ -9,7 +9,9 @@ import numpy as np
 
 def build_report(flt, decided: dict, scores: np.ndarray, codes: np.ndarray, labels: dict) -> dict:
     report = {
-        "input": str(flt.path), "out": str(flt.out), "data_fingerprint": flt.data_fingerprint,
+        "input": str(flt.path),
+        "out": str(flt.out),
+        "data_fingerprint": flt.data_fingerprint,
         "encoder": {"name": flt.encoder_name, "id": flt.encoder_id},
         "threshold": flt.settings.threshold,
         "counts": decided["counts"],
@@ -22,9 +24,16 @@ def build_report(flt, decided: dict, scores: np.ndarray, codes: np.ndarray, labe
         "seconds": flt.seconds,
     }
     if "flawed" in labels:
-        report["labels"] = {name: {"n": g["n"], "kept": g["kept"], "rejected": g["n"] - g["kept"],
-                                   "mean_similarity": round(g["score_sum"] / g["n"], 4), "by_reason": g["by_reason"]}
-                            for name, g in labels.items()}
+        report["labels"] = {
+            name: {
+                "n": g["n"],
+                "kept": g["kept"],
+                "rejected": g["n"] - g["kept"],
+                "mean_similarity": round(g["score_sum"] / g["n"], 4),
+                "by_reason": g["by_reason"],
+            }
+            for name, g in labels.items()
+        }
     return report
 
 
@@ -32,8 +41,12 @@ def _stats(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {}
     q = np.percentile(values, [10, 50, 90])
-    return {"mean": round(float(values.mean()), 4), "p10": round(float(q[0]), 4), "p50": round(float(q[1]), 4),
-            "p90": round(float(q[2]), 4)}
+    return {
+        "mean": round(float(values.mean()), 4),
+        "p10": round(float(q[0]), 4),
+        "p50": round(float(q[1]), 4),
+        "p90": round(float(q[2]), 4),
+    }
 
 
 def write_plots(out: Path, passed_scores: np.ndarray, curve: list, threshold: float) -> dict:
@@ -51,7 +64,7 @@ def write_plots(out: Path, passed_scores: np.ndarray, curve: list, threshold: fl
     ax.legend()
     _save(fig, paths["histogram"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ts, kept = zip(*curve)
+    ts, kept = zip(*curve, strict=False)
     ax.plot(ts, kept, color="#4c72b0")
     ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold}")
     ax.set(xlabel="threshold", ylabel="pairs kept (before dedup)", title="Kept pairs vs threshold")
@@ -74,10 +87,15 @@ def log_to_wandb(out: Path, report: dict, wandb_cfg: dict) -> str:
     """One W&B run (job_type filter; offline unless asked) with the counts, the curve and the plots."""
     import wandb
 
-    run = wandb.init(project=wandb_cfg.get("project", "arastory"), entity=wandb_cfg.get("entity"),
-                     mode=wandb_cfg.get("mode", "offline"), dir=str(out), job_type="filter",
-                     name=wandb_cfg.get("name") or f"filter-{report['threshold']}",
-                     config={"threshold": report["threshold"], "encoder": report["encoder"], "input": report["input"]})
+    run = wandb.init(
+        project=wandb_cfg.get("project", "arastory"),
+        entity=wandb_cfg.get("entity"),
+        mode=wandb_cfg.get("mode", "offline"),
+        dir=str(out),
+        job_type="filter",
+        name=wandb_cfg.get("name") or f"filter-{report['threshold']}",
+        config={"threshold": report["threshold"], "encoder": report["encoder"], "input": report["input"]},
+    )
     run.log(wandb_payload(out, report))
     run.finish()
     return run.id

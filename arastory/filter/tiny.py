@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_tiny_sentence_encoder(root: str | Path, texts: list[str], hidden_size: int = 32, vocab_size: int = 2000,
-                                max_seq_length: int = 128) -> Path:
+def build_tiny_sentence_encoder(
+    root: str | Path, texts: list[str], hidden_size: int = 32, vocab_size: int = 2000, max_seq_length: int = 128
+) -> Path:
     """Save a SentenceTransformer (Transformer + mean Pooling) under <root>/st and return that path."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
@@ -23,8 +24,14 @@ def build_tiny_sentence_encoder(root: str | Path, texts: list[str], hidden_size:
     wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1)
     wordpiece.save(str(root / "tokenizer.json"))
     tokenizer = BertTokenizerFast(tokenizer_file=str(root / "tokenizer.json"))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=max(256, max_seq_length))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=max(256, max_seq_length),
+    )
     BertModel(config).save_pretrained(root / "hf")
     tokenizer.save_pretrained(root / "hf")
     transformer = Transformer(str(root / "hf"), max_seq_length=max_seq_length)

@@ -20,18 +20,32 @@ def filter_enabled(data_cfg: DictConfig) -> bool:
     return bool(section is not None and section.get("enabled", False))
 
 
-def filter_translated(source, filter_cfg: DictConfig, eval_records: list[StoryRecord],
-                      out_dir: str | Path | None = None) -> tuple[list[ParallelRecord], dict]:
+def filter_translated(
+    source, filter_cfg: DictConfig, eval_records: list[StoryRecord], out_dir: str | Path | None = None
+) -> tuple[list[ParallelRecord], dict]:
     """(kept pairs, summary for metrics.json). Outputs go to `<out_dir>` (the run dir's filter/) or a temp dir."""
     settings = settings_from_config(filter_cfg, key="data.filter")
-    encoder = build_encoder(encoder_config(filter_cfg.encoder, filter_cfg.get("encoder_args"), key="data.filter.encoder"),
-                            key="data.filter.encoder")
+    encoder = build_encoder(
+        encoder_config(filter_cfg.encoder, filter_cfg.get("encoder_args"), key="data.filter.encoder"),
+        key="data.filter.encoder",
+    )
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="arastory-filter-"))
-    flt = Filter(source.input_path(), out, encoder, settings, eval_records=eval_records,
-                 encoder_name=filter_cfg.encoder if isinstance(filter_cfg.encoder, str) else None,
-                 settings_key="data.filter")
+    flt = Filter(
+        source.input_path(),
+        out,
+        encoder,
+        settings,
+        eval_records=eval_records,
+        encoder_name=filter_cfg.encoder if isinstance(filter_cfg.encoder, str) else None,
+        settings_key="data.filter",
+    )
     report = flt.run()
     kept = read_parallel_jsonl(out / KEPT) if report["counts"]["kept"] else []
-    summary = {"threshold": report["threshold"], "encoder": report["encoder"], "counts": report["counts"],
-               "cache": report["cache"], "out": str(out)}
+    summary = {
+        "threshold": report["threshold"],
+        "encoder": report["encoder"],
+        "counts": report["counts"],
+        "cache": report["cache"],
+        "out": str(out),
+    }
     return kept, summary

@@ -4,4 +4,4 @@ from arastory.llm.client import ChatClient, LLMError, LLMResponse, require_api_k
 from arastory.llm.cost import estimate_cost
 from arastory.llm.resumable import RunStats, run_resumable
 
-__all__ = ["ChatClient", "LLMError", "LLMResponse", "require_api_key", "estimate_cost", "RunStats", "run_resumable"]
+__all__ = ["ChatClient", "LLMError", "LLMResponse", "RunStats", "estimate_cost", "require_api_key", "run_resumable"]

@@ -15,8 +15,12 @@ from arastory.llm.retry import RETRY_AFTER_MAX, RetriesExhausted, RetryPolicy, R
 
 def retryable(openai: ModuleType) -> dict:
     """What is worth another attempt, and the RetryStats counter each one counts under (subclasses first)."""
-    return {openai.RateLimitError: "rate_limited", openai.APITimeoutError: "timeouts",
-            openai.APIConnectionError: "connection_errors", openai.InternalServerError: "server_errors"}
+    return {
+        openai.RateLimitError: "rate_limited",
+        openai.APITimeoutError: "timeouts",
+        openai.APIConnectionError: "connection_errors",
+        openai.InternalServerError: "server_errors",
+    }
 
 
 class LLMError(ArastoryError):
@@ -32,9 +36,9 @@ class LLMAuthError(LLMError):
 class LLMResponse:
     text: str
     model: str
-    usage: dict = field(default_factory=dict)   # prompt_tokens, completion_tokens
+    usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens
     retries: int = 0
-    finish_reason: str | None = None            # "stop", "length" (cut at max_tokens), ... as the server says
+    finish_reason: str | None = None  # "stop", "length" (cut at max_tokens), ... as the server says
 
 
 def require_api_key(env_var: str, hint: str = "") -> str:
@@ -49,10 +53,20 @@ class ChatClient:
     """Chat completions with our own retry loop (the SDK's is turned off so every retry is counted). `config_key`
     names the config that asked for the client in the one-line error when the [openai] extra is not installed."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 60.0, max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
-                 key_hint: str = "", retry_after_max: float = RETRY_AFTER_MAX, config_key: str = "llm",
-                 **default_params):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        key_hint: str = "",
+        retry_after_max: float = RETRY_AFTER_MAX,
+        config_key: str = "llm",
+        **default_params,
+    ):
         self._openai = openai = require_extra("openai", config_key)
         api_key = require_api_key(api_key_env, key_hint)
         self.model, self.base_url, self.timeout = model, base_url, float(timeout)
@@ -75,14 +89,17 @@ class ChatClient:
             done = self.retry.call(send, retryable(openai), self.stats)
         except RetriesExhausted as error:
             self.stats.add(failed=1)
-            raise LLMError(f"{self._where()}: gave up after {error.attempts} attempts (rate limits, server errors or "
-                           "timeouts)") from None
+            raise LLMError(
+                f"{self._where()}: gave up after {error.attempts} attempts (rate limits, server errors or timeouts)"
+            ) from None
         except openai.AuthenticationError as error:
-            raise LLMAuthError(f"{self._where()}: authentication failed ({error.status_code}); "
-                               "check the API key") from None
+            raise LLMAuthError(
+                f"{self._where()}: authentication failed ({error.status_code}); check the API key"
+            ) from None
         except openai.PermissionDeniedError as error:
-            raise LLMAuthError(f"{self._where()}: access denied ({error.status_code}); check the API key's "
-                               "permissions for this model") from None
+            raise LLMAuthError(
+                f"{self._where()}: access denied ({error.status_code}); check the API key's permissions for this model"
+            ) from None
         except openai.APIStatusError as error:
             raise LLMError(f"{self._where()}: request rejected ({error.status_code}): {_short(error)}") from None
         return self._response(done.value, done.retries)
@@ -96,11 +113,14 @@ class ChatClient:
         if text is None:
             raise LLMError(f"{self._where()}: the answer has no message content")
         usage = completion.usage
-        tokens = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-                  "completion_tokens": getattr(usage, "completion_tokens", 0) or 0}
+        tokens = {
+            "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+            "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+        }
         self.stats.add(**tokens)
-        return LLMResponse(text=text, model=completion.model or self.model, usage=tokens, retries=attempt,
-                           finish_reason=finish_reason)
+        return LLMResponse(
+            text=text, model=completion.model or self.model, usage=tokens, retries=attempt, finish_reason=finish_reason
+        )
 
     def _where(self) -> str:
         return f"{self.model} at {self.base_url or 'api.openai.com'}"

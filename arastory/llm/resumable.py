@@ -7,10 +7,10 @@ and never pays twice for an item; failures are logged beside the output and retr
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 
@@ -36,9 +36,16 @@ def done_keys(path: str | Path, key: str) -> set:
     return {row[key] for _, row in iter_jsonl(path, on_error="skip") if key in row}
 
 
-def run_resumable(items: Iterable[dict], key: str, work: Callable[[dict], dict], out_path: str | Path,
-                  concurrency: int = 4, desc: str = "items", errors_path: str | Path | None = None,
-                  fail_fast: type[BaseException] | tuple = ()) -> RunStats:
+def run_resumable(
+    items: Iterable[dict],
+    key: str,
+    work: Callable[[dict], dict],
+    out_path: str | Path,
+    concurrency: int = 4,
+    desc: str = "items",
+    errors_path: str | Path | None = None,
+    fail_fast: type[BaseException] | tuple = (),
+) -> RunStats:
     """Apply `work` to each item not yet in `out_path` (matched on `item[key]`); append results as they finish.
 
     `work` returns the row to write (it must carry `key`). Exceptions of the `fail_fast` types stop the run
@@ -50,8 +57,10 @@ def run_resumable(items: Iterable[dict], key: str, work: Callable[[dict], dict],
     stats = RunStats(total=len(items), already_done=len(items) - len(todo))
     errors_path = Path(errors_path) if errors_path else Path(str(out_path) + ".errors.jsonl")
     lock = threading.Lock()
-    with JsonlAppender(out_path) as out, tqdm(total=len(items), initial=stats.already_done, desc=desc,
-                                              unit="item", dynamic_ncols=True) as bar:
+    with (
+        JsonlAppender(out_path) as out,
+        tqdm(total=len(items), initial=stats.already_done, desc=desc, unit="item", dynamic_ncols=True) as bar,
+    ):
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             pending = {}
             queue = iter(todo)
@@ -73,7 +82,7 @@ def run_resumable(items: Iterable[dict], key: str, work: Callable[[dict], dict],
                     except fail_fast as error:  # type: ignore[misc]
                         stop = stop or error
                         continue
-                    except Exception as error:  # noqa: BLE001 - counted, logged and retried next run
+                    except Exception as error:
                         stats.failed += 1
                         stats.errors.append(f"{item[key]}: {error}")
                         with lock, JsonlAppender(errors_path) as err:

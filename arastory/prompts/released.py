@@ -10,15 +10,36 @@ from collections import Counter
 
 # Opening words of each optional feature's sentence in the released prompts (read from the CSVs).
 RELEASED_CUES: dict[str, dict[str, str]] = {
-    "msa": {"place": "أحداث القصة يجب أن", "dialogue": "يجب أن يكون هناك حوار", "moral": "الدرس المستفاد",
-            "topic": "موضوع القصة", "season": "الأحداث تدور في فصل", "activity": "النشاط",
-            "emotion": "يجب أن تحتوي القصة", "plot_twist": "أضف تحولا غير متوقع"},
-    "egy": {"place": "أحداث الحكاية المفروض", "dialogue": "لازم يكون في حوار", "moral": "الدرس المستفاد",
-            "topic": "الموضوع بتاع", "season": "الأحداث بتدور في الفصل", "activity": "النشاط",
-            "emotion": "الحكاية المفروض يكون فيها", "plot_twist": "زود تحول"},
-    "mor": {"place": "لازم الأحداث ديال القصة", "dialogue": "لازم يكون شي حوار", "moral": "الدرس اللي نتعلموه",
-            "topic": "الموضوع ديال القصة", "season": "الأحداث كاينة في الفصل", "activity": "النشاط",
-            "emotion": "لازم القصة تكون فيها", "plot_twist": "زيد شي تحول"},
+    "msa": {
+        "place": "أحداث القصة يجب أن",
+        "dialogue": "يجب أن يكون هناك حوار",
+        "moral": "الدرس المستفاد",
+        "topic": "موضوع القصة",
+        "season": "الأحداث تدور في فصل",
+        "activity": "النشاط",
+        "emotion": "يجب أن تحتوي القصة",
+        "plot_twist": "أضف تحولا غير متوقع",
+    },
+    "egy": {
+        "place": "أحداث الحكاية المفروض",
+        "dialogue": "لازم يكون في حوار",
+        "moral": "الدرس المستفاد",
+        "topic": "الموضوع بتاع",
+        "season": "الأحداث بتدور في الفصل",
+        "activity": "النشاط",
+        "emotion": "الحكاية المفروض يكون فيها",
+        "plot_twist": "زود تحول",
+    },
+    "mor": {
+        "place": "لازم الأحداث ديال القصة",
+        "dialogue": "لازم يكون شي حوار",
+        "moral": "الدرس اللي نتعلموه",
+        "topic": "الموضوع ديال القصة",
+        "season": "الأحداث كاينة في الفصل",
+        "activity": "النشاط",
+        "emotion": "لازم القصة تكون فيها",
+        "plot_twist": "زيد شي تحول",
+    },
 }
 ALWAYS_PRESENT = ("age", "ending", "n_characters", "country")
 

@@ -46,8 +46,15 @@ class PromptSampler:
     Values are drawn uniformly from the variety's inventories; see `_present` for how optional features are drawn.
     """
 
-    def __init__(self, variety: str | Variety, order: list[str] | None = None, always: list[str] | None = None,
-                 p_optional: float | None = None, seed: int = 0, balance_block: int | None | str = "default"):
+    def __init__(
+        self,
+        variety: str | Variety,
+        order: list[str] | None = None,
+        always: list[str] | None = None,
+        p_optional: float | None = None,
+        seed: int = 0,
+        balance_block: int | str | None = "default",
+    ):
         defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_SAMPLER_CONF))
         self.variety = load_variety(variety) if isinstance(variety, str) else variety
         self.order = list(order or defaults["order"])
@@ -55,10 +62,12 @@ class PromptSampler:
         self.p_optional = defaults["p_optional"] if p_optional is None else float(p_optional)
         if not 0.0 <= self.p_optional <= 1.0:
             from arastory.errors import ConfigError
+
             raise ConfigError("sampler.p_optional", f"must be in [0, 1], got {self.p_optional}")
         self.balance_block = defaults.get("balance_block") if balance_block == "default" else balance_block
         if self.balance_block is not None and int(self.balance_block) < 1:
             from arastory.errors import ConfigError
+
             raise ConfigError("sampler.balance_block", f"must be a positive integer or null, got {self.balance_block}")
         # Seeded per variety, so msa/egy/mor runs with the same seed draw independent feature sets.
         self.rng = random.Random(f"{self.variety.name}:{seed}")

@@ -34,21 +34,27 @@ def available_varieties(directory: Path = VARIETY_DIR) -> list[str]:
 def load_variety(name: str, directory: Path = VARIETY_DIR) -> Variety:
     raw = _load_merged(name, directory, seen=())
     values = {feat: {str(k): v for k, v in vals.items() if v is not None} for feat, vals in raw["values"].items()}
-    return Variety(name=raw["name"], display_name=raw.get("display_name", name), sentences=raw["sentences"], values=values)
+    return Variety(
+        name=raw["name"], display_name=raw.get("display_name", name), sentences=raw["sentences"], values=values
+    )
 
 
 def _load_merged(name: str, directory: Path, seen: tuple) -> dict:
     path = directory / f"{name}.yaml"
     if not path.exists():
-        raise ConfigError("variety", f"'{name}' has no config {path}; available: {', '.join(available_varieties(directory))}")
+        raise ConfigError(
+            "variety", f"'{name}' has no config {path}; available: {', '.join(available_varieties(directory))}"
+        )
     if name in seen:
         raise ConfigError("variety", f"inheritance cycle through '{name}' ({path})")
     own = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     parent_name = own.get("inherits")
     if not parent_name:
         return own
-    parent = _load_merged(parent_name, directory, seen + (name,))
+    parent = _load_merged(parent_name, directory, (*seen, name))
     merged = {**parent, **{k: v for k, v in own.items() if k not in ("sentences", "values")}}
     merged["sentences"] = {**parent["sentences"], **own.get("sentences", {})}
-    merged["values"] = {feat: {**vals, **own.get("values", {}).get(feat, {})} for feat, vals in parent["values"].items()}
+    merged["values"] = {
+        feat: {**vals, **own.get("values", {}).get(feat, {})} for feat, vals in parent["values"].items()
+    }
     return merged

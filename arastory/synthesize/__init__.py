@@ -3,4 +3,4 @@
 from arastory.synthesize.gates import GATES, GateResult, NearDuplicateIndex, QualityGates
 from arastory.synthesize.generators import HFGenerator, OpenAIGenerator
 
-__all__ = ["GATES", "GateResult", "NearDuplicateIndex", "QualityGates", "HFGenerator", "OpenAIGenerator"]
+__all__ = ["GATES", "GateResult", "HFGenerator", "NearDuplicateIndex", "OpenAIGenerator", "QualityGates"]

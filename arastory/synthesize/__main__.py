@@ -1,8 +1,8 @@
 """Write synthetic stories for one variety: `python -m arastory.synthesize dialect=egy n=1000 out=<dir> generator=openai`.
 
-    python -m arastory.synthesize dialect=mor n=10 dry_run=true               # prompts + cost estimate, no calls
-    OPENAI_API_KEY=... python -m arastory.synthesize dialect=egy n=1000       # GPT-4-Turbo, resumable
-    python -m arastory.synthesize dialect=msa n=20 generator=hf generator.name_or_path=<model>
+python -m arastory.synthesize dialect=mor n=10 dry_run=true               # prompts + cost estimate, no calls
+OPENAI_API_KEY=... python -m arastory.synthesize dialect=egy n=1000       # GPT-4-Turbo, resumable
+python -m arastory.synthesize dialect=msa n=20 generator=hf generator.name_or_path=<model>
 """
 
 import sys
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     from arastory.synthesize.report import print_summary
     from arastory.synthesize.run import synthesize
 
-    quiet_http_logs()   # one INFO line per request would drown the progress bar
+    quiet_http_logs()  # one INFO line per request would drown the progress bar
     out_dir = HydraConfig.get().runtime.output_dir
     report = synthesize(cfg, out_dir)
     print_summary(out_dir, report)
@@ -38,9 +38,15 @@ def check_budget(report: dict, max_failure_rate: float) -> None:
     from arastory.budget import check_failure_budget
 
     this_run = report.get("this_run", {})
-    check_failure_budget("synthesize", this_run.get("answered", 0), report.get("failed", 0), max_failure_rate,
-                         already_done=this_run.get("already_answered", 0), noun="prompts",
-                         detail="see generations.jsonl.errors.jsonl" if report.get("failed") else "")
+    check_failure_budget(
+        "synthesize",
+        this_run.get("answered", 0),
+        report.get("failed", 0),
+        max_failure_rate,
+        already_done=this_run.get("already_answered", 0),
+        noun="prompts",
+        detail="see generations.jsonl.errors.jsonl" if report.get("failed") else "",
+    )
 
 
 # `dialect=` is the setting's name on every command; here it picks a prompt template of the variety group.

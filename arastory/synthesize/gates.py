@@ -19,19 +19,45 @@ GATES = ("empty", "refusal", "too_short", "too_long", "non_arabic", "wrong_varie
 
 # Refusals and meta text (English and Arabic, matched after normalization) — ours; extend with gates.refusal_patterns.
 DEFAULT_REFUSALS = (
-    "as an ai", "as a language model", "i'm sorry", "i am sorry", "i cannot", "i can't", "i'm unable",
-    "here is the story", "here's the story", "here is a story", "here's a story", "sure, here",
-    "عذراً، لا أستطيع", "عذرا لا يمكنني", "آسف، لا أستطيع", "لا أستطيع كتابة", "لا يمكنني كتابة",
-    "بصفتي نموذج", "كنموذج لغوي", "كذكاء اصطناعي", "بصفتي ذكاء اصطناعي",
-    "إليك القصة", "إليك قصة", "إليكم القصة", "ها هي القصة", "هذه هي القصة", "بالتأكيد! إليك", "بالطبع! إليك",
-    "هاهي القصة", "آمل أن تكون القصة", "أتمنى أن تكون القصة قد",
-    "هل تريد قصة أخرى", "هل ترغب في قصة",
+    "as an ai",
+    "as a language model",
+    "i'm sorry",
+    "i am sorry",
+    "i cannot",
+    "i can't",
+    "i'm unable",
+    "here is the story",
+    "here's the story",
+    "here is a story",
+    "here's a story",
+    "sure, here",
+    "عذراً، لا أستطيع",
+    "عذرا لا يمكنني",
+    "آسف، لا أستطيع",
+    "لا أستطيع كتابة",
+    "لا يمكنني كتابة",
+    "بصفتي نموذج",
+    "كنموذج لغوي",
+    "كذكاء اصطناعي",
+    "بصفتي ذكاء اصطناعي",
+    "إليك القصة",
+    "إليك قصة",
+    "إليكم القصة",
+    "ها هي القصة",
+    "هذه هي القصة",
+    "بالتأكيد! إليك",
+    "بالطبع! إليك",
+    "هاهي القصة",
+    "آمل أن تكون القصة",
+    "أتمنى أن تكون القصة قد",
+    "هل تريد قصة أخرى",
+    "هل ترغب في قصة",
 )
 
 
 @dataclass
 class GateResult:
-    reason: str | None                       # the first gate failed, None when kept
+    reason: str | None  # the first gate failed, None when kept
     detail: str = ""
     checks: dict = field(default_factory=dict)  # words, arabic_share, dialect analysis, duplicate_of
 
@@ -45,7 +71,9 @@ class NearDuplicateIndex:
 
     PRIME = (1 << 31) - 1
 
-    def __init__(self, threshold: float = 0.8, shingle_size: int = 5, num_perm: int = 64, bands: int = 16, seed: int = 0):
+    def __init__(
+        self, threshold: float = 0.8, shingle_size: int = 5, num_perm: int = 64, bands: int = 16, seed: int = 0
+    ):
         if num_perm % bands:
             raise ConfigError("gates.minhash_bands", f"must divide gates.minhash_perm ({num_perm}), got {bands}")
         self.threshold, self.shingle_size, self.bands = threshold, shingle_size, bands
@@ -58,7 +86,7 @@ class NearDuplicateIndex:
     def shingles(self, text: str) -> set[int]:
         norm = normalize_for_hash(text)
         k = self.shingle_size
-        grams = [norm[i:i + k] for i in range(max(1, len(norm) - k + 1))]
+        grams = [norm[i : i + k] for i in range(max(1, len(norm) - k + 1))]
         return {zlib.crc32(g.encode()) for g in grams}
 
     def _signature(self, shingles: set[int]) -> np.ndarray:
@@ -68,7 +96,7 @@ class NearDuplicateIndex:
 
     def _band_keys(self, signature: np.ndarray) -> list[tuple]:
         rows = len(signature) // self.bands
-        return [(band, signature[band * rows:(band + 1) * rows].tobytes()) for band in range(self.bands)]
+        return [(band, signature[band * rows : (band + 1) * rows].tobytes()) for band in range(self.bands)]
 
     def match(self, text: str) -> tuple[str | None, float, set[int], list[tuple]]:
         """The most similar indexed story at or above the threshold (id, similarity), plus what `add` needs."""
@@ -94,17 +122,31 @@ class NearDuplicateIndex:
 class QualityGates:
     """Checks one story at a time (in a fixed order, so results do not depend on which answer came back first)."""
 
-    def __init__(self, min_words: int = 100, max_words: int = 600, refusal_patterns: list[str] | None = None,
-                 scan_chars: int = 300, min_arabic_share: float = 0.9, check_variety: bool = True,
-                 min_target_prob: float | dict | None = None, min_target_share: float | None = None,
-                 near_duplicate_jaccard: float = 0.8, shingle_size: int = 5, minhash_perm: int = 64,
-                 minhash_bands: int = 16, identifier=None):
+    def __init__(
+        self,
+        min_words: int = 100,
+        max_words: int = 600,
+        refusal_patterns: list[str] | None = None,
+        scan_chars: int = 300,
+        min_arabic_share: float = 0.9,
+        check_variety: bool = True,
+        min_target_prob: float | dict | None = None,
+        min_target_share: float | None = None,
+        near_duplicate_jaccard: float = 0.8,
+        shingle_size: int = 5,
+        minhash_perm: int = 64,
+        minhash_bands: int = 16,
+        identifier=None,
+    ):
         if min_words > max_words:
             raise ConfigError("gates.min_words", f"{min_words} is above gates.max_words ({max_words})")
         probs = min_target_prob.items() if isinstance(min_target_prob, dict) else [("", min_target_prob)]
-        for key, value in (("min_arabic_share", min_arabic_share), ("min_target_share", min_target_share),
-                           ("near_duplicate_jaccard", near_duplicate_jaccard),
-                           *((f"min_target_prob{'.' + k if k else ''}", v) for k, v in probs)):
+        for key, value in (
+            ("min_arabic_share", min_arabic_share),
+            ("min_target_share", min_target_share),
+            ("near_duplicate_jaccard", near_duplicate_jaccard),
+            *((f"min_target_prob{'.' + k if k else ''}", v) for k, v in probs),
+        ):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"gates.{key}", f"must be in [0, 1], got {value}")
         self.min_words, self.max_words, self.scan_chars = min_words, max_words, scan_chars
@@ -118,7 +160,7 @@ class QualityGates:
 
     def refusal(self, story: str) -> str | None:
         """A refusal or meta pattern found at the start or end of the story (where models put them)."""
-        windows = normalize_for_hash(story[: self.scan_chars]) + " | " + normalize_for_hash(story[-self.scan_chars:])
+        windows = normalize_for_hash(story[: self.scan_chars]) + " | " + normalize_for_hash(story[-self.scan_chars :])
         padded = f" {windows} "
         return next((p for p in self.refusals if f" {p} " in padded), None)
 
@@ -127,7 +169,7 @@ class QualityGates:
         checks: dict = {"words": word_count(story)}
         if not story:
             return GateResult("empty", "no text", checks)
-        pattern = self.refusal(story)   # before length: refusals are short, and this says why
+        pattern = self.refusal(story)  # before length: refusals are short, and this says why
         if pattern:
             return GateResult("refusal", f"refusal or meta text: '{pattern}'", checks)
         if checks["words"] < self.min_words:
@@ -136,7 +178,9 @@ class QualityGates:
             return GateResult("too_long", f"{checks['words']} words > {self.max_words}", checks)
         checks["arabic_share"] = round(arabic_share(story), 4)
         if checks["arabic_share"] < self.min_arabic_share:
-            return GateResult("non_arabic", f"Arabic script share {checks['arabic_share']} < {self.min_arabic_share}", checks)
+            return GateResult(
+                "non_arabic", f"Arabic script share {checks['arabic_share']} < {self.min_arabic_share}", checks
+            )
         if self.check_variety and self.identifier is not None:
             failed = self._variety(story, target, checks)
             if failed:
@@ -147,21 +191,33 @@ class QualityGates:
         """The P(target) a story needs: gates.min_target_prob (one value or per variety), else the identifier's own
         cross-validated threshold (dialect_id.thresholds), else 0.5."""
         from arastory.dialect.thresholds import gate_threshold
+
         return gate_threshold(self.identifier, target, self.min_target_prob)
 
     def _variety(self, story: str, target: str, checks: dict) -> GateResult | None:
         analysis = self.identifier.analyze(story, target)
         probability, threshold = float(analysis.probabilities.get(target, 0.0)), self.threshold(target)
-        checks["dialect"] = {"predicted": analysis.predicted, "probabilities": analysis.probabilities,
-                             "target_prob": round(probability, 4), "threshold": threshold,
-                             "target_share": round(analysis.dialect_share, 4),
-                             "msa_share": round(getattr(analysis, "msa_share", 0.0), 4), "markers": analysis.markers}
+        checks["dialect"] = {
+            "predicted": analysis.predicted,
+            "probabilities": analysis.probabilities,
+            "target_prob": round(probability, 4),
+            "threshold": threshold,
+            "target_share": round(analysis.dialect_share, 4),
+            "msa_share": round(getattr(analysis, "msa_share", 0.0), 4),
+            "markers": analysis.markers,
+        }
         if probability < threshold:
-            return GateResult("wrong_variety", f"P({target}) {probability:.2f} < {threshold:.2f} "
-                                               f"(classified as {analysis.predicted})", checks)
+            return GateResult(
+                "wrong_variety",
+                f"P({target}) {probability:.2f} < {threshold:.2f} (classified as {analysis.predicted})",
+                checks,
+            )
         if self.min_target_share is not None and analysis.dialect_share < self.min_target_share:
-            return GateResult("wrong_variety", f"only {analysis.dialect_share:.2f} of sentences in {target} "
-                                               f"(< {self.min_target_share})", checks)
+            return GateResult(
+                "wrong_variety",
+                f"only {analysis.dialect_share:.2f} of sentences in {target} (< {self.min_target_share})",
+                checks,
+            )
         return None
 
     def _duplicates(self, story_id: str, story: str, checks: dict) -> GateResult:

@@ -36,7 +36,7 @@ from arastory.synthesize.gates import GATES, QualityGates
 from arastory.synthesize.generators import GenerationRun
 
 LEDGER = "generations.jsonl"
-MIN_KEEP_RATE = 0.1   # ours: the keep rate a round plans with never drops below this (bounds one round's size)
+MIN_KEEP_RATE = 0.1  # ours: the keep rate a round plans with never drops below this (bounds one round's size)
 
 
 def build(node: DictConfig):
@@ -69,9 +69,14 @@ def max_attempts(cfg: DictConfig) -> int:
 def sample_prompts(cfg: DictConfig, count: int | None = None) -> list[dict]:
     """The first `count` (default: max_attempts) prompts for `cfg.variety`; the first k are the same for any count."""
     count = max_attempts(cfg) if count is None else count
-    sampler = PromptSampler(variety_name(cfg), order=list(cfg.sampler.order), always=list(cfg.sampler.always),
-                            p_optional=cfg.sampler.p_optional, seed=cfg.seed,
-                            balance_block=cfg.sampler.get("balance_block"))
+    sampler = PromptSampler(
+        variety_name(cfg),
+        order=list(cfg.sampler.order),
+        always=list(cfg.sampler.always),
+        p_optional=cfg.sampler.p_optional,
+        seed=cfg.seed,
+        balance_block=cfg.sampler.get("balance_block"),
+    )
     return [p.to_dict() for p in sampler.sample(count, id_prefix=f"{variety_name(cfg)}-s{cfg.seed}")]
 
 
@@ -88,8 +93,11 @@ def check_same_prompts(out_dir: Path, prompts: list[dict]) -> None:
     ours = {p["id"]: p["prompt"] for p in prompts}
     for lineno, row in iter_jsonl(path, on_error="skip"):
         if row.get("id") in ours and ours[row["id"]] != row.get("prompt"):
-            raise ConfigError("out", f"{path}:{lineno} holds a different prompt for {row['id']} (changed seed, "
-                                     "variety or prompts config?); use a new out dir")
+            raise ConfigError(
+                "out",
+                f"{path}:{lineno} holds a different prompt for {row['id']} (changed seed, "
+                "variety or prompts config?); use a new out dir",
+            )
 
 
 def load_ledger(path: Path) -> dict[str, dict]:
@@ -107,11 +115,14 @@ def build_gates(cfg: DictConfig):
         identifier = build(cfg.dialect_id)
         known = list(getattr(identifier, "classes", []))
         if variety_name(cfg) not in known:
-            raise ConfigError("gates.check_variety", f"the dialect identifier knows {', '.join(known)}, not "
-                                                     f"'{variety_name(cfg)}': train it on labelled {variety_name(cfg)} text "
-                                                     "(dialect_id.source=...) or set gates.check_variety=false")
+            raise ConfigError(
+                "gates.check_variety",
+                f"the dialect identifier knows {', '.join(known)}, not "
+                f"'{variety_name(cfg)}': train it on labelled {variety_name(cfg)} text "
+                "(dialect_id.source=...) or set gates.check_variety=false",
+            )
         identifier = RememberingIdentifier(identifier)
-    QualityGates(**gates_cfg, identifier=identifier)   # settings errors now, before any request
+    QualityGates(**gates_cfg, identifier=identifier)  # settings errors now, before any request
     return lambda: QualityGates(**gates_cfg, identifier=identifier)
 
 
@@ -130,20 +141,33 @@ class RememberingIdentifier:
         return self.memory[key]
 
 
-def split_by_gates(prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator,
-                   progress: bool = True) -> tuple[list, list]:
+def split_by_gates(
+    prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator, progress: bool = True
+) -> tuple[list, list]:
     """(kept records, rejected rows) in prompt order, so duplicates are decided the same way on every run."""
     kept, rejected = [], []
     answered = [p for p in prompts if p["id"] in ledger]
-    for prompt in tqdm(answered, desc="quality gates", unit="story", dynamic_ncols=True,
-                       disable=not progress or len(answered) < 50):
+    for prompt in tqdm(
+        answered, desc="quality gates", unit="story", dynamic_ncols=True, disable=not progress or len(answered) < 50
+    ):
         answer = ledger[prompt["id"]]
         result = gates.check(prompt["id"], answer.get("text") or "", prompt["variety"])
-        meta = {"generator": answer.get("generator", generator.name), "model": answer.get("model"),
-                "usage": answer.get("usage", {}), "retries": answer.get("retries", 0), "gates": result.checks}
-        record = StoryRecord(id=prompt["id"], variety=prompt["variety"], prompt=prompt["prompt"],
-                             story=(answer.get("text") or "").strip(), features=prompt["features"],
-                             source="synthetic", meta=meta)
+        meta = {
+            "generator": answer.get("generator", generator.name),
+            "model": answer.get("model"),
+            "usage": answer.get("usage", {}),
+            "retries": answer.get("retries", 0),
+            "gates": result.checks,
+        }
+        record = StoryRecord(
+            id=prompt["id"],
+            variety=prompt["variety"],
+            prompt=prompt["prompt"],
+            story=(answer.get("text") or "").strip(),
+            features=prompt["features"],
+            source="synthetic",
+            meta=meta,
+        )
         if result.kept:
             kept.append(record.to_dict())
         else:
@@ -171,14 +195,22 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
     generator = build(cfg.generator)
     check_same_prompts(out_dir, prompts)
     atomic_write_jsonl(out_dir / "prompts.jsonl", prompts)
-    base = {"variety": variety_name(cfg), "requested": target, "max_attempts": len(prompts), "generator": generator.name,
-            "model": generator.model, "seed": cfg.seed}
+    base = {
+        "variety": variety_name(cfg),
+        "requested": target,
+        "max_attempts": len(prompts),
+        "generator": generator.name,
+        "model": generator.model,
+        "seed": cfg.seed,
+    }
     if cfg.dry_run:
         return dry_run_report(base, generator, prompts, out_dir, started, float(cfg.expected_keep_rate))
 
     generator.preflight()
     new_gates = build_gates(cfg)
-    rounds = generate_until_kept(prompts, target, generator, new_gates, out_dir / LEDGER, f"synthesize {variety_name(cfg)}")
+    rounds = generate_until_kept(
+        prompts, target, generator, new_gates, out_dir / LEDGER, f"synthesize {variety_name(cfg)}"
+    )
     ledger = load_ledger(out_dir / LEDGER)
     kept, rejected = split_by_gates(prompts, ledger, new_gates(), generator)
     stories, surplus = kept[:target], kept[target:]
@@ -190,27 +222,49 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
     tokens = token_totals(answers)
     unanswered = len(rounds["failed_ids"] - set(ledger))
     report = {
-        **base, "dry_run": False, "answered": len(answers), "generated": len(answers),
-        "kept": len(stories), "surplus": len(surplus),
-        "failed": unanswered if len(stories) < target else 0,   # prompts to ask again (only while n is not reached)
+        **base,
+        "dry_run": False,
+        "answered": len(answers),
+        "generated": len(answers),
+        "kept": len(stories),
+        "surplus": len(surplus),
+        "failed": unanswered if len(stories) < target else 0,  # prompts to ask again (only while n is not reached)
         "rejected": {gate: sum(r["reason"] == gate for r in rejected) for gate in GATES},
-        "rejected_total": len(rejected), "keep_rate": round(len(kept) / len(answers), 4) if answers else None,
+        "rejected_total": len(rejected),
+        "keep_rate": round(len(kept) / len(answers), 4) if answers else None,
         "stopped": stop_reason(len(stories), target, len(answers) + unanswered, len(prompts)),
         "dialect_drift": drift_report(variety_name(cfg), stories, rejected),
-        "tokens": tokens, "estimated_cost_usd": estimate_cost(generator.model, **tokens),
+        "tokens": tokens,
+        "estimated_cost_usd": estimate_cost(generator.model, **tokens),
         "retries": sum(int(a.get("retries", 0) or 0) for a in answers),
-        "this_run": {"answered": rounds["run"].answered, "already_answered": rounds["already_answered"],
-                     "failed": rounds["run"].failed, "rounds": rounds["rounds"], "requests": rounds["run"].requests,
-                     "errors": rounds["run"].errors[:20]},
+        "this_run": {
+            "answered": rounds["run"].answered,
+            "already_answered": rounds["already_answered"],
+            "failed": rounds["run"].failed,
+            "rounds": rounds["rounds"],
+            "requests": rounds["run"].requests,
+            "errors": rounds["run"].errors[:20],
+        },
         "elapsed_s": round(time.perf_counter() - started, 2),
-        "files": {"stories": "stories.jsonl", "rejected": "rejected.jsonl", "surplus": "surplus.jsonl", "ledger": LEDGER},
+        "files": {
+            "stories": "stories.jsonl",
+            "rejected": "rejected.jsonl",
+            "surplus": "surplus.jsonl",
+            "ledger": LEDGER,
+        },
     }
     atomic_write_json(out_dir / "report.json", report)
     if shard:
-        identity = {"variety": variety_name(cfg), "seed": cfg.seed, "n": cfg.n, "max_attempts": max_attempts(cfg),
-                    "generator": generator.name,
-                    "model": generator.model, "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
-                    "gates": OmegaConf.to_container(cfg.gates, resolve=True)}
+        identity = {
+            "variety": variety_name(cfg),
+            "seed": cfg.seed,
+            "n": cfg.n,
+            "max_attempts": max_attempts(cfg),
+            "generator": generator.name,
+            "model": generator.model,
+            "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
+            "gates": OmegaConf.to_container(cfg.gates, resolve=True),
+        }
         write_manifest(out_dir, "synthesize", shard, report["failed"] == 0, identity, report)
     return report
 
@@ -230,7 +284,7 @@ def generate_until_kept(prompts: list[dict], n: int, generator, new_gates, ledge
             break
         answered = sum(1 for p in prompts if p["id"] in ledger)
         rate = max(len(kept) / answered, MIN_KEEP_RATE) if answered else 1.0
-        batch = fresh[:math.ceil(need / rate)]
+        batch = fresh[: math.ceil(need / rate)]
         run = generator.run(batch, ledger_path, desc=desc)
         rounds += 1
         total.answered += run.answered
@@ -258,25 +312,39 @@ def drift_report(variety: str, stories: list[dict], rejected: list[dict]) -> dic
     from arastory.dialect.evaluation import drift_distribution
 
     def shares(rows):
-        return [r["meta"]["gates"]["dialect"]["msa_share"] for r in rows
-                if "dialect" in (r.get("meta") or {}).get("gates", {})]
+        return [
+            r["meta"]["gates"]["dialect"]["msa_share"]
+            for r in rows
+            if "dialect" in (r.get("meta") or {}).get("gates", {})
+        ]
 
     return {"kept": drift_distribution(shares(stories)), "answered": drift_distribution(shares(stories + rejected))}
 
 
-def dry_run_report(base: dict, generator, prompts: list[dict], out_dir: Path, started: float,
-                   expected_keep_rate: float) -> dict:
+def dry_run_report(
+    base: dict, generator, prompts: list[dict], out_dir: Path, started: float, expected_keep_rate: float
+) -> dict:
     """Cost of the prompts expected to be sent (n / expected_keep_rate) and of the worst case (max_attempts)."""
     if not 0.0 < expected_keep_rate <= 1.0:
         raise ConfigError("expected_keep_rate", f"must be in (0, 1], got {expected_keep_rate}")
     expected = min(len(prompts), math.ceil(base["requested"] / expected_keep_rate))
     tokens, worst = generator.estimate(prompts[:expected]), generator.estimate(prompts)
-    report = {**base, "dry_run": True, "expected_attempts": expected, "expected_keep_rate": expected_keep_rate,
-              "estimated_tokens": tokens, "estimated_cost_usd": estimate_cost(generator.model, **tokens),
-              "worst_case": {"attempts": len(prompts), "estimated_tokens": worst,
-                             "estimated_cost_usd": estimate_cost(generator.model, **worst)},
-              "note": "estimate: prompt characters / generator.chars_per_token, completion = expected tokens per "
-                      "story x prompts, for n / expected_keep_rate prompts (ours); nothing was called",
-              "elapsed_s": round(time.perf_counter() - started, 2), "files": {"prompts": "prompts.jsonl"}}
+    report = {
+        **base,
+        "dry_run": True,
+        "expected_attempts": expected,
+        "expected_keep_rate": expected_keep_rate,
+        "estimated_tokens": tokens,
+        "estimated_cost_usd": estimate_cost(generator.model, **tokens),
+        "worst_case": {
+            "attempts": len(prompts),
+            "estimated_tokens": worst,
+            "estimated_cost_usd": estimate_cost(generator.model, **worst),
+        },
+        "note": "estimate: prompt characters / generator.chars_per_token, completion = expected tokens per "
+        "story x prompts, for n / expected_keep_rate prompts (ours); nothing was called",
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "files": {"prompts": "prompts.jsonl"},
+    }
     atomic_write_json(out_dir / "report.json", report)
     return report

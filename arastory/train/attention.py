@@ -11,6 +11,7 @@ take the ordinary `sdpa` path, mask and all.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,9 @@ def resolve_attn_implementation(requested: str | None, packing: bool, on_cuda: b
     return requested
 
 
-def segment_bounds(cu_seq_lens: torch.Tensor | None, position_ids: torch.Tensor | None, length: int) -> list[tuple[int, int]]:
+def segment_bounds(
+    cu_seq_lens: torch.Tensor | None, position_ids: torch.Tensor | None, length: int
+) -> list[tuple[int, int]]:
     """(start, end) of each example of a packed row: from `cu_seq_lens_q` when the batch carries it (built on the
     CPU by the collate, so no device sync), else from where the position ids restart."""
     if cu_seq_lens is not None:
@@ -48,7 +51,7 @@ def segment_bounds(cu_seq_lens: torch.Tensor | None, position_ids: torch.Tensor 
         cuts = (starts if starts and starts[0] == 0 else [0, *starts]) + [length]
     else:
         cuts = [0, length]
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 _last_cuts: tuple[torch.Tensor, list[int]] | None = None
@@ -62,22 +65,26 @@ def _cuts(cu_seq_lens: torch.Tensor) -> list[int]:
     return _last_cuts[1]
 
 
-def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
-                        **kwargs):
+def packed_sdpa_forward(
+    module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs
+):
     """transformers' attention interface: (output [batch, seq, heads, dim], None). A single row without a mask
     (a packed row, or one unpadded example) runs causal SDPA per example; anything else goes to `sdpa`."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     length = query.shape[2]
     if attention_mask is not None or query.shape[0] != 1 or length == 1 or key.shape[2] != length:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     sizes = [b - a for a, b in segment_bounds(kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"), length)]
     # split, not slices: its backward is one concatenation, where each slice's backward fills a zero tensor of the row
-    parts = [F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
-             for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2))]
+    parts = [
+        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2), strict=False)
+    ]
     output = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return output.transpose(1, 2).contiguous(), None
 
@@ -87,8 +94,12 @@ def packed_sdpa_mask(*args, attention_mask=None, **kwargs):
     the ordinary SDPA mask otherwise (padded validation batches, generation)."""
     from transformers.masking_utils import sdpa_mask
 
-    if attention_mask is None and kwargs.get("q_length") == kwargs.get("kv_length") and not kwargs.get("q_offset") \
-            and not kwargs.get("kv_offset"):
+    if (
+        attention_mask is None
+        and kwargs.get("q_length") == kwargs.get("kv_length")
+        and not kwargs.get("q_offset")
+        and not kwargs.get("kv_offset")
+    ):
         return None
     return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 

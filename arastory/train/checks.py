@@ -26,7 +26,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("peft.lora_dropout", f"must be in [0, 1), got {cfg.peft.lora_dropout}")
     optim_settings(cfg.optim)
     _check_positive("batch_size", cfg.batch_size)
-    check_batch_split(cfg.batch_size, world_size(cfg.trainer))   # the global batch, split over the processes
+    check_batch_split(cfg.batch_size, world_size(cfg.trainer))  # the global batch, split over the processes
     split_seed = cfg.data.get("split_seed")
     if split_seed is not None and not isinstance(split_seed, int):
         raise ConfigError("data.split_seed", f"must be an integer, got {split_seed}")
@@ -45,6 +45,7 @@ def check_config(cfg: DictConfig) -> None:
         if not cfg.model.get("name_or_path"):
             raise ConfigError("model.name_or_path", "is empty; name an HF id or a local path")
         from arastory.train.model import check_model_path
+
         check_model_path(str(cfg.model.name_or_path))
 
 
@@ -73,22 +74,34 @@ def _check_speed(cfg: DictConfig) -> None:
         if not isinstance(budget, int) or budget <= 0:
             raise ConfigError("data.packing_max_tokens", f"must be a positive integer or null, got {budget}")
         if isinstance(data.max_length, int) and budget < data.max_length:
-            raise ConfigError("data.packing_max_tokens", f"{budget} is below data.max_length={data.max_length}: "
-                                                         "a row must hold the longest example")
+            raise ConfigError(
+                "data.packing_max_tokens",
+                f"{budget} is below data.max_length={data.max_length}: a row must hold the longest example",
+            )
     if model.attn_implementation not in ATTENTION:
-        raise ConfigError("model.attn_implementation",
-                          f"'{model.attn_implementation}' is not one of: auto, sdpa, eager, flash_attention_2, null")
+        raise ConfigError(
+            "model.attn_implementation",
+            f"'{model.attn_implementation}' is not one of: auto, sdpa, eager, flash_attention_2, null",
+        )
     if data.get("packing") and model.attn_implementation is None:
-        raise ConfigError("data.packing", "needs model.attn_implementation auto, sdpa, eager or flash_attention_2 to keep "
-                                          "packed examples apart (this model's remote code picks its own attention); "
-                                          "set data.packing=false")
+        raise ConfigError(
+            "data.packing",
+            "needs model.attn_implementation auto, sdpa, eager or flash_attention_2 to keep "
+            "packed examples apart (this model's remote code picks its own attention); "
+            "set data.packing=false",
+        )
     if model.get("gradient_checkpointing") not in (True, False, "auto"):
-        raise ConfigError("model.gradient_checkpointing", f"must be true, false or auto, got {model.gradient_checkpointing}")
+        raise ConfigError(
+            "model.gradient_checkpointing", f"must be true, false or auto, got {model.gradient_checkpointing}"
+        )
     if model.get("liger"):
         import importlib.util
+
         if importlib.util.find_spec("liger_kernel") is None:
-            raise ConfigError("model.liger", "liger-kernel is not installed (`pip install liger-kernel`, GPU only); "
-                                             "set model.liger=false")
+            raise ConfigError(
+                "model.liger",
+                "liger-kernel is not installed (`pip install liger-kernel`, GPU only); set model.liger=false",
+            )
         if cfg.trainer.get("accelerator") == "cpu":
             raise ConfigError("model.liger", "Liger kernels run on a GPU only; set model.liger=false with trainer=cpu")
 
@@ -101,8 +114,8 @@ class OptimSettings:
     lr: float = MISSING
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    schedule: str = "cosine"     # one of SCHEDULES
-    fused: Any = "auto"          # true | false | auto (OmegaConf types have no bool-or-string union)
+    schedule: str = "cosine"  # one of SCHEDULES
+    fused: Any = "auto"  # true | false | auto (OmegaConf types have no bool-or-string union)
 
     def __post_init__(self) -> None:
         _check_positive("optim.lr", self.lr)

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from arastory.data.splits import nested_subset, split_heldout
 from arastory.errors import ConfigError
-from arastory.io import fingerprint
 from arastory.filter.training import filter_enabled, filter_translated
+from arastory.io import fingerprint
 from arastory.records import VARIETIES, StoryRecord
 
 DIALECTS = (*VARIETIES, "all")
@@ -26,13 +26,14 @@ def selected_varieties(dialect: str) -> tuple[str, ...]:
 
 @dataclass
 class TrainingData:
-    train: dict[str, list[StoryRecord]]              # data name (synthetic, translated) → training records
-    val: dict[str, list[StoryRecord]]                # variety → held-out synthetic records
+    train: dict[str, list[StoryRecord]]  # data name (synthetic, translated) → training records
+    val: dict[str, list[StoryRecord]]  # variety → held-out synthetic records
     counts: dict[str, dict] = field(default_factory=dict)
 
 
-def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], seed: int,
-                        out_dir: str | Path | None = None) -> TrainingData:
+def build_training_data(
+    data_cfg: DictConfig, dialect: str, needed: list[str], seed: int, out_dir: str | Path | None = None
+) -> TrainingData:
     """Load each data source a stage needs; split held-out records by id hash, then take nested subsets.
 
     The held-out split is keyed on `data.split_seed` (one validation set per study, whatever the training `seed`);
@@ -47,21 +48,36 @@ def build_training_data(data_cfg: DictConfig, dialect: str, needed: list[str], s
         source = instantiate(data_cfg[name])
         filtered = None
         if name == "translated" and filter_enabled(data_cfg):
-            pairs, filtered = filter_translated(source, data_cfg.filter, _heldout_synthetic(data_cfg, split_seed),
-                                                Path(out_dir) / "filter" if out_dir else None)
+            pairs, filtered = filter_translated(
+                source,
+                data_cfg.filter,
+                _heldout_synthetic(data_cfg, split_seed),
+                Path(out_dir) / "filter" if out_dir else None,
+            )
             records = [pair.as_story() for pair in pairs]
         else:
             records = source.load()
         if name == "synthetic":
             records = [r for r in records if r.variety in varieties]
         fit, held = split_heldout(records, data_cfg.val_fraction, split_seed)
-        fit = _subset_per_variety(fit, source.size, seed) if name == "synthetic" else nested_subset(fit, source.size, seed)
+        fit = (
+            _subset_per_variety(fit, source.size, seed)
+            if name == "synthetic"
+            else nested_subset(fit, source.size, seed)
+        )
         if not fit:
-            raise ConfigError(f"data.{name}", f"no training examples left for dialect={dialect} "
-                              f"(size={source.size}, {len(records)} records read from {source.path})")
+            raise ConfigError(
+                f"data.{name}",
+                f"no training examples left for dialect={dialect} "
+                f"(size={source.size}, {len(records)} records read from {source.path})",
+            )
         train[name] = fit
-        counts[name] = {"read": len(records), "train": len(fit), "heldout": len(held),
-                        "train_per_variety": dict(Counter(r.variety for r in fit))}
+        counts[name] = {
+            "read": len(records),
+            "train": len(fit),
+            "heldout": len(held),
+            "train_per_variety": dict(Counter(r.variety for r in fit)),
+        }
         if filtered:
             counts[name]["filter"] = filtered
         if name == "synthetic":
@@ -83,7 +99,10 @@ def heldout_seed(data_cfg: DictConfig, seed: int) -> int:
 def val_fingerprint(val: dict[str, list[StoryRecord]]) -> dict[str, str]:
     """A short hash of the sorted held-out ids per variety and of all of them (`all`): equal hashes, same yardstick."""
     ids = {variety: sorted(r.id for r in records) for variety, records in val.items()}
-    return {"all": fingerprint(sorted(i for v in ids.values() for i in v)), **{v: fingerprint(i) for v, i in ids.items()}}
+    return {
+        "all": fingerprint(sorted(i for v in ids.values() for i in v)),
+        **{v: fingerprint(i) for v, i in ids.items()},
+    }
 
 
 def _heldout_synthetic(data_cfg: DictConfig, seed: int) -> list[StoryRecord]:

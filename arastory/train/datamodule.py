@@ -6,19 +6,19 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
-from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 from arastory.train.distributed import EveryNth, ShardedBatches, ShardedLoader, check_val_shards, shard_of
+from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 from arastory.train.packing import PackedRows, packed_collate, training_extras
 from arastory.train.sampler import LengthGroupedSampler, ResumableLoader, ResumableSampler
 from arastory.train.token_cache import cached_examples
 
-COUNT_KEYS = ("story_chars", "story_words")   # per-example counts batched as tensors when the examples carry them
+COUNT_KEYS = ("story_chars", "story_words")  # per-example counts batched as tensors when the examples carry them
 TOKENIZED = ("train_set", "format_stats", "val_sets", "val_format_stats", "val_names", "packed", "sampler")
 
 
@@ -46,6 +46,7 @@ def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False)
         if extras:
             out.update(training_extras(labels, int(attention.sum()), attention.numel(), len(batch)))
         return out
+
     return collate
 
 
@@ -59,14 +60,29 @@ class StoryDataModule(pl.LightningDataModule):
     batch_size) and the permutation is over rows; with `group_by_length` (unpacked), batches hold similar lengths.
     """
 
-    def __init__(self, train: list[StoryRecord], val_sets: dict[str, list[StoryRecord]], formatter: ExampleFormatter,
-                 batch_size: int = 4, eval_batch_size: int | None = None, seed: int = 0, packing: bool = False,
-                 packing_max_tokens: int | None = None, group_by_length: bool = False, token_cache: Path | None = None):
+    def __init__(
+        self,
+        train: list[StoryRecord],
+        val_sets: dict[str, list[StoryRecord]],
+        formatter: ExampleFormatter,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        packing: bool = False,
+        packing_max_tokens: int | None = None,
+        group_by_length: bool = False,
+        token_cache: Path | None = None,
+    ):
         super().__init__()
         self.formatter, self.token_cache = formatter, token_cache
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self._settings = {"packing": packing, "max_tokens": packing_max_tokens, "seed": seed, "grouped": group_by_length}
-        self._records: tuple | None = (train, val_sets)   # dropped once tokenized: the examples are what training reads
+        self._settings = {
+            "packing": packing,
+            "max_tokens": packing_max_tokens,
+            "seed": seed,
+            "grouped": group_by_length,
+        }
+        self._records: tuple | None = (train, val_sets)  # dropped once tokenized: the examples are what training reads
         self.collate = pad_collate(formatter.tokenizer.pad_token_id, extras=True)
 
     def setup(self, stage: str | None = None) -> None:
@@ -79,8 +95,9 @@ class StoryDataModule(pl.LightningDataModule):
         self.train_set = cached_examples(train, train_formatter, self.token_cache)
         self.format_stats = train_formatter.stats
         val_formatter = dataclasses.replace(self.formatter, stats=FormatStats())
-        self.val_sets = {name: cached_examples(records, val_formatter, self.token_cache)
-                         for name, records in val_sets.items()}
+        self.val_sets = {
+            name: cached_examples(records, val_formatter, self.token_cache) for name, records in val_sets.items()
+        }
         self.val_format_stats = val_formatter.stats
         self.val_names = [name for name, ds in self.val_sets.items() if len(ds)]
         settings = self._settings
@@ -107,8 +124,9 @@ class StoryDataModule(pl.LightningDataModule):
             return ResumableSampler(len(self.packed), seed, data_id=fingerprint(ids, "packed", self.packed.budget))
         if group_by_length:
             lengths = [self.train_set.length(i) for i in range(len(self.train_set))]
-            return LengthGroupedSampler(lengths, self.batch_size, seed,
-                                        data_id=fingerprint(ids, "grouped", self.batch_size))
+            return LengthGroupedSampler(
+                lengths, self.batch_size, seed, data_id=fingerprint(ids, "grouped", self.batch_size)
+            )
         return ResumableSampler(len(self.train_set), seed, data_id=ids)
 
     def tokens_per_step(self) -> int:
@@ -125,21 +143,37 @@ class StoryDataModule(pl.LightningDataModule):
         if shard := shard_of(self.trainer):  # several processes: this rank's part of each global batch
             if self.packed is not None:
                 from arastory.errors import ConfigError
-                raise ConfigError("data.packing", "packed rows are not split over several processes (trainer=ddp); "
-                                                  "set data.packing=false")
-            return ShardedLoader(self.train_set, ShardedBatches(self.sampler, self.batch_size, *shard),
-                                 collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True))
+
+                raise ConfigError(
+                    "data.packing",
+                    "packed rows are not split over several processes (trainer=ddp); set data.packing=false",
+                )
+            return ShardedLoader(
+                self.train_set,
+                ShardedBatches(self.sampler, self.batch_size, *shard),
+                collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True),
+            )
         if self.packed is not None:
             return ResumableLoader(self.packed, self.sampler, batch_size=1, collate_fn=packed_collate(with_ids=True))
-        return ResumableLoader(self.train_set, self.sampler, batch_size=self.batch_size,
-                               collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True))
+        return ResumableLoader(
+            self.train_set,
+            self.sampler,
+            batch_size=self.batch_size,
+            collate_fn=pad_collate(self.formatter.tokenizer.pad_token_id, with_ids=True, extras=True),
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         # Their own generators: iterating a loader would otherwise draw on the global RNG that dropout uses.
         shard = shard_of(self.trainer)  # several processes: every example on one rank, sums reduced after
         if shard:
             check_val_shards({name: self.val_sets[name] for name in self.val_names}, shard[1])
-        return [DataLoader(self.val_sets[name], batch_size=self.eval_batch_size // (shard[1] if shard else 1) or 1,
-                           collate_fn=self.collate, generator=torch.Generator().manual_seed(0),
-                           sampler=EveryNth(len(self.val_sets[name]), *shard) if shard else None)
-                for name in self.val_names]
+        return [
+            DataLoader(
+                self.val_sets[name],
+                batch_size=self.eval_batch_size // (shard[1] if shard else 1) or 1,
+                collate_fn=self.collate,
+                generator=torch.Generator().manual_seed(0),
+                sampler=EveryNth(len(self.val_sets[name]), *shard) if shard else None,
+            )
+            for name in self.val_names
+        ]

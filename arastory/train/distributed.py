@@ -45,11 +45,20 @@ class WorkerLauncher(_SubprocessScriptLauncher):
         self._check_can_spawn_children()
         self.saved_env = {key: os.environ.get(key) for key in LAUNCH_ENV}
         env = self.cluster_environment
-        os.environ.update(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port), NODE_RANK=str(env.node_rank()),
-                          LOCAL_RANK=str(env.local_rank()), WORLD_SIZE=str(self.num_processes * self.num_nodes))
+        os.environ.update(
+            MASTER_ADDR=env.main_address,
+            MASTER_PORT=str(env.main_port),
+            NODE_RANK=str(env.node_rank()),
+            LOCAL_RANK=str(env.local_rank()),
+            WORLD_SIZE=str(self.num_processes * self.num_nodes),
+        )
         for local_rank in range(1, self.num_processes):
-            child_env = {**os.environ, "LOCAL_RANK": str(local_rank), WORKER_ENV: str(self.run_dir),
-                         RANK_ENV: str(env.node_rank() * self.num_processes + local_rank)}
+            child_env = {
+                **os.environ,
+                "LOCAL_RANK": str(local_rank),
+                WORKER_ENV: str(self.run_dir),
+                RANK_ENV: str(env.node_rank() * self.num_processes + local_rank),
+            }
             command = [sys.executable, "-m", "arastory.train.worker", str(self.run_dir)]
             self.procs.append(subprocess.Popen(command, env=child_env, cwd=os.getcwd()))
         ACTIVE_LAUNCHES.append(self)
@@ -67,6 +76,7 @@ class WorkerLauncher(_SubprocessScriptLauncher):
             torch.distributed.destroy_process_group()
         if any(codes):
             from arastory.errors import ArastoryError
+
             raise ArastoryError(f"training error: worker processes exited with {codes} (their messages are above)")
 
 
@@ -82,7 +92,7 @@ def finish_launches(failed: bool = False) -> None:
             launcher.kill(signal.SIGKILL)
         try:
             launcher.finish()
-        except Exception:  # noqa: BLE001 - rank 0's own error is the one to report
+        except Exception:
             if not failed:
                 raise
 
@@ -115,9 +125,13 @@ def parallel_strategy(trainer_cfg, run_dir: str | Path):
         return ResidentDDP(run_dir)
     if str(named).startswith("fsdp"):
         from arastory.errors import ConfigError
-        raise ConfigError("trainer.strategy", "fsdp is not supported by arastory's training (its checkpoints and "
-                                              "adapter saves read unsharded LoRA tensors; docs/scaling.md); use "
-                                              "trainer=ddp: each GPU holds the 4-bit base (about 5 GB for a 7B model)")
+
+        raise ConfigError(
+            "trainer.strategy",
+            "fsdp is not supported by arastory's training (its checkpoints and "
+            "adapter saves read unsharded LoRA tensors; docs/scaling.md); use "
+            "trainer=ddp: each GPU holds the 4-bit base (about 5 GB for a 7B model)",
+        )
     return None
 
 
@@ -152,7 +166,7 @@ def split_batch(batch: list[int], world: int, order: list[int]) -> list[list[int
         batch = batch + order[: world - len(batch)]
     base, extra = divmod(len(batch), world)
     bounds = [r * base + min(r, extra) for r in range(world + 1)]
-    return [batch[bounds[r]:bounds[r + 1]] for r in range(world)]
+    return [batch[bounds[r] : bounds[r + 1]] for r in range(world)]
 
 
 class ShardedBatches(Sampler[list[int]]):
@@ -165,10 +179,10 @@ class ShardedBatches(Sampler[list[int]]):
     def plan(self) -> list[tuple[list[int], list[int]]]:
         """(global batch, this rank's part) for each step left in the epoch."""
         order = self.sampler.epoch_order()
-        remaining = order[self.sampler.consumed:]
+        remaining = order[self.sampler.consumed :]
         steps = []
         for start in range(0, len(remaining), self.global_batch):
-            batch = remaining[start:start + self.global_batch]
+            batch = remaining[start : start + self.global_batch]
             steps.append((batch, split_batch(batch, self.world, order)[self.rank]))
         return steps
 
@@ -195,7 +209,7 @@ class ShardedLoader(DataLoader):
     def __iter__(self):
         self.generator.manual_seed(derive_seed(self.resumable.seed, "workers", self.resumable.epoch))
         plan = self.batches.plan()
-        for (global_batch, _), batch in zip(plan, super().__iter__()):
+        for (global_batch, _), batch in zip(plan, super().__iter__(), strict=False):
             self.resumable.consumed += len(global_batch)
             batch["global_example_ids"] = [self.dataset.ids[i] for i in global_batch]
             yield batch
@@ -225,8 +239,12 @@ def check_val_shards(val_sets: dict, world: int) -> None:
     total = sum(len(ds) for ds in val_sets.values())
     if total and total < world:
         from arastory.errors import ConfigError
-        raise ConfigError("data.val_fraction", f"{total} validation examples for {world} processes; each process "
-                                               "needs at least one (raise data.val_fraction or use fewer processes)")
+
+        raise ConfigError(
+            "data.val_fraction",
+            f"{total} validation examples for {world} processes; each process "
+            "needs at least one (raise data.val_fraction or use fewer processes)",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ loss, reductions
@@ -246,8 +264,14 @@ def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Te
     if shard_of(trainer) is None:
         return loss, None
     scored = (batch["labels"][:, 1:] != -100).sum()
-    local = torch.stack([loss.detach().double() * scored, scored.double(), batch["attention_mask"].sum().double(),
-                         torch.tensor(float(batch["input_ids"].size(0)), dtype=torch.float64, device=loss.device)])
+    local = torch.stack(
+        [
+            loss.detach().double() * scored,
+            scored.double(),
+            batch["attention_mask"].sum().double(),
+            torch.tensor(float(batch["input_ids"].size(0)), dtype=torch.float64, device=loss.device),
+        ]
+    )
     total = trainer.strategy.reduce(local.clone(), reduce_op="sum")
     weighted = loss * (scored.to(loss.dtype) * trainer.world_size / total[1].clamp(min=1).to(loss.dtype))
     return weighted, StepTotals(float(total[0] / total[1].clamp(min=1)), int(total[2]), int(total[3]))
@@ -296,6 +320,9 @@ def scratch_dir(zero: bool, run_dir: Path):
 def run_shape(cfg) -> dict:
     """How the run was spread over processes (metrics.json): the numbers that make its batches comparable."""
     world = world_size(cfg.trainer)
-    return {"world_size": world, "global_batch_size": int(cfg.batch_size),
-            "per_device_batch_size": int(cfg.batch_size) // world,
-            "accumulate_grad_batches": int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)}
+    return {
+        "world_size": world,
+        "global_batch_size": int(cfg.batch_size),
+        "per_device_batch_size": int(cfg.batch_size) // world,
+        "accumulate_grad_batches": int(cfg.trainer.get("accumulate_grad_batches", 1) or 1),
+    }

@@ -7,15 +7,15 @@ import sys
 from dataclasses import dataclass, field
 
 IGNORE_INDEX = -100
-PLAIN_TEMPLATE = "{prompt}\n\n### القصة:\n"   # ours: used when the tokenizer has no chat template
-LENGTH_STEP = 64          # data.max_length=auto rounds up to a multiple of this
-LOST_EOS_WARN = 0.01      # warn when more than 1% of a set's examples lose their end of story to truncation
+PLAIN_TEMPLATE = "{prompt}\n\n### القصة:\n"  # ours: used when the tokenizer has no chat template
+LENGTH_STEP = 64  # data.max_length=auto rounds up to a multiple of this
+LOST_EOS_WARN = 0.01  # warn when more than 1% of a set's examples lose their end of story to truncation
 
 
 @dataclass
 class FormatStats:
     kept: int = 0
-    truncated: int = 0   # kept, but cut at max_length: these never learn where the story ends
+    truncated: int = 0  # kept, but cut at max_length: these never learn where the story ends
     dropped: int = 0
 
     def as_dict(self) -> dict:
@@ -26,9 +26,11 @@ class FormatStats:
         total = self.kept + self.dropped
         if not total or self.truncated <= LOST_EOS_WARN * total:
             return None
-        return (f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) are longer "
-                f"than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
-                f"or set data.max_length=auto")
+        return (
+            f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) are longer "
+            f"than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
+            f"or set data.max_length=auto"
+        )
 
 
 @dataclass
@@ -45,7 +47,7 @@ class ExampleFormatter:
     """
 
     tokenizer: object
-    max_length: int | str | None = 1024   # "auto" or None: no limit here (the recipe resolves auto from the data)
+    max_length: int | str | None = 1024  # "auto" or None: no limit here (the recipe resolves auto from the data)
     overflow: str = "truncate"
     min_story_tokens: int = 8
     stats: FormatStats = field(default_factory=FormatStats)
@@ -53,6 +55,7 @@ class ExampleFormatter:
     def __post_init__(self):
         if self.overflow not in ("truncate", "drop"):
             from arastory.errors import ConfigError
+
             raise ConfigError("data.overflow", f"'{self.overflow}' is not one of: truncate, drop")
         if self.tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; set one before training")
@@ -82,12 +85,16 @@ class ExampleFormatter:
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": story}]
         full = self.tokenizer.apply_chat_template(messages, tokenize=False)
         if not full.startswith(head):
-            raise ValueError("the chat template renders the user turn differently when an answer follows; "
-                             "it cannot be trained as prompt + completion")
-        turn = full[len(head):]
+            raise ValueError(
+                "the chat template renders the user turn differently when an answer follows; "
+                "it cannot be trained as prompt + completion"
+            )
+        turn = full[len(head) :]
         at = turn.find(story.strip())
         if at < 0:
-            raise ValueError("the chat template changes the assistant's text; the story cannot be found in its rendering")
+            raise ValueError(
+                "the chat template changes the assistant's text; the story cannot be found in its rendering"
+            )
         end = at + len(story.strip())
         return turn[:end], turn[end:]
 
@@ -96,8 +103,8 @@ class ExampleFormatter:
         ids = list(self.tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else []
         for k, token in enumerate(ids):
             if token in self._special_ids:
-                return ids[:k + 1]
-        return ids + [self.tokenizer.eos_token_id]
+                return ids[: k + 1]
+        return [*ids, self.tokenizer.eos_token_id]
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -135,8 +142,12 @@ class ExampleFormatter:
             scored = self.tokenizer.decode(story_ids, skip_special_tokens=True)
             self.stats.truncated += 1
         self.stats.kept += 1
-        return {"input_ids": prompt_ids + story_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + story_ids,
-                "story_chars": len(scored), "story_words": len(scored.split())}
+        return {
+            "input_ids": prompt_ids + story_ids,
+            "labels": [IGNORE_INDEX] * len(prompt_ids) + story_ids,
+            "story_chars": len(scored),
+            "story_words": len(scored.split()),
+        }
 
 
 def auto_max_length(formatter: ExampleFormatter, records, context: int | None) -> int:

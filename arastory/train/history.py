@@ -108,7 +108,9 @@ class StepMetrics(Callback):
         self._last_step = step = trainer.global_step
         if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.should_stop:
             for logger in trainer.loggers:
-                metrics = {key: float(value) for key, value in pl_module.step_metrics.items()}  # device values: read here
+                metrics = {
+                    key: float(value) for key, value in pl_module.step_metrics.items()
+                }  # device values: read here
                 logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=step - 1)
 
 
@@ -126,8 +128,14 @@ class BatchLog(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._out is None:
             self._out = JsonlAppender(self.path)
-        self._out.write({"step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "batch": int(batch_idx),
-                         "ids": list(batch.get("global_example_ids", batch["example_ids"]))})  # all ranks' examples
+        self._out.write(
+            {
+                "step": int(trainer.global_step),
+                "epoch": int(trainer.current_epoch),
+                "batch": int(batch_idx),
+                "ids": list(batch.get("global_example_ids", batch["example_ids"])),
+            }
+        )  # all ranks' examples
 
     def teardown(self, trainer, pl_module, stage) -> None:
         if self._out is not None:

@@ -9,8 +9,15 @@ import torch.nn.functional as F
 from arastory.train.formatting import IGNORE_INDEX
 
 # Keys of a collated batch the model's forward takes (the rest is bookkeeping: ids, counts, targets).
-FORWARD_KEYS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
-                "max_length_k")
+FORWARD_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "position_ids",
+    "cu_seq_lens_q",
+    "cu_seq_lens_k",
+    "max_length_q",
+    "max_length_k",
+)
 
 
 def scored_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,21 +19,30 @@ def no_quantization():
 
 
 def looks_local(name_or_path: str) -> bool:
-    return name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists() or not HF_ID.match(name_or_path)
+    return (
+        name_or_path.startswith(("/", "./", "../", "~")) or Path(name_or_path).exists() or not HF_ID.match(name_or_path)
+    )
 
 
 def check_model_path(name_or_path: str) -> None:
     """Fail fast on a local path that does not exist (HF ids are resolved by `from_pretrained`)."""
     if looks_local(name_or_path) and not Path(name_or_path).expanduser().exists():
-        raise ConfigError("model.name_or_path", f"'{name_or_path}' is neither an existing local path nor an HF id (org/name)")
+        raise ConfigError(
+            "model.name_or_path", f"'{name_or_path}' is neither an existing local path nor an HF id (org/name)"
+        )
 
 
 def resolve_model_path(model_cfg) -> str:
     """The directory or HF id to load; `model=tiny` builds its local model on first use."""
     if model_cfg.get("tiny"):
         from arastory.train.tiny import build_tiny_model
+
         return build_tiny_model(**model_cfg.tiny)
-    return str(Path(model_cfg.name_or_path).expanduser()) if looks_local(model_cfg.name_or_path) else model_cfg.name_or_path
+    return (
+        str(Path(model_cfg.name_or_path).expanduser())
+        if looks_local(model_cfg.name_or_path)
+        else model_cfg.name_or_path
+    )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -49,17 +58,27 @@ def context_length(path: str, tokenizer, trust_remote_code: bool = False) -> int
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    limits = [getattr(config, key) for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
-              if isinstance(getattr(config, key, None), int)]
+    limits = [
+        getattr(config, key)
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+        if isinstance(getattr(config, key, None), int)
+    ]
     if isinstance(tokenizer.model_max_length, int) and tokenizer.model_max_length < 10**7:  # HF's "no limit" is ~1e30
         limits.append(tokenizer.model_max_length)
     return min(limits) if limits else None
 
 
-def load_model(path: str, quantization_config=None, dtype: str = "float32", attn_implementation: str | None = "sdpa",
-               trust_remote_code: bool = False, device_map=None, for_training: bool = True):
+def load_model(
+    path: str,
+    quantization_config=None,
+    dtype: str = "float32",
+    attn_implementation: str | None = "sdpa",
+    trust_remote_code: bool = False,
+    device_map=None,
+    for_training: bool = True,
+):
     """`for_training=False` (evaluation) keeps bitsandbytes' fast CPU inference layout for 4-bit weights."""
-    kwargs = dict(dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+    kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
@@ -95,8 +114,9 @@ def apply_lora(model, lora_config, quantized: bool, gradient_checkpointing: bool
     # Non-reentrant checkpointing: no hook forcing the embeddings' output to require a gradient (wasted backward work).
     checkpointing = {"use_reentrant": False}
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=checkpointing)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=checkpointing
+        )
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     model = get_peft_model(model, lora_config)

@@ -12,8 +12,8 @@ from arastory.train.distributed import global_step_loss, reduce_sums
 from arastory.train.loss import story_nll
 from arastory.train.resume import IDENTITY_KEY, CheckpointMismatch, shapes_mismatch
 
-EPOCH_LOSS_KEY = "arastory_epoch_loss"   # in each checkpoint: the running (loss × examples, examples) of the epoch
-TOKENS_KEY = "arastory_stage_tokens"     # in each checkpoint: the stage's (real, padded) training token counts
+EPOCH_LOSS_KEY = "arastory_epoch_loss"  # in each checkpoint: the running (loss × examples, examples) of the epoch
+TOKENS_KEY = "arastory_stage_tokens"  # in each checkpoint: the stage's (real, padded) training token counts
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 
@@ -38,17 +38,31 @@ def use_fused_adamw(fused: bool | str, params: list) -> bool:
     from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
     devices = {p.device.type for p in params}
-    return bool(params) and devices <= set(_get_fused_kernels_supported_devices()) and \
-        all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+    return (
+        bool(params)
+        and devices <= set(_get_fused_kernels_supported_devices())
+        and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+    )
 
 
 class StoryLM(pl.LightningModule):
     """Trains only the adapter; checkpoints hold only what training changes (adapter, optimizer, schedule, step)
     plus `identity` (base model and adapter config), and load back only into a module with exactly that adapter."""
 
-    def __init__(self, model, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "cosine",
-                 total_steps: int = 1, step_offset: int = 0, val_names: tuple[str, ...] = (), carried_optimizer_state=None,
-                 identity: dict | None = None, fused: bool | str = "auto"):
+    def __init__(
+        self,
+        model,
+        lr: float,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        schedule: str = "cosine",
+        total_steps: int = 1,
+        step_offset: int = 0,
+        val_names: tuple[str, ...] = (),
+        carried_optimizer_state=None,
+        identity: dict | None = None,
+        fused: bool | str = "auto",
+    ):
         super().__init__()
         self.model = model
         self.identity = identity or {}
@@ -63,7 +77,7 @@ class StoryLM(pl.LightningModule):
         self.val_names = tuple(val_names)
         self.carried_optimizer_state = carried_optimizer_state
         self._epoch_loss = [0.0, 0]
-        self.stage_tokens = [0, 0]   # (real, padded) tokens of this stage's training batches
+        self.stage_tokens = [0, 0]  # (real, padded) tokens of this stage's training batches
 
     @property
     def padding_fraction(self) -> float | None:
@@ -104,8 +118,14 @@ class StoryLM(pl.LightningModule):
         """Sums per variety: NLL (nats) over the scored story tokens, their count, story characters and words."""
         loss_sum = story_nll(self.model, batch, reduction="sum")
         self._val_sums[self.val_names[dataloader_idx]] += torch.tensor(
-            [float(loss_sum), batch["targets"].numel(), int(batch["story_chars"].sum()), int(batch["story_words"].sum())],
-            dtype=torch.float64)
+            [
+                float(loss_sum),
+                batch["targets"].numel(),
+                int(batch["story_chars"].sum()),
+                int(batch["story_words"].sum()),
+            ],
+            dtype=torch.float64,
+        )
 
     def on_validation_epoch_end(self):
         self._val_sums = reduce_sums(self.trainer, self._val_sums)  # several processes: whole-set totals
@@ -125,14 +145,17 @@ class StoryLM(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=use_fused_adamw(self.fused, params))
+        optimizer = torch.optim.AdamW(
+            params, lr=self.lr, weight_decay=self.weight_decay, fused=use_fused_adamw(self.fused, params)
+        )
         if self.carried_optimizer_state is not None:
             optimizer.load_state_dict(self.carried_optimizer_state)
             for group in optimizer.param_groups:  # the carried moments stay; the stage's own lr applies
                 group["lr"] = group["initial_lr"] = self.lr
         offset, total = self.step_offset, self.total_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step + offset, self.warmup_steps, total, self.schedule))
+            optimizer, lambda step: lr_factor(step + offset, self.warmup_steps, total, self.schedule)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def trainable_shapes(self) -> dict[str, tuple]:

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from arastory.train.formatting import IGNORE_INDEX
 from arastory.train.sampler import derive_seed
 
-OPEN_ROWS = 8   # rows still accepting examples while packing; more buys a little fill at O(n * OPEN_ROWS) cost
+OPEN_ROWS = 8  # rows still accepting examples while packing; more buys a little fill at O(n * OPEN_ROWS) cost
 
 
 def pack_rows(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]:
@@ -82,9 +82,13 @@ def packed_collate(with_ids: bool = True):
         cu = np.concatenate([[0], np.cumsum(lengths)])
         positions = np.arange(cu[-1]) - np.repeat(cu[:-1], lengths)
         label_row = torch.from_numpy(np.concatenate(labels))[None]
-        out = {"input_ids": torch.from_numpy(np.concatenate(ids))[None], "labels": label_row,
-               "position_ids": torch.from_numpy(positions)[None],
-               "cu_seq_lens_q": torch.from_numpy(cu).to(torch.int32), "max_length_q": int(lengths.max())}
+        out = {
+            "input_ids": torch.from_numpy(np.concatenate(ids))[None],
+            "labels": label_row,
+            "position_ids": torch.from_numpy(positions)[None],
+            "cu_seq_lens_q": torch.from_numpy(cu).to(torch.int32),
+            "max_length_q": int(lengths.max()),
+        }
         out["cu_seq_lens_k"], out["max_length_k"] = out["cu_seq_lens_q"], out["max_length_q"]
         out.update(training_extras(label_row, int(cu[-1]), int(cu[-1]), len(row)))
         for key in ("story_chars", "story_words"):
@@ -93,6 +97,7 @@ def packed_collate(with_ids: bool = True):
         if with_ids:
             out["example_ids"] = [example["id"] for example in row]
         return out
+
     return collate
 
 
@@ -102,5 +107,10 @@ def training_extras(labels: torch.Tensor, tokens: int, slots: int, examples: int
     from arastory.train.loss import scored_positions
 
     positions, targets = scored_positions(labels)
-    return {"logit_positions": positions, "targets": targets, "num_tokens": tokens, "num_slots": slots,
-            "num_examples": examples}
+    return {
+        "logit_positions": positions,
+        "targets": targets,
+        "num_tokens": tokens,
+        "num_slots": slots,
+        "num_examples": examples,
+    }

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from arastory.errors import ConfigError
 
-RANK_ENV = "ARASTORY_RANK"          # set by arastory.train.distributed.WorkerLauncher for the processes it starts
-WORKER_ENV = "ARASTORY_WORKER_OF"   # the run dir of the rank-0 process that started this worker
+RANK_ENV = "ARASTORY_RANK"  # set by arastory.train.distributed.WorkerLauncher for the processes it starts
+WORKER_ENV = "ARASTORY_WORKER_OF"  # the run dir of the rank-0 process that started this worker
 
 
 def env_rank() -> int:
@@ -30,7 +30,7 @@ def env_rank() -> int:
         return int(os.environ["RANK"])
     if slurm_tasks() > 1:
         return int(os.environ.get("SLURM_PROCID", 0))
-    return node_rank()   # a node started by hand with NODE_RANK=k > 0: its first process is not rank 0
+    return node_rank()  # a node started by hand with NODE_RANK=k > 0: its first process is not rank 0
 
 
 def node_rank() -> int:
@@ -47,8 +47,11 @@ def slurm_tasks() -> int:
 
 def externally_launched() -> bool:
     """Whether SLURM or torchrun started several processes of this run (so each runs the entry point itself)."""
-    return slurm_tasks() > 1 or node_rank() > 0 or \
-        ("TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    return (
+        slurm_tasks() > 1
+        or node_rank() > 0
+        or ("TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    )
 
 
 def is_rank_zero() -> bool:
@@ -83,19 +86,26 @@ def check_accelerator(trainer_cfg) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("trainer.accelerator", f"'{trainer_cfg.accelerator}' but this machine has no CUDA GPU; "
-                                                     "use trainer=cpu (trainer=ddp_cpu for two CPU processes)")
+            raise ConfigError(
+                "trainer.accelerator",
+                f"'{trainer_cfg.accelerator}' but this machine has no CUDA GPU; "
+                "use trainer=cpu (trainer=ddp_cpu for two CPU processes)",
+            )
 
 
 def check_batch_split(batch_size: int, world: int) -> None:
     """`batch_size` is the global batch of one optimizer step (before gradient accumulation): it must split evenly."""
     if world > 1 and batch_size % world:
-        raise ConfigError("batch_size", f"{batch_size} does not split over {world} processes (trainer.devices x "
-                                        f"trainer.num_nodes): batch_size is the global batch; use a multiple of {world}")
+        raise ConfigError(
+            "batch_size",
+            f"{batch_size} does not split over {world} processes (trainer.devices x "
+            f"trainer.num_nodes): batch_size is the global batch; use a multiple of {world}",
+        )
 
 
-def wait_for_rank_zero(run_dir: Path, lock_file: str = ".arastory.lock", timeout_s: float = 6 * 3600,
-                       poll_s: float = 0.5) -> None:
+def wait_for_rank_zero(
+    run_dir: Path, lock_file: str = ".arastory.lock", timeout_s: float = 6 * 3600, poll_s: float = 0.5
+) -> None:
     """A rank > 0 waits until rank 0 of this launch has built the data and written config.yaml (after it took the
     run dir's lock), so shared caches are filled once and read by the others."""
     config, lock = Path(run_dir) / "config.yaml", Path(run_dir) / lock_file
@@ -114,6 +124,9 @@ def check_launch(argv: list[str]) -> None:
         return
     if not any(a.startswith(("hydra.run.dir=", "resume=")) for a in argv):
         from arastory.cli import fail
-        fail(f"config error: hydra.run.dir: {max(slurm_tasks(), int(os.environ.get('WORLD_SIZE', 1)))} processes "
-             "were started together and each would create a run dir of its own; pass the same hydra.run.dir=<dir> "
-             "to all of them, or sweep with -m hydra/launcher=submitit_slurm (docs/scaling.md)")
+
+        fail(
+            f"config error: hydra.run.dir: {max(slurm_tasks(), int(os.environ.get('WORLD_SIZE', 1)))} processes "
+            "were started together and each would create a run dir of its own; pass the same hydra.run.dir=<dir> "
+            "to all of them, or sweep with -m hydra/launcher=submitit_slurm (docs/scaling.md)"
+        )

@@ -81,7 +81,7 @@ class Throughput(Callback):
         self._close(module)
 
     def on_validation_end(self, trainer, module):
-        if trainer.state.fn == "fit":   # validation inside fit: training resumes after it
+        if trainer.state.fn == "fit":  # validation inside fit: training resumes after it
             self._open(module)
 
     def on_train_end(self, trainer, module):
@@ -115,7 +115,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     zero = set_up_ranks(cfg, run_dir)
     stages = list(cfg.strategy.stages)
     data, formatter, datamodules = set_up_data(cfg, run_dir, stages, zero)
-    planned = [planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules)]
+    planned = [
+        planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules, strict=False)
+    ]
     run = set_up_model(cfg, formatter, datamodules)
     metrics = read_metrics(run_dir)
     metrics.update(run_facts(formatter, data, datamodules, stages), speed=run.speed)
@@ -143,8 +145,9 @@ def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
 def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
     """The stages' records (split once per study), the example formatter, and one data module per stage."""
     with distributed.scratch_dir(zero, run_dir) as data_out:
-        data = build_training_data(cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed,
-                                   out_dir=data_out)
+        data = build_training_data(
+            cfg.data, cfg.dialect, needed=sorted({s.data for s in stages}), seed=cfg.seed, out_dir=data_out
+        )
     if zero:
         save_run_config(cfg, run_dir)
     model_path = resolve_model_path(cfg.model)
@@ -152,8 +155,10 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
     formatter = build_formatter(cfg, tokenizer, model_path, data)
     datamodules = [build_datamodule(cfg, data.train[s.data], data.val, formatter, k) for k, s in enumerate(stages)]
     for datamodule in datamodules:
-        datamodule.setup("fit")   # here, not first in trainer.fit: planning the steps needs the examples' count and lengths
-    data.train.clear()            # the texts: training reads the (memory-mapped) token ids from here on
+        datamodule.setup(
+            "fit"
+        )  # here, not first in trainer.fit: planning the steps needs the examples' count and lengths
+    data.train.clear()  # the texts: training reads the (memory-mapped) token ids from here on
     if zero:
         warn_truncation(stages, datamodules, formatter.max_length)
     return data, formatter, datamodules
@@ -176,23 +181,38 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
     stages = list(cfg.strategy.stages)
     model_path = resolve_model_path(cfg.model)
     device = single_training_device(str(cfg.trainer.get("accelerator", "auto")), cfg.trainer.get("devices", "auto"))
-    attention = resolve_attn_implementation(cfg.model.attn_implementation, packing_on(cfg),
-                                            on_cuda=device is not None and device.type == "cuda")
+    attention = resolve_attn_implementation(
+        cfg.model.attn_implementation, packing_on(cfg), on_cuda=device is not None and device.type == "cuda"
+    )
     base = load_model(model_path, instantiate(cfg.quant), cfg.model.dtype, attention, cfg.model.trust_remote_code)
     apply_liger(base, cfg.model.get("liger", False))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     peft_config = instantiate(cfg.peft, _convert_="all")
-    checkpointing = want_gradient_checkpointing(cfg.model.gradient_checkpointing, base.config,
-                                                max(dm.tokens_per_step() for dm in datamodules), device)
+    checkpointing = want_gradient_checkpointing(
+        cfg.model.gradient_checkpointing, base.config, max(dm.tokens_per_step() for dm in datamodules), device
+    )
     model = apply_lora(base, peft_config, is_quantized(base), checkpointing)
     compiled = compile_layers(model, cfg.model.get("compile", False))
     identity = run_identity(model, peft_config)
-    module = StoryLM(model, lr=stages[0].lr, weight_decay=cfg.optim.weight_decay, warmup_steps=cfg.optim.warmup_steps,
-                     schedule=cfg.optim.schedule, identity=identity, fused=cfg.optim.get("fused", "auto"))
-    speed = {"attn_implementation": attention, "packing": packing_on(cfg), "gradient_checkpointing": checkpointing,
-             "liger": bool(cfg.model.get("liger", False)), "compiled_layers": compiled,
-             "fused_adamw": use_fused_adamw(cfg.optim.get("fused", "auto"),
-                                            [p for p in model.parameters() if p.requires_grad])}
+    module = StoryLM(
+        model,
+        lr=stages[0].lr,
+        weight_decay=cfg.optim.weight_decay,
+        warmup_steps=cfg.optim.warmup_steps,
+        schedule=cfg.optim.schedule,
+        identity=identity,
+        fused=cfg.optim.get("fused", "auto"),
+    )
+    speed = {
+        "attn_implementation": attention,
+        "packing": packing_on(cfg),
+        "gradient_checkpointing": checkpointing,
+        "liger": bool(cfg.model.get("liger", False)),
+        "compiled_layers": compiled,
+        "fused_adamw": use_fused_adamw(
+            cfg.optim.get("fused", "auto"), [p for p in model.parameters() if p.requires_grad]
+        ),
+    }
     return ModelSetup(model, module, identity, str(model_path), device, speed)
 
 
@@ -200,8 +220,11 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
 def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool):
     """The W&B logger (rank 0, when configured), finished whatever happens: a failed run is marked failed (exit 1)
     instead of being left running until W&B times it out."""
-    loggers = [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))] \
-        if cfg.logger.get("wandb") and zero else []
+    loggers = (
+        [instantiate(cfg.logger.wandb)(run_dir=run_dir, run_config=plain_config(cfg))]
+        if cfg.logger.get("wandb") and zero
+        else []
+    )
     exit_code = 1
     try:
         yield loggers
@@ -211,8 +234,18 @@ def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool):
             logger.experiment.finish(exit_code=exit_code)
 
 
-def run_stages(cfg: DictConfig, run_dir: Path, stages: list, datamodules: list, planned: list[int], run: ModelSetup,
-               metrics: dict, loggers: list, throughput: Throughput, zero: bool):
+def run_stages(
+    cfg: DictConfig,
+    run_dir: Path,
+    stages: list,
+    datamodules: list,
+    planned: list[int],
+    run: ModelSetup,
+    metrics: dict,
+    loggers: list,
+    throughput: Throughput,
+    zero: bool,
+):
     """Each stage not finished before a resume, carrying the adapter (and optimizer, unless restarted) between
     stages; metrics.json gains a stage summary as each ends. The device the last stage trained on."""
     finished = len(metrics["stages"])
@@ -223,13 +256,29 @@ def run_stages(cfg: DictConfig, run_dir: Path, stages: list, datamodules: list, 
             continue  # finished before a resume
         stage_dir = stage_dir_of(run_dir, stages, k)
         if k > 0 and not (stage_dir / "checkpoints" / "last.ckpt").exists():
-            carried = restore_previous_stage(run.model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, run.identity)
+            carried = restore_previous_stage(
+                run.model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, run.identity
+            )
         restart = cfg.strategy.restart_optimizer
-        run.module.configure_stage(stage.lr, total_steps=planned[k] if restart else sum(planned),
-                                   step_offset=0 if restart else sum(planned[:k]), val_names=datamodules[k].val_names,
-                                   carried_optimizer_state=None if restart else carried)
-        summary, trainer = fit_stage(cfg, k, stage, run.module, datamodules[k], stage_dir, loggers, throughput,
-                                     planned[k], step_offset=sum(planned[:k]))
+        run.module.configure_stage(
+            stage.lr,
+            total_steps=planned[k] if restart else sum(planned),
+            step_offset=0 if restart else sum(planned[:k]),
+            val_names=datamodules[k].val_names,
+            carried_optimizer_state=None if restart else carried,
+        )
+        summary, trainer = fit_stage(
+            cfg,
+            k,
+            stage,
+            run.module,
+            datamodules[k],
+            stage_dir,
+            loggers,
+            throughput,
+            planned[k],
+            step_offset=sum(planned[:k]),
+        )
         device = trainer.strategy.root_device
         metrics["stages"].append(summary)
         if zero:
@@ -239,25 +288,48 @@ def run_stages(cfg: DictConfig, run_dir: Path, stages: list, datamodules: list, 
     return device
 
 
-def finish(cfg: DictConfig, run_dir: Path, run: ModelSetup, formatter: ExampleFormatter, data, metrics: dict,
-           loggers: list, throughput: Throughput, device) -> dict:
+def finish(
+    cfg: DictConfig,
+    run_dir: Path,
+    run: ModelSetup,
+    formatter: ExampleFormatter,
+    data,
+    metrics: dict,
+    loggers: list,
+    throughput: Throughput,
+    device,
+) -> dict:
     """The final adapter (with its tokenizer), samples for held-out prompts, and the run's metrics.json."""
     run.model.save_pretrained(run_dir / "adapter")
     formatter.tokenizer.save_pretrained(run_dir / "adapter")
     samples = generate_samples(run.model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
-    metrics.update(final=metrics["stages"][-1]["val"], data=data.counts,
-                   base_model=str(cfg.model.name_or_path or run.model_path),
-                   throughput_tokens_per_s=round(throughput.tokens_per_s, 1),
-                   global_step=metrics["stages"][-1]["global_step"], **distributed.run_shape(cfg))
+    metrics.update(
+        final=metrics["stages"][-1]["val"],
+        data=data.counts,
+        base_model=str(cfg.model.name_or_path or run.model_path),
+        throughput_tokens_per_s=round(throughput.tokens_per_s, 1),
+        global_step=metrics["stages"][-1]["global_step"],
+        **distributed.run_shape(cfg),
+    )
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in metrics["final"].items()})
     return metrics
 
 
-def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: StoryDataModule, stage_dir: Path,
-              loggers: list, throughput: Throughput, planned: int, step_offset: int):
+def fit_stage(
+    cfg: DictConfig,
+    k: int,
+    stage,
+    module: StoryLM,
+    datamodule: StoryDataModule,
+    stage_dir: Path,
+    loggers: list,
+    throughput: Throughput,
+    planned: int,
+    step_offset: int,
+):
     """One stage: fit (from its checkpoint if there is one), validate, save its adapter; (summary, trainer)."""
     ckpt = stage_dir / "checkpoints" / "last.ckpt"
     resumed_from = verify_checkpoint(ckpt, module)
@@ -268,33 +340,53 @@ def fit_stage(cfg: DictConfig, k: int, stage, module: StoryLM, datamodule: Story
     if zero:
         replay_into(loggers, csv_logger.kept_rows)
     trainer = instantiate(
-        cfg.trainer, strategy=distributed.training_strategy(cfg.trainer, stage_dir.parent.parent),
-        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        cfg.trainer,
+        strategy=distributed.training_strategy(cfg.trainer, stage_dir.parent.parent),
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
         max_epochs=stage.max_epochs if stage.max_steps in (None, -1) else None,
-        max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1, default_root_dir=str(stage_dir),
-        logger=[csv_logger] + loggers if zero else False,
-        callbacks=[throughput, RngStreams(), *([BatchLog(stage_dir, resumed_from or 0)] if zero else []), StepMetrics(),
-                   StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps),
-                   *optional_callbacks(cfg, with_logger=zero)])
-    packed = f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens " \
-             f"({datamodule.packed.fill():.0%} full)" if datamodule.packed is not None else ""
+        max_steps=stage.max_steps if stage.max_steps not in (None, -1) else -1,
+        default_root_dir=str(stage_dir),
+        logger=[csv_logger, *loggers] if zero else False,
+        callbacks=[
+            throughput,
+            RngStreams(),
+            *([BatchLog(stage_dir, resumed_from or 0)] if zero else []),
+            StepMetrics(),
+            StepCheckpoint(stage_dir / "checkpoints", cfg.checkpoint.every_n_steps),
+            *optional_callbacks(cfg, with_logger=zero),
+        ],
+    )
+    packed = (
+        f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens "
+        f"({datamodule.packed.fill():.0%} full)"
+        if datamodule.packed is not None
+        else ""
+    )
     if zero:
-        log.info(f"stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}'{packed}, "
-              f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else ""))
+        log.info(
+            f"stage {k} '{stage.name}': {len(datamodule.train_set)} examples on data '{stage.data}'{packed}, "
+            f"{planned} steps planned" + (f"; resuming from {ckpt} at step {resumed_from}" if resumed_from else "")
+        )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt.exists() else None)
     except CheckpointMismatch as error:  # raised while Lightning restores: name the checkpoint
         raise CheckpointMismatch(error.what, ckpt) from None
     train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
-    val = {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()} \
-        if datamodule.val_names else {}
+    val = (
+        {k2: float(v) for k2, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+        if datamodule.val_names
+        else {}
+    )
     if zero:
         save_stage(module.model, trainer, stage_dir)
     trainer.strategy.barrier("arastory.save_stage")  # the next stage loads this stage's adapter on every rank
     padding = module.padding_fraction
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {
-        "resumed_from_step": resumed_from, "padding_fraction": None if padding is None else round(padding, 4),
-        "packed_rows": None if datamodule.packed is None else len(datamodule.packed)}, trainer
+        "resumed_from_step": resumed_from,
+        "padding_fraction": None if padding is None else round(padding, 4),
+        "packed_rows": None if datamodule.packed is None else len(datamodule.packed),
+    }, trainer
 
 
 def optional_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
@@ -302,7 +394,7 @@ def optional_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
     Ranks without a logger leave out the callbacks that only log (Lightning refuses them there)."""
     from pytorch_lightning.callbacks import LearningRateMonitor
 
-    entries = cfg.get("callbacks") or {}   # run dirs from before the group existed lack it
+    entries = cfg.get("callbacks") or {}  # run dirs from before the group existed lack it
     built = [instantiate(entry) for entry in entries.values() if entry is not None]
     return [c for c in built if with_logger or not isinstance(c, LearningRateMonitor)]
 
@@ -325,17 +417,24 @@ def stage_dir_of(run_dir: Path, stages: list, k: int) -> Path:
 
 
 def packing_on(cfg: DictConfig) -> bool:
-    return bool(cfg.data.get("packing", False))   # run dirs from before packing existed lack the key
+    return bool(cfg.data.get("packing", False))  # run dirs from before packing existed lack the key
 
 
 def build_datamodule(cfg: DictConfig, records: list, val: dict, formatter: ExampleFormatter, k: int) -> StoryDataModule:
     """Stage k's data: tokenized through the token cache (`data.token_cache`), padded or packed (`data.packing`)."""
     from arastory.paths import cache_dir
 
-    return StoryDataModule(records, val, formatter, cfg.batch_size, seed=derive_seed(cfg.seed, "data", k),
-                           packing=packing_on(cfg), packing_max_tokens=cfg.data.get("packing_max_tokens"),
-                           group_by_length=bool(cfg.data.get("group_by_length", False)),
-                           token_cache=cache_dir() / "tokens" if cfg.data.get("token_cache", True) else None)
+    return StoryDataModule(
+        records,
+        val,
+        formatter,
+        cfg.batch_size,
+        seed=derive_seed(cfg.seed, "data", k),
+        packing=packing_on(cfg),
+        packing_max_tokens=cfg.data.get("packing_max_tokens"),
+        group_by_length=bool(cfg.data.get("group_by_length", False)),
+        token_cache=cache_dir() / "tokens" if cfg.data.get("token_cache", True) else None,
+    )
 
 
 def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> ExampleFormatter:
@@ -350,7 +449,7 @@ def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> Exampl
 
 
 def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length: int) -> None:
-    for stage, datamodule in zip(stages, datamodules):
+    for stage, datamodule in zip(stages, datamodules, strict=False):
         if message := datamodule.format_stats.warning(f"'{stage.name}' training", max_length):
             log.warning(message)
     if message := datamodules[0].val_format_stats.warning("validation", max_length):
@@ -359,16 +458,25 @@ def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length
 
 def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:
     """What metrics.json and W&B record about the examples: length limit, truncation counts, validation ids."""
-    return {"max_length": int(formatter.max_length), "val_fingerprint": val_fingerprint(data.val),
-            "val_format": datamodules[0].val_format_stats.as_dict(),
-            "train_format": {s.name: dm.format_stats.as_dict() for s, dm in zip(stages, datamodules)}}
+    return {
+        "max_length": int(formatter.max_length),
+        "val_fingerprint": val_fingerprint(data.val),
+        "val_format": datamodules[0].val_format_stats.as_dict(),
+        "train_format": {s.name: dm.format_stats.as_dict() for s, dm in zip(stages, datamodules, strict=False)},
+    }
 
 
 def log_run_facts(loggers: list, facts: dict) -> None:
-    flat = {"data/max_length": facts["max_length"], "data/val_fingerprint": facts["val_fingerprint"]["all"],
-            **{f"data/val/{key}": value for key, value in facts["val_format"].items()},
-            **{f"data/{stage}/{key}": value for stage, counts in facts["train_format"].items()
-               for key, value in counts.items()}}
+    flat = {
+        "data/max_length": facts["max_length"],
+        "data/val_fingerprint": facts["val_fingerprint"]["all"],
+        **{f"data/val/{key}": value for key, value in facts["val_format"].items()},
+        **{
+            f"data/{stage}/{key}": value
+            for stage, counts in facts["train_format"].items()
+            for key, value in counts.items()
+        },
+    }
     for logger in loggers:
         logger.experiment.summary.update(flat)
 
@@ -380,6 +488,7 @@ def log_filter_report(run_dir: Path, loggers: list) -> None:
         import json
 
         from arastory.filter.report import wandb_payload
+
         for logger in loggers:
             logger.experiment.log(wandb_payload(report.parent, json.loads(report.read_text())))
 
@@ -424,8 +533,15 @@ def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
 
 
 def stage_summary(stage, trainer, train_loss, val: dict, datamodule: StoryDataModule) -> dict:
-    return {"name": stage.name, "data": stage.data, "examples": len(datamodule.train_set),
-            "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-            "lr": float(stage.lr), "train_loss": None if train_loss is None else round(float(train_loss), 4),
-            "val_loss": round(val["val/loss"], 4) if "val/loss" in val else None,
-            "val": {k: round(v, 4) for k, v in val.items()}, "format": datamodule.format_stats.as_dict()}
+    return {
+        "name": stage.name,
+        "data": stage.data,
+        "examples": len(datamodule.train_set),
+        "global_step": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "lr": float(stage.lr),
+        "train_loss": None if train_loss is None else round(float(train_loss), 4),
+        "val_loss": round(val["val/loss"], 4) if "val/loss" in val else None,
+        "val": {k: round(v, 4) for k, v in val.items()},
+        "format": datamodule.format_stats.as_dict(),
+    }

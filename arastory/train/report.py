@@ -13,13 +13,17 @@ def print_summary(run_dir: str | Path, metrics: dict) -> None:
     run_dir = Path(run_dir)
     log.info(f"\nrun dir: {run_dir}")
     for stage in metrics["stages"]:
-        log.info(f"  stage {stage['name']:<11} data={stage['data']:<10} steps={stage['global_step']:<6} "
-              f"train_loss={stage['train_loss']}  val_loss={stage['val_loss']}")
+        log.info(
+            f"  stage {stage['name']:<11} data={stage['data']:<10} steps={stage['global_step']:<6} "
+            f"train_loss={stage['train_loss']}  val_loss={stage['val_loss']}"
+        )
     final = metrics.get("final", {})
     per_variety = sorted({k.split("/")[1] for k in final if k.count("/") == 2})
     for variety in per_variety:
-        log.info(f"  val {variety}: loss={final[f'val/{variety}/loss']:.4f}  ppl={final[f'val/{variety}/ppl']:.2f}  "
-              f"bits/char={final.get(f'val/{variety}/bpc', float('nan')):.3f}")
+        log.info(
+            f"  val {variety}: loss={final[f'val/{variety}/loss']:.4f}  ppl={final[f'val/{variety}/ppl']:.2f}  "
+            f"bits/char={final.get(f'val/{variety}/bpc', float('nan')):.3f}"
+        )
     log.info(f"  throughput: {metrics.get('throughput_tokens_per_s', 0):.0f} non-padding tokens/s (training)")
     samples_path = run_dir / "samples.jsonl"
     if samples_path.exists():

@@ -14,7 +14,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from arastory.errors import ArastoryError
 
-IDENTITY_KEY = "arastory_identity"   # in each checkpoint: what it was trained with (see run_identity)
+IDENTITY_KEY = "arastory_identity"  # in each checkpoint: what it was trained with (see run_identity)
 
 
 class CheckpointMismatch(ArastoryError):
@@ -30,8 +30,12 @@ def rng_states() -> dict:
     """Python, NumPy, torch CPU and every CUDA device's RNG state (tensors and plain values only, so checkpoints
     still load with torch.load(weights_only=True), Lightning's default)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_states(states: dict) -> None:
@@ -82,8 +86,13 @@ class StepCheckpoint(ModelCheckpoint):
     checkpointed, so a run killed during it would lose that validation from its history."""
 
     def __init__(self, dirpath, every_n_steps: int):
-        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps,
-                         save_on_train_epoch_end=False)
+        super().__init__(
+            dirpath=dirpath,
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=every_n_steps,
+            save_on_train_epoch_end=False,
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self._every_n_train_steps == 0 and validation_follows(trainer):
@@ -99,7 +108,6 @@ def validation_follows(trainer) -> bool:
     batches = trainer.num_val_batches
     every = trainer.check_val_every_n_epoch
     return sum(batches) > 0 and (every is None or (trainer.current_epoch + 1) % every == 0)
-
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -119,17 +127,25 @@ def run_identity(model, peft_config) -> dict:
     """What a checkpoint must agree on with the run loading it: the base model's shape and the adapter's config."""
     config = model.get_base_model().config
     base = {key: getattr(config, key, None) for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")}
-    adapter = {"r": peft_config.r, "lora_alpha": peft_config.lora_alpha, "lora_dropout": peft_config.lora_dropout,
-               "bias": peft_config.bias, "target_modules": sorted(peft_config.target_modules or []),
-               "modules_to_save": sorted(peft_config.modules_to_save or [])}
+    adapter = {
+        "r": peft_config.r,
+        "lora_alpha": peft_config.lora_alpha,
+        "lora_dropout": peft_config.lora_dropout,
+        "bias": peft_config.bias,
+        "target_modules": sorted(peft_config.target_modules or []),
+        "modules_to_save": sorted(peft_config.modules_to_save or []),
+    }
     return {"base_model": base, "peft": adapter}
 
 
 def identity_mismatch(saved: dict, current: dict) -> str | None:
     """'peft.r: 16 in the checkpoint, 8 in this run; ...' or None when they agree."""
-    diffs = [f"{group}.{key}: {saved.get(group, {}).get(key)!r} in the checkpoint, {value!r} in this run"
-             for group, values in current.items() for key, value in values.items()
-             if saved.get(group, {}).get(key) != value]
+    diffs = [
+        f"{group}.{key}: {saved.get(group, {}).get(key)!r} in the checkpoint, {value!r} in this run"
+        for group, values in current.items()
+        for key, value in values.items()
+        if saved.get(group, {}).get(key) != value
+    ]
     return "; ".join(diffs) or None
 
 
@@ -137,11 +153,17 @@ def shapes_mismatch(expected: dict[str, tuple], found: dict[str, tuple], limit: 
     """Which adapter tensors are missing, unexpected or of another shape (the first few of each), or None."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    reshaped = [f"{k} {tuple(found[k])} vs {tuple(expected[k])}" for k in sorted(set(expected) & set(found))
-                if tuple(found[k]) != tuple(expected[k])]
+    reshaped = [
+        f"{k} {tuple(found[k])} vs {tuple(expected[k])}"
+        for k in sorted(set(expected) & set(found))
+        if tuple(found[k]) != tuple(expected[k])
+    ]
     parts = []
-    for label, items in (("missing adapter tensors", missing), ("unexpected tensors", unexpected),
-                         ("shape differs (checkpoint vs this run)", reshaped)):
+    for label, items in (
+        ("missing adapter tensors", missing),
+        ("unexpected tensors", unexpected),
+        ("shape differs (checkpoint vs this run)", reshaped),
+    ):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{label}: {', '.join(items[:limit])}{more}")
@@ -153,8 +175,9 @@ def check_checkpoint(checkpoint: dict, identity: dict, trainable: dict[str, tupl
     saved = checkpoint.get(IDENTITY_KEY)
     if saved is None:
         raise CheckpointMismatch("written without a run identity (an older arastory?); start a new run", where)
-    problem = identity_mismatch(saved, identity) or \
-        shapes_mismatch(trainable, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()})
+    problem = identity_mismatch(saved, identity) or shapes_mismatch(
+        trainable, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    )
     if problem:
         raise CheckpointMismatch(problem, where)
 
@@ -167,12 +190,15 @@ def load_adapter_strict(model, adapter_dir: Path, identity: dict) -> None:
     from safetensors.torch import load_file
 
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    saved_peft = {key: sorted(config.get(key) or []) if key in ("target_modules", "modules_to_save") else config.get(key)
-                  for key in identity["peft"]}
+    saved_peft = {
+        key: sorted(config.get(key) or []) if key in ("target_modules", "modules_to_save") else config.get(key)
+        for key in identity["peft"]
+    }
     saved = load_file(adapter_dir / "adapter_model.safetensors")
     expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
-    problem = identity_mismatch({"peft": saved_peft}, {"peft": identity["peft"]}) or \
-        shapes_mismatch(expected, {k: tuple(v.shape) for k, v in saved.items()})
+    problem = identity_mismatch({"peft": saved_peft}, {"peft": identity["peft"]}) or shapes_mismatch(
+        expected, {k: tuple(v.shape) for k, v in saved.items()}
+    )
     if problem:
         raise CheckpointMismatch(problem.replace("in the checkpoint", "in the saved adapter"), adapter_dir)
     set_peft_model_state_dict(model, saved)

@@ -44,7 +44,7 @@ class ResumableSampler(Sampler[int]):
         return torch.randperm(self.n, generator=generator).tolist()
 
     def __iter__(self):
-        return iter(self.epoch_order()[self.consumed:])
+        return iter(self.epoch_order()[self.consumed :])
 
     def __len__(self) -> int:
         return self.n  # the full epoch: Lightning counts the batches a restored run already did itself
@@ -54,7 +54,11 @@ class ResumableSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict) -> None:
         mine = self.state_dict()
-        changed = [f"{key} {state.get(key)!r} -> {mine[key]!r}" for key in ("n", "seed", "data_id") if state.get(key) != mine[key]]
+        changed = [
+            f"{key} {state.get(key)!r} -> {mine[key]!r}"
+            for key in ("n", "seed", "data_id")
+            if state.get(key) != mine[key]
+        ]
         if changed:
             raise CheckpointMismatch(f"the training data changed since this checkpoint ({', '.join(changed)})")
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
@@ -84,7 +88,7 @@ class ResumableLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-GROUP_WINDOW = 50   # batches per length-sorted window of LengthGroupedSampler
+GROUP_WINDOW = 50  # batches per length-sorted window of LengthGroupedSampler
 
 
 class LengthGroupedSampler(ResumableSampler):
@@ -98,5 +102,8 @@ class LengthGroupedSampler(ResumableSampler):
 
     def epoch_order(self) -> list[int]:
         order, window = super().epoch_order(), self.batch_size * GROUP_WINDOW
-        return [i for start in range(0, len(order), window)
-                for i in sorted(order[start:start + window], key=lambda i: -self.lengths[i])]
+        return [
+            i
+            for start in range(0, len(order), window)
+            for i in sorted(order[start : start + window], key=lambda i: -self.lengths[i])
+        ]

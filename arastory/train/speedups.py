@@ -8,8 +8,8 @@ import torch
 
 from arastory.errors import ConfigError
 
-CHECKPOINT_ABOVE = 0.7   # checkpoint activations when they would take more than this share of the free GPU memory
-BYTES_PER_TOKEN_LAYER = 48   # activations kept per token, layer and hidden unit, in bytes (bf16, LoRA inputs included)
+CHECKPOINT_ABOVE = 0.7  # checkpoint activations when they would take more than this share of the free GPU memory
+BYTES_PER_TOKEN_LAYER = 48  # activations kept per token, layer and hidden unit, in bytes (bf16, LoRA inputs included)
 
 
 def activation_bytes(config, tokens_per_step: int) -> int:
@@ -37,12 +37,13 @@ def apply_liger(model, enabled: bool) -> None:
     """`model.liger=true`: Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (GPU only; the loss stays ours)."""
     if not enabled:
         return
-    if not torch.cuda.is_available():   # checks.py stops a run asking for it without liger-kernel or with trainer=cpu
+    if not torch.cuda.is_available():  # checks.py stops a run asking for it without liger-kernel or with trainer=cpu
         raise ConfigError("model.liger", "Liger kernels run on a GPU only and none is visible; set model.liger=false")
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
-    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False)
+    _apply_liger_kernel_to_instance(
+        model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+    )
 
 
 def compile_layers(model, enabled: bool) -> int:

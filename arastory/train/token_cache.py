@@ -23,9 +23,9 @@ from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, PLAIN_TEMPLATE, ExampleFormatter, FormatStats
 
-ENCODER_VERSION = 1      # bump when ExampleFormatter.encode changes what it produces
-PROGRESS_FROM = 5_000    # show a progress bar when encoding at least this many records
-SINK_CHUNK = 1 << 22       # token ids held in memory before a write (16 MB)
+ENCODER_VERSION = 1  # bump when ExampleFormatter.encode changes what it produces
+PROGRESS_FROM = 5_000  # show a progress bar when encoding at least this many records
+SINK_CHUNK = 1 << 22  # token ids held in memory before a write (16 MB)
 ARRAYS = ("input_ids", "offsets", "prompt_lengths", "story_chars", "story_words")
 
 
@@ -38,8 +38,9 @@ class EncodedExamples:
         self._offsets = arrays["offsets"]
 
     @classmethod
-    def encode(cls, records: list[StoryRecord], formatter: ExampleFormatter,
-               directory: Path | None = None) -> "EncodedExamples":
+    def encode(
+        cls, records: list[StoryRecord], formatter: ExampleFormatter, directory: Path | None = None
+    ) -> EncodedExamples:
         """Encode `records` into flat arrays; with `directory`, the token ids stream to `input_ids.npy` there and are
         memory-mapped, so the heap holds the example ids and four numbers per example, whatever the token count."""
         stats_before = FormatStats(**vars(formatter.stats))
@@ -56,11 +57,13 @@ class EncodedExamples:
             prompt_lengths.append(sum(1 for label in example["labels"] if label == IGNORE_INDEX))
             chars.append(example["story_chars"])
             words.append(example["story_words"])
-        arrays = {"input_ids": tokens.finish(),
-                  "offsets": np.concatenate([[0], np.cumsum(np.frombuffer(lengths, dtype=np.int64))]).astype(np.int64),
-                  "prompt_lengths": np.frombuffer(prompt_lengths, dtype=np.int32).copy(),
-                  "story_chars": np.frombuffer(chars, dtype=np.int64).copy(),
-                  "story_words": np.frombuffer(words, dtype=np.int64).copy()}
+        arrays = {
+            "input_ids": tokens.finish(),
+            "offsets": np.concatenate([[0], np.cumsum(np.frombuffer(lengths, dtype=np.int64))]).astype(np.int64),
+            "prompt_lengths": np.frombuffer(prompt_lengths, dtype=np.int32).copy(),
+            "story_chars": np.frombuffer(chars, dtype=np.int64).copy(),
+            "story_words": np.frombuffer(words, dtype=np.int64).copy(),
+        }
         stats = FormatStats(**{k: getattr(formatter.stats, k) - getattr(stats_before, k) for k in vars(stats_before)})
         return cls(arrays, ids, stats)
 
@@ -71,21 +74,27 @@ class EncodedExamples:
         return int(self._offsets[index + 1] - self._offsets[index])
 
     def __getitem__(self, index: int) -> dict:
-        input_ids = self.arrays["input_ids"][self._offsets[index]:self._offsets[index + 1]].tolist()
+        input_ids = self.arrays["input_ids"][self._offsets[index] : self._offsets[index + 1]].tolist()
         masked = int(self.arrays["prompt_lengths"][index])
-        return {"input_ids": input_ids, "labels": [IGNORE_INDEX] * masked + input_ids[masked:],
-                "story_chars": int(self.arrays["story_chars"][index]),
-                "story_words": int(self.arrays["story_words"][index]), "id": self.ids[index]}
+        return {
+            "input_ids": input_ids,
+            "labels": [IGNORE_INDEX] * masked + input_ids[masked:],
+            "story_chars": int(self.arrays["story_chars"][index]),
+            "story_words": int(self.arrays["story_words"][index]),
+            "id": self.ids[index],
+        }
 
     def save(self, directory: Path) -> None:
         for name in ARRAYS:
             if name == "input_ids" and (directory / "input_ids.npy").exists():
-                continue   # streamed there by encode()
+                continue  # streamed there by encode()
             np.save(directory / f"{name}.npy", self.arrays[name])
-        (directory / "meta.json").write_text(json.dumps({"ids": self.ids, "stats": vars(self.stats)}, ensure_ascii=False))
+        (directory / "meta.json").write_text(
+            json.dumps({"ids": self.ids, "stats": vars(self.stats)}, ensure_ascii=False)
+        )
 
     @classmethod
-    def load(cls, directory: Path) -> "EncodedExamples":
+    def load(cls, directory: Path) -> EncodedExamples:
         meta = json.loads((directory / "meta.json").read_text())
         arrays = {name: _load_array(directory / f"{name}.npy") for name in ARRAYS}
         return cls(arrays, meta["ids"], FormatStats(**meta["stats"]))
@@ -128,7 +137,7 @@ class TokenSink:
             source = np.memmap(raw, dtype=np.int32, mode="r", shape=(count,))
             out = np.lib.format.open_memmap(target, mode="w+", dtype=np.int32, shape=(count,))
             for start in range(0, count, SINK_CHUNK):
-                out[start:start + SINK_CHUNK] = source[start:start + SINK_CHUNK]
+                out[start : start + SINK_CHUNK] = source[start : start + SINK_CHUNK]
             out.flush()
             del out, source
         raw.unlink()
@@ -140,10 +149,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
     template: equal fingerprints encode equally, wherever the tokenizer was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     definition = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
-    flags = {key: tokenizer.init_kwargs.get(key) for key in ("add_bos_token", "add_eos_token", "legacy",
-                                                              "clean_up_tokenization_spaces")}
-    return fingerprint(type(tokenizer).__name__, definition, list(tokenizer.all_special_tokens), flags,
-                       getattr(tokenizer, "chat_template", None))
+    flags = {
+        key: tokenizer.init_kwargs.get(key)
+        for key in ("add_bos_token", "add_eos_token", "legacy", "clean_up_tokenization_spaces")
+    }
+    return fingerprint(
+        type(tokenizer).__name__,
+        definition,
+        list(tokenizer.all_special_tokens),
+        flags,
+        getattr(tokenizer, "chat_template", None),
+    )
 
 
 def records_digest(records: list[StoryRecord]) -> str:
@@ -157,8 +173,15 @@ def records_digest(records: list[StoryRecord]) -> str:
 
 
 def cache_key(records: list[StoryRecord], formatter: ExampleFormatter) -> str:
-    return fingerprint(ENCODER_VERSION, tokenizer_fingerprint(formatter.tokenizer), PLAIN_TEMPLATE,
-                       formatter.max_length, formatter.overflow, formatter.min_story_tokens, records_digest(records))
+    return fingerprint(
+        ENCODER_VERSION,
+        tokenizer_fingerprint(formatter.tokenizer),
+        PLAIN_TEMPLATE,
+        formatter.max_length,
+        formatter.overflow,
+        formatter.min_story_tokens,
+        records_digest(records),
+    )
 
 
 def cached_examples(records: list[StoryRecord], formatter: ExampleFormatter, root: Path | None) -> EncodedExamples:
@@ -178,7 +201,7 @@ def cached_examples(records: list[StoryRecord], formatter: ExampleFormatter, roo
         examples = EncodedExamples.encode(records, formatter, staging)
         examples.save(staging)
         try:
-            os.rename(staging, target)   # atomic; when another job got there first, its copy (identical) stays
+            os.rename(staging, target)  # atomic; when another job got there first, its copy (identical) stays
         except OSError:
             pass
     finally:

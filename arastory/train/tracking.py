@@ -45,15 +45,35 @@ def wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
-def wandb_logger(run_dir: Path, run_config: dict, name: str, group: str, tags: list[str], job_type: str = "train",
-                 project: str = "arastory", entity: str | None = None, mode: str = "offline"):
+def wandb_logger(
+    run_dir: Path,
+    run_config: dict,
+    name: str,
+    group: str,
+    tags: list[str],
+    job_type: str = "train",
+    project: str = "arastory",
+    entity: str | None = None,
+    mode: str = "offline",
+):
     """A Lightning WandbLogger bound to this run dir's W&B run; `mode=online` only when the user asks."""
     if mode not in ("offline", "online", "disabled"):
         from arastory.errors import ConfigError
+
         raise ConfigError("logger.wandb.mode", f"'{mode}' is not one of: offline, online, disabled")
-    return _run_wide_wandb_logger()(project=project, entity=entity, name=name, id=wandb_run_id(run_dir),
-                                    save_dir=str(run_dir), group=group, tags=tags, job_type=job_type, mode=mode,
-                                    resume="allow", config=run_config)
+    return _run_wide_wandb_logger()(
+        project=project,
+        entity=entity,
+        name=name,
+        id=wandb_run_id(run_dir),
+        save_dir=str(run_dir),
+        group=group,
+        tags=tags,
+        job_type=job_type,
+        mode=mode,
+        resume="allow",
+        config=run_config,
+    )
 
 
 def _run_wide_wandb_logger():

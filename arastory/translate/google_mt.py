@@ -17,11 +17,22 @@ class GoogleTranslator(Translator):
     """Credentials from the environment only: an API key in `api_key_env` (default GOOGLE_API_KEY), else
     Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS=<service account json>)."""
 
-    def __init__(self, source_language: str = "en", target_language: str = "ar", model: str | None = "nmt",
-                 api_key_env: str = "GOOGLE_API_KEY", endpoint: str | None = None,
-                 max_segments_per_request: int = 128, max_chars_per_request: int = 30000, concurrency: int = 4,
-                 max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0,
-                 price_per_million_chars: float | None = 20.0, retry_after_max: float = RETRY_AFTER_MAX):
+    def __init__(
+        self,
+        source_language: str = "en",
+        target_language: str = "ar",
+        model: str | None = "nmt",
+        api_key_env: str = "GOOGLE_API_KEY",
+        endpoint: str | None = None,
+        max_segments_per_request: int = 128,
+        max_chars_per_request: int = 30000,
+        concurrency: int = 4,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        price_per_million_chars: float | None = 20.0,
+        retry_after_max: float = RETRY_AFTER_MAX,
+    ):
         super().__init__()
         translate_v2 = require_extra("google.cloud.translate_v2", "translator")
         self.source_language, self.target_language, self.model = source_language, target_language, model
@@ -31,13 +42,18 @@ class GoogleTranslator(Translator):
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max, retry_after_max)
         self.price = price_per_million_chars
         options = {"api_endpoint": endpoint} if endpoint else None
-        self.client = translate_v2.Client(target_language=target_language, credentials=_credentials(api_key_env),
-                                          client_options=options)
+        self.client = translate_v2.Client(
+            target_language=target_language, credentials=_credentials(api_key_env), client_options=options
+        )
         self.label = f"google:{model or 'default'}"
 
     def identity(self) -> dict:
-        return {"label": self.label, "source_language": self.source_language,
-                "target_language": self.target_language, "endpoint": self.endpoint}
+        return {
+            "label": self.label,
+            "source_language": self.source_language,
+            "target_language": self.target_language,
+            "endpoint": self.endpoint,
+        }
 
     def estimated_cost(self) -> float | None:
         if self.price is None:
@@ -75,8 +91,13 @@ class GoogleTranslator(Translator):
         from google.api_core import exceptions as gexc
 
         def send(timeout):
-            answer = self.client.translate(values, target_language=self.target_language, format_="text",
-                                           source_language=self.source_language, model=self.model)
+            answer = self.client.translate(
+                values,
+                target_language=self.target_language,
+                format_="text",
+                source_language=self.source_language,
+                model=self.model,
+            )
             return [a["translatedText"] for a in answer]
 
         try:
@@ -85,11 +106,13 @@ class GoogleTranslator(Translator):
             self.stats.add(failed_texts=len(values))
             return TranslationFailed(f"google translate at {self._where()}: gave up after {error.attempts} attempts")
         except (gexc.Unauthorized, gexc.Forbidden) as error:
-            raise TranslatorError(f"google translate at {self._where()}: not authorised ({error.code}); "
-                                  f"check the API key or credentials") from None
+            raise TranslatorError(
+                f"google translate at {self._where()}: not authorised ({error.code}); check the API key or credentials"
+            ) from None
         except gexc.GoogleAPICallError as error:
-            raise TranslatorError(f"google translate at {self._where()}: request rejected ({error.code}): "
-                                  f"{str(error.message)[:150]}") from None
+            raise TranslatorError(
+                f"google translate at {self._where()}: request rejected ({error.code}): {str(error.message)[:150]}"
+            ) from None
         except (KeyError, TypeError, ValueError) as error:
             raise TranslatorError(f"google translate at {self._where()}: unexpected answer ({error})") from None
         self.stats.add(characters=sum(len(v) for v in values), segments=len(values))
@@ -111,8 +134,10 @@ def _credentials(api_key_env: str):
     try:
         credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except google.auth.exceptions.DefaultCredentialsError:
-        raise ConfigError(api_key_env, f"is not set: `export {api_key_env}=...` or "
-                                       "`export GOOGLE_APPLICATION_CREDENTIALS=<service account json>`") from None
+        raise ConfigError(
+            api_key_env,
+            f"is not set: `export {api_key_env}=...` or `export GOOGLE_APPLICATION_CREDENTIALS=<service account json>`",
+        ) from None
     return credentials
 
 
@@ -121,7 +146,12 @@ def _retryable() -> dict:
     import requests
     from google.api_core import exceptions as gexc
 
-    return {gexc.TooManyRequests: "rate_limited", gexc.InternalServerError: "server_errors",
-            gexc.ServiceUnavailable: "server_errors", gexc.BadGateway: "server_errors",
-            gexc.GatewayTimeout: "server_errors", requests.exceptions.Timeout: "timeouts",
-            requests.exceptions.ConnectionError: "connection_errors"}
+    return {
+        gexc.TooManyRequests: "rate_limited",
+        gexc.InternalServerError: "server_errors",
+        gexc.ServiceUnavailable: "server_errors",
+        gexc.BadGateway: "server_errors",
+        gexc.GatewayTimeout: "server_errors",
+        requests.exceptions.Timeout: "timeouts",
+        requests.exceptions.ConnectionError: "connection_errors",
+    }

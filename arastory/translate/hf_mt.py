@@ -12,10 +12,21 @@ class HFTranslator(Translator):
     """`model` is an HF id or a local dir loaded with from_pretrained; `src_lang`/`tgt_lang` are the model's own
     language codes (NLLB: eng_Latn/arb_Arab, M2M100: en/ar; Marian: none, use `prefix` for multi-target models)."""
 
-    def __init__(self, model: str, src_lang: str | None = None, tgt_lang: str | None = None, prefix: str = "",
-                 batch_size: int = 16, max_input_tokens: int = 200, max_new_tokens: int = 256,
-                 length_ratio: float = 2.0, num_beams: int = 1, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+        prefix: str = "",
+        batch_size: int = 16,
+        max_input_tokens: int = 200,
+        max_new_tokens: int = 256,
+        length_ratio: float = 2.0,
+        num_beams: int = 1,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ):
         super().__init__()
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -29,11 +40,13 @@ class HFTranslator(Translator):
         torch_dtype = _dtype(dtype, self.device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=torch_dtype,
-                                                               trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(
+                model, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            )
         except (OSError, ValueError) as error:
-            raise ConfigError("translator.model", f"'{model}' cannot be loaded as a seq2seq MT model: "
-                                                  f"{_first_line(error)}") from None
+            raise ConfigError(
+                "translator.model", f"'{model}' cannot be loaded as a seq2seq MT model: {_first_line(error)}"
+            ) from None
         self.model.to(self.device).eval()
         if src_lang:
             if _lang_id(self.tokenizer, src_lang) is None:
@@ -45,13 +58,13 @@ class HFTranslator(Translator):
             if self.forced_bos is None:
                 raise ConfigError("translator.tgt_lang", f"'{tgt_lang}' is not a language code of {model}")
         self.label = f"hf:{model}"
-        self.generate_calls = 0   # for tests and the report: how the work was batched
+        self.generate_calls = 0  # for tests and the report: how the work was batched
 
     def identity(self) -> dict:
         return {"label": self.label, "model": self.model_name, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
 
     def estimated_cost(self) -> float:
-        return 0.0   # local compute: no per-character price
+        return 0.0  # local compute: no per-character price
 
     def translate(self, texts: list[str]) -> list[str | TranslationFailed]:
         layouts = [segment(text, self._token_length, self.max_input_tokens) for text in texts]
@@ -59,7 +72,7 @@ class HFTranslator(Translator):
         translated = self.translate_chunks(chunks)
         out, start = [], 0
         for layout in layouts:
-            out.append(layout.join(translated[start:start + len(layout.chunks)]))
+            out.append(layout.join(translated[start : start + len(layout.chunks)]))
             start += len(layout.chunks)
         self.stats.add(characters=sum(len(t) for t in texts), segments=len(chunks))
         return out
@@ -71,24 +84,30 @@ class HFTranslator(Translator):
         order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))
         results: list[str] = [""] * len(chunks)
         for start in range(0, len(order), self.batch_size):
-            batch_ids = order[start:start + self.batch_size]
+            batch_ids = order[start : start + self.batch_size]
             batch = [self.prefix + chunks[i] for i in batch_ids]
-            inputs = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                    max_length=self.max_input_tokens).to(self.device)
+            inputs = self.tokenizer(
+                batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens
+            ).to(self.device)
             lengths = inputs["attention_mask"].sum(dim=1)
-            self.stats.add(truncated_segments=int((lengths >= self.max_input_tokens).sum()),
-                           input_tokens=int(lengths.sum()))
+            self.stats.add(
+                truncated_segments=int((lengths >= self.max_input_tokens).sum()), input_tokens=int(lengths.sum())
+            )
             # Cap the output by the input length too: a model stuck repeating stops early (ratio is ours).
             budget = min(self.max_new_tokens, int(lengths.max()) * self.length_ratio + 16)
             with torch.inference_mode():
-                generated = self.model.generate(**inputs, forced_bos_token_id=self.forced_bos,
-                                                max_new_tokens=int(budget), num_beams=self.num_beams,
-                                                do_sample=False)
+                generated = self.model.generate(
+                    **inputs,
+                    forced_bos_token_id=self.forced_bos,
+                    max_new_tokens=int(budget),
+                    num_beams=self.num_beams,
+                    do_sample=False,
+                )
             self.generate_calls += 1
             pad = self.tokenizer.pad_token_id
             self.stats.add(output_tokens=int((generated != pad).sum()) if pad is not None else int(generated.numel()))
             texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-            for i, text in zip(batch_ids, texts):
+            for i, text in zip(batch_ids, texts, strict=False):
                 results[i] = text.strip()
         return results
 
@@ -112,12 +131,14 @@ def _lang_id(tokenizer, code: str) -> int | None:
 def _dtype(name: str, device: str):
     import torch
 
-    if name == "auto":   # half precision on a GPU (ours: bf16), full precision on a CPU
+    if name == "auto":  # half precision on a GPU (ours: bf16), full precision on a CPU
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
         return getattr(torch, name)
     except AttributeError:
-        raise ConfigError("translator.dtype", f"'{name}' is not a torch dtype (auto, float32, bfloat16, float16)") from None
+        raise ConfigError(
+            "translator.dtype", f"'{name}' is not a torch dtype (auto, float32, bfloat16, float16)"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:

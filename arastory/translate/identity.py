@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from arastory.translate.base import TranslationFailed, Translator
 
-LETTERS = dict(zip("abcdefghijklmnopqrstuvwxyz", "اببتثجحخدذرزسشصضطظعغفقكلمن"))
+LETTERS = dict(zip("abcdefghijklmnopqrstuvwxyz", "اببتثجحخدذرزسشصضطظعغفقكلمن", strict=False))
 
 
 class IdentityTranslator(Translator):

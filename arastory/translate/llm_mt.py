@@ -24,20 +24,41 @@ DEFAULT_INSTRUCTION = (
 class LLMTranslator(Translator):
     """`base_url` and `model` pick the endpoint; the key comes from the environment variable `api_key_env`."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 instruction: str = DEFAULT_INSTRUCTION, temperature: float | None = 0.0,
-                 max_tokens: int | None = None, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 6,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0, max_chars_per_request: int = 4000,
-                 retry_after_max: float = RETRY_AFTER_MAX):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        instruction: str = DEFAULT_INSTRUCTION,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = None,
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_chars_per_request: int = 4000,
+        retry_after_max: float = RETRY_AFTER_MAX,
+    ):
         super().__init__()
         if int(max_chars_per_request) < 100:
             raise ConfigError("translator.max_chars_per_request", f"must be at least 100, got {max_chars_per_request}")
         self.model, self.base_url, self.instruction = model, base_url, instruction
         self.concurrency, self.max_chars = max(1, concurrency), int(max_chars_per_request)
-        self.client = ChatClient(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout,
-                                 max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
-                                 key_hint="use translator=hf", retry_after_max=retry_after_max, config_key="translator",
-                                 temperature=temperature, max_tokens=max_tokens)
+        self.client = ChatClient(
+            model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            key_hint="use translator=hf",
+            retry_after_max=retry_after_max,
+            config_key="translator",
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
         self.label = f"openai:{model}"
 
     def identity(self) -> dict:
@@ -52,22 +73,27 @@ class LLMTranslator(Translator):
         try:
             return join_translations(layouts, list(pool.map(self._one, chunks)))
         except TranslatorError:
-            pool.shutdown(wait=True, cancel_futures=True)   # send nothing more once the key is refused
+            pool.shutdown(wait=True, cancel_futures=True)  # send nothing more once the key is refused
             raise
         finally:
             pool.shutdown(wait=True)
 
     def _one(self, text: str) -> str | TranslationFailed:
         try:
-            response = self.client.chat([{"role": "system", "content": self.instruction},
-                                         {"role": "user", "content": text}])
+            response = self.client.chat(
+                [{"role": "system", "content": self.instruction}, {"role": "user", "content": text}]
+            )
         except LLMAuthError as error:
-            raise TranslatorError(f"translation stopped: {error}") from None   # every other request would fail too
+            raise TranslatorError(f"translation stopped: {error}") from None  # every other request would fail too
         except LLMError as error:
             self.stats.add(failed_texts=1)
             return TranslationFailed(str(error))
-        self.stats.add(characters=len(text), segments=1, input_tokens=response.usage.get("prompt_tokens", 0),
-                       output_tokens=response.usage.get("completion_tokens", 0))
+        self.stats.add(
+            characters=len(text),
+            segments=1,
+            input_tokens=response.usage.get("prompt_tokens", 0),
+            output_tokens=response.usage.get("completion_tokens", 0),
+        )
         return response.text.strip()
 
     def usage(self) -> dict:

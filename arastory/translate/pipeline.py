@@ -8,10 +8,10 @@ that failed (a prompt translated, its story not) go to partial.jsonl, so a rerun
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import islice
-from typing import Iterator
+from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -40,7 +40,7 @@ class Counts:
     skipped_too_long: int = 0
     duplicate_ids: int = 0
     reused_partial: int = 0
-    trimmed_bytes: int = 0          # a partial last row left by a killed run, cut when parallel.jsonl was reopened
+    trimmed_bytes: int = 0  # a partial last row left by a killed run, cut when parallel.jsonl was reopened
     bad_examples: list[str] = field(default_factory=list)
 
 
@@ -84,8 +84,11 @@ def translate(cfg: DictConfig) -> dict:
     translator = build_translator(cfg.translator)
     _check_manifest(out, cfg, translator)
     parallel_path = out / "parallel.jsonl"
-    done = {row["id"] for _, row in iter_jsonl(parallel_path, on_error="skip") if "id" in row} \
-        if parallel_path.exists() else set()
+    done = (
+        {row["id"] for _, row in iter_jsonl(parallel_path, on_error="skip") if "id" in row}
+        if parallel_path.exists()
+        else set()
+    )
     counts, started, status = Counts(), time.time(), "interrupted"
     try:
         status = _run(cfg, translator, out, done, counts)
@@ -102,8 +105,14 @@ def translate(cfg: DictConfig) -> dict:
 
 def _job_identity(cfg: DictConfig, translator: Translator) -> dict:
     """What every shard of one translation must share."""
-    return {"source": str(cfg.source), "split": cfg.split, "translator": translator.identity(), "limit": cfg.limit,
-            "fields": OmegaConf.to_container(cfg.fields, resolve=True), "id_prefix": cfg.id_prefix}
+    return {
+        "source": str(cfg.source),
+        "split": cfg.split,
+        "translator": translator.identity(),
+        "limit": cfg.limit,
+        "fields": OmegaConf.to_container(cfg.fields, resolve=True),
+        "id_prefix": cfg.id_prefix,
+    }
 
 
 def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: Counts) -> str:
@@ -117,12 +126,16 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
     failed_in_a_row, last_error = 0, ""
     logs = _RunLogs(out)
     partial = PartialAnswers(out / PARTIAL)
-    with JsonlAppender(out / "parallel.jsonl") as writer, logs, partial, \
-            tqdm(total=total, desc=f"translate ({translator.label})", unit="item", dynamic_ncols=True) as bar:
+    with (
+        JsonlAppender(out / "parallel.jsonl") as writer,
+        logs,
+        partial,
+        tqdm(total=total, desc=f"translate ({translator.label})", unit="item", dynamic_ncols=True) as bar,
+    ):
         counts.trimmed_bytes = writer.trimmed_bytes
         for batch in batched(_todo(items, cfg, done, counts, logs, bar), cfg.batch_size):
             rows, failures = _translate_batch(batch, translator, cfg, partial, counts)
-            writer.write_many(rows)   # the batch is on disk before the next is sent
+            writer.write_many(rows)  # the batch is on disk before the next is sent
             done.update(row["id"] for row in rows)
             for item, error in failures:
                 logs.failed.write({"id": item.id, "where": item.where, "error": scrub(str(error))[:500]})
@@ -133,8 +146,10 @@ def _run(cfg: DictConfig, translator: Translator, out: Path, done: set, counts: 
             bar.set_postfix(ok=counts.translated, failed=counts.failed, bad=counts.skipped_bad_input, refresh=False)
             failed_in_a_row = failed_in_a_row + 1 if not rows else 0
             if failed_in_a_row >= cfg.max_failed_batches:
-                raise TranslatorError(f"translation stopped: {failed_in_a_row} batches in a row failed entirely "
-                                      f"(last error: {last_error[:200]}); rows written so far are kept, rerun to resume")
+                raise TranslatorError(
+                    f"translation stopped: {failed_in_a_row} batches in a row failed entirely "
+                    f"(last error: {last_error[:200]}); rows written so far are kept, rerun to resume"
+                )
     return "complete"
 
 
@@ -173,10 +188,13 @@ def _todo(items: Iterator, cfg: DictConfig, done: set, counts: Counts, logs: _Ru
             bar.update(1)
             continue
         if len(entry.story) + len(entry.prompt or "") > cfg.max_story_chars:
-            counts.skipped_too_long += 1   # one request per 4k characters would cost far more than a story should
-            too_long = DataError(entry.where.rpartition(":")[0] or entry.where,
-                                 f"{len(entry.story) + len(entry.prompt or '')} characters, over "
-                                 f"max_story_chars={cfg.max_story_chars}; skipped", _line(entry.where))
+            counts.skipped_too_long += 1  # one request per 4k characters would cost far more than a story should
+            too_long = DataError(
+                entry.where.rpartition(":")[0] or entry.where,
+                f"{len(entry.story) + len(entry.prompt or '')} characters, over "
+                f"max_story_chars={cfg.max_story_chars}; skipped",
+                _line(entry.where),
+            )
             logs.bad.write({"where": entry.where, "error": str(too_long)})
             if len(counts.bad_examples) < BAD_EXAMPLES_IN_REPORT:
                 counts.bad_examples.append(str(too_long))
@@ -208,8 +226,15 @@ class PartialAnswers:
 
     def __init__(self, path: Path):
         self.path = path
-        self.known = {row["h"]: row["ar"] for _, row in iter_jsonl(path, on_error="skip")
-                      if isinstance(row.get("h"), str) and isinstance(row.get("ar"), str)} if path.exists() else {}
+        self.known = (
+            {
+                row["h"]: row["ar"]
+                for _, row in iter_jsonl(path, on_error="skip")
+                if isinstance(row.get("h"), str) and isinstance(row.get("ar"), str)
+            }
+            if path.exists()
+            else {}
+        )
         self._writer = JsonlAppender(path) if self.known or path.exists() else None
 
     @staticmethod
@@ -234,8 +259,13 @@ class PartialAnswers:
             self._writer.close()
 
 
-def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictConfig,
-                     partial: PartialAnswers | None = None, counts: Counts | None = None):
+def _translate_batch(
+    batch: list[SourceItem],
+    translator: Translator,
+    cfg: DictConfig,
+    partial: PartialAnswers | None = None,
+    counts: Counts | None = None,
+):
     """Rows for the items whose texts all translated; (item, error) for the rest. Texts answered in an earlier
     run (partial.jsonl) are not sent again; answered texts of items that fail now are saved there."""
     partial = partial or PartialAnswers(Path(cfg.out) / PARTIAL)
@@ -243,7 +273,7 @@ def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictC
     unique = list(dict.fromkeys(texts))
     reused = {t: known for t in unique if (known := partial.get(t)) is not None}
     to_send = [t for t in unique if t not in reused]
-    answers = dict(zip(to_send, translator.translate(to_send))) if to_send else {}
+    answers = dict(zip(to_send, translator.translate(to_send), strict=False)) if to_send else {}
     answers.update(reused)
     if counts is not None:
         counts.reused_partial += len(reused)
@@ -260,11 +290,18 @@ def _translate_batch(batch: list[SourceItem], translator: Translator, cfg: DictC
             continue
         meta = {"source": item.where}
         if item.prompt is None:
-            meta["prompt"] = "fixed"   # a story-only source gets the configured prompt pair, not a translation
-        rows.append(ParallelRecord(
-            id=item.id, en_prompt=item.prompt if item.prompt is not None else cfg.story_only_prompt.en,
-            en_story=item.story, ar_prompt=prompt, ar_story=story, translator=translator.label, meta=meta,
-        ).to_dict())
+            meta["prompt"] = "fixed"  # a story-only source gets the configured prompt pair, not a translation
+        rows.append(
+            ParallelRecord(
+                id=item.id,
+                en_prompt=item.prompt if item.prompt is not None else cfg.story_only_prompt.en,
+                en_story=item.story,
+                ar_prompt=prompt,
+                ar_story=story,
+                translator=translator.label,
+                meta=meta,
+            ).to_dict()
+        )
     return rows, failures
 
 
@@ -277,9 +314,12 @@ def _check_manifest(out: Path, cfg: DictConfig, translator: Translator) -> None:
     if manifest_path.exists():
         saved = read_manifest(manifest_path)
         if saved != current:
-            raise ConfigError("out", f"'{out}' holds translations of {saved.get('source')} by "
-                                     f"{saved.get('translator', {}).get('label')}; use a new out= to translate "
-                                     f"{current['source']} with {translator.label}")
+            raise ConfigError(
+                "out",
+                f"'{out}' holds translations of {saved.get('source')} by "
+                f"{saved.get('translator', {}).get('label')}; use a new out= to translate "
+                f"{current['source']} with {translator.label}",
+            )
         return
     atomic_write_json(manifest_path, current)
 
@@ -293,16 +333,25 @@ def read_manifest(path: Path) -> dict:
         raise DataError(path, "unreadable manifest; delete it to start this output dir afresh") from None
 
 
-def _report(cfg: DictConfig, translator: Translator, counts: Counts, in_output: int, elapsed: float,
-            status: str) -> dict:
+def _report(
+    cfg: DictConfig, translator: Translator, counts: Counts, in_output: int, elapsed: float, status: str
+) -> dict:
     usage = translator.usage()
     return {
         "status": status,
-        "source": str(cfg.source), "split": cfg.split, "out": str(cfg.out), "translator": translator.identity(),
-        "read": counts.read, "translated": counts.translated, "already_done": counts.already_done,
-        "failed": counts.failed, "skipped_bad_input": counts.skipped_bad_input,
-        "skipped_too_long": counts.skipped_too_long, "duplicate_ids": counts.duplicate_ids,
-        "reused_partial_answers": counts.reused_partial, "trimmed_partial_row_bytes": counts.trimmed_bytes,
+        "source": str(cfg.source),
+        "split": cfg.split,
+        "out": str(cfg.out),
+        "translator": translator.identity(),
+        "read": counts.read,
+        "translated": counts.translated,
+        "already_done": counts.already_done,
+        "failed": counts.failed,
+        "skipped_bad_input": counts.skipped_bad_input,
+        "skipped_too_long": counts.skipped_too_long,
+        "duplicate_ids": counts.duplicate_ids,
+        "reused_partial_answers": counts.reused_partial,
+        "trimmed_partial_row_bytes": counts.trimmed_bytes,
         "rows_in_output": in_output,
         "retries": usage.get("retries", 0),
         "usage": usage,
@@ -310,8 +359,12 @@ def _report(cfg: DictConfig, translator: Translator, counts: Counts, in_output: 
         "elapsed_s": round(elapsed, 3),
         "items_per_s": round(counts.translated / elapsed, 3) if elapsed > 0 else None,
         "bad_input_examples": counts.bad_examples,
-        "files": {"parallel": "parallel.jsonl", "bad_input": "bad_input.jsonl", "failed": "failed.jsonl",
-                  "partial": PARTIAL},
+        "files": {
+            "parallel": "parallel.jsonl",
+            "bad_input": "bad_input.jsonl",
+            "failed": "failed.jsonl",
+            "partial": PARTIAL,
+        },
     }
 
 

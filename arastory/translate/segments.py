@@ -8,8 +8,8 @@ break between paragraphs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from arastory.text import sentences
 
@@ -21,11 +21,11 @@ class Segmented:
     """The chunks of one text and the separators that go back between their translations."""
 
     chunks: list[str]
-    separators: list[str]     # len(chunks) - 1 separators
+    separators: list[str]  # len(chunks) - 1 separators
 
     def join(self, translated: list[str]) -> str:
         out = translated[0].strip() if translated else ""
-        for separator, chunk in zip(self.separators, translated[1:]):
+        for separator, chunk in zip(self.separators, translated[1:], strict=False):
             out += separator + chunk.strip()
         return out
 
@@ -65,7 +65,7 @@ def _pack(items: list[str], length: Callable[[str], int], max_length: int) -> li
         measured += [(item, size)] if size <= max_length else _cut(item, length, max_length)
     packed, (current, used) = [], measured[0]
     for sentence, size in measured[1:]:
-        if used + 1 + size <= max_length:   # 1: the space between them (a character; at most a token)
+        if used + 1 + size <= max_length:  # 1: the space between them (a character; at most a token)
             current, used = f"{current} {sentence}", used + 1 + size
         else:
             packed.append(current)
@@ -79,9 +79,9 @@ def _cut(sentence: str, length: Callable[[str], int], max_length: int) -> list[t
     pieces: list[tuple[str, int]] = []
     for word in sentence.split():
         size = length(word)
-        if size > max_length:   # no spaces to cut at (or a giant token run): cut by characters, proportionally
+        if size > max_length:  # no spaces to cut at (or a giant token run): cut by characters, proportionally
             step = max(1, len(word) * max_length // size)
-            pieces += [(word[i:i + step], length(word[i:i + step])) for i in range(0, len(word), step)]
+            pieces += [(word[i : i + step], length(word[i : i + step])) for i in range(0, len(word), step)]
         else:
             pieces.append((word, size))
     runs, (current, used) = [], pieces[0]
@@ -95,19 +95,20 @@ def _cut(sentence: str, length: Callable[[str], int], max_length: int) -> list[t
     return runs
 
 
-def split_for_requests(texts: list[str], max_length: int, length: Callable[[str], int] = len
-                       ) -> tuple[list[str], list["Segmented | None"]]:
+def split_for_requests(
+    texts: list[str], max_length: int, length: Callable[[str], int] = len
+) -> tuple[list[str], list[Segmented | None]]:
     """(every chunk to send, each text's layout or None when it goes whole): texts over the budget go in pieces."""
     layouts = [segment(text, length, max_length) if length(text) > max_length else None for text in texts]
-    chunks = [c for text, layout in zip(texts, layouts) for c in (layout.chunks if layout else [text])]
+    chunks = [c for text, layout in zip(texts, layouts, strict=False) for c in (layout.chunks if layout else [text])]
     return chunks, layouts
 
 
-def join_translations(layouts: list["Segmented | None"], translated: list) -> list:
+def join_translations(layouts: list[Segmented | None], translated: list) -> list:
     """Each text's translation from its chunks' (in order); the first failure (a non-str) stands for the whole text."""
     out, start = [], 0
     for layout in layouts:
-        parts = translated[start:start + (len(layout.chunks) if layout else 1)]
+        parts = translated[start : start + (len(layout.chunks) if layout else 1)]
         start += len(parts)
         failure = next((p for p in parts if not isinstance(p, str)), None)
         out.append(failure if failure is not None else (layout.join(parts) if layout else parts[0]))

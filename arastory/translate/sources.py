@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
@@ -23,9 +24,9 @@ AUTO_STORY = ("story", "text", "Story", "en_story")
 AUTO_PROMPT = ("prompt", "Prompt", "en_prompt")
 AUTO_ID = ("id", "ID")
 FILE_TYPES = (".jsonl", ".csv", ".parquet")
-DATA_DIR_FILES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")   # what `datasets` loads from a plain folder
-MIN_ENGLISH_SHARE = 0.5   # ours: a source story with fewer Latin letters than this is not English (skipped, counted)
-SCRIPT_SAMPLE_CHARS = 20_000   # the script share is read from the start of a story (a 20 MB one costs no more)
+DATA_DIR_FILES = (".jsonl", ".json", ".csv", ".parquet", ".arrow")  # what `datasets` loads from a plain folder
+MIN_ENGLISH_SHARE = 0.5  # ours: a source story with fewer Latin letters than this is not English (skipped, counted)
+SCRIPT_SAMPLE_CHARS = 20_000  # the script share is read from the start of a story (a 20 MB one costs no more)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SourceItem:
     id: str
     prompt: str | None
     story: str
-    where: str          # file:line (or dataset:row) for messages
+    where: str  # file:line (or dataset:row) for messages
 
 
 @dataclass
@@ -45,9 +46,9 @@ class Fields:
     story: str | None = None
     prompt: str | None = None
     id: str | None = None
-    story_only: bool = False    # true: ignore any prompt field (TinyStories)
+    story_only: bool = False  # true: ignore any prompt field (TinyStories)
 
-    def resolve(self, columns: list[str], path: str, line: int | None = None, noun: str = "column") -> "Fields":
+    def resolve(self, columns: list[str], path: str, line: int | None = None, noun: str = "column") -> Fields:
         """Concrete names for these columns; a missing named column is fatal for the whole source."""
         listed = f"({noun}s: {', '.join(columns)})"
 
@@ -84,14 +85,18 @@ def source_kind(source: str) -> str:
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             return "dataset_dir"
         if next((p for p in path.rglob("*") if p.suffix.lower() in DATA_DIR_FILES and p.is_file()), None) is None:
-            raise ConfigError("source", f"'{source}': the folder is not a saved dataset and holds no data files "
-                                        f"({', '.join(DATA_DIR_FILES)})")
+            raise ConfigError(
+                "source",
+                f"'{source}': the folder is not a saved dataset and holds no data files ({', '.join(DATA_DIR_FILES)})",
+            )
         return "hub"
     if os.path.lexists(path):
-        open_input(path).close()   # not a regular, readable file (a FIFO, a symlink loop, no permission): one line
+        open_input(path).close()  # not a regular, readable file (a FIFO, a symlink loop, no permission): one line
         if path.suffix.lower() not in FILE_TYPES:
-            raise ConfigError("source", f"'{source}': unsupported file type (use {', '.join(FILE_TYPES)}, "
-                                        f"a dataset dir or an HF dataset id)")
+            raise ConfigError(
+                "source",
+                f"'{source}': unsupported file type (use {', '.join(FILE_TYPES)}, a dataset dir or an HF dataset id)",
+            )
         return path.suffix.lower()[1:]
     if path.suffix.lower() in FILE_TYPES or source.startswith((".", "/")):
         raise ConfigError("source", f"'{source}' does not exist")
@@ -110,13 +115,23 @@ def default_id_prefix(source: str, split: str) -> str:
     return f"{name}-{split}"
 
 
-def iter_source(source: str, fields: Fields, split: str = "train", id_prefix: str | None = None,
-                ) -> Iterator[SourceItem | DataError]:
+def iter_source(
+    source: str,
+    fields: Fields,
+    split: str = "train",
+    id_prefix: str | None = None,
+) -> Iterator[SourceItem | DataError]:
     """Every record of `source` in a stable order (ids stay the same across reruns, so resume can match them)."""
     kind = source_kind(source)
     prefix = id_prefix or default_id_prefix(source, split)
-    rows = {"bundled": _bundled_rows, "jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows,
-            "dataset_dir": _saved_dataset_rows, "hub": _hub_rows}[kind](source, split)
+    rows = {
+        "bundled": _bundled_rows,
+        "jsonl": _jsonl_rows,
+        "csv": _csv_rows,
+        "parquet": _parquet_rows,
+        "dataset_dir": _saved_dataset_rows,
+        "hub": _hub_rows,
+    }[kind](source, split)
     resolved: Fields | None = None
     for index, (where, row) in enumerate(rows):
         if isinstance(row, DataError):
@@ -125,13 +140,13 @@ def iter_source(source: str, fields: Fields, split: str = "train", id_prefix: st
         if resolved is None:
             path, _, line = where.rpartition(":")
             try:
-                if kind == "jsonl":   # no header: the first line with the fields names them
+                if kind == "jsonl":  # no header: the first line with the fields names them
                     resolved = fields.resolve(list(row), path, int(line), noun="field")
                 else:
                     resolved = fields.resolve(list(row), path, 1 if kind == "csv" else None)
             except DataError as error:
                 if kind != "jsonl":
-                    raise               # a missing column: no row of this source can be read
+                    raise  # a missing column: no row of this source can be read
                 yield error
                 continue
         yield _to_item(row, resolved, f"{prefix}-{index}", where)
@@ -143,13 +158,15 @@ def source_size(source: str, split: str = "train") -> int | None:
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
+
             return pq.ParquetFile(source).metadata.num_rows
         if kind == "dataset_dir":
             return len(_load_saved(source, split))
         if kind == "bundled":
             from arastory.data.bundled import load_bundled_parallel
+
             return len(load_bundled_parallel(validate=False))
-    except Exception:   # noqa: BLE001 - only a progress-bar total
+    except Exception:
         return None
     return None
 
@@ -187,6 +204,7 @@ def _to_item(row: dict, fields: Fields, default_id: str, where: str) -> SourceIt
 
 # --- row readers: yield (where, row dict | DataError) ---------------------------------------------------------
 
+
 def _bundled_rows(source: str, split: str):
     from arastory.data.bundled import load_bundled_parallel
 
@@ -217,7 +235,7 @@ def _csv_rows(source: str, split: str):
         if len(values) != len(header):
             yield where, DataError(source, f"expected {len(header)} columns, found {len(values)}", start)
             continue
-        yield where, dict(zip(header, values))
+        yield where, dict(zip(header, values, strict=False))
 
 
 def _parquet_rows(source: str, split: str):
@@ -225,7 +243,7 @@ def _parquet_rows(source: str, split: str):
 
     try:
         parquet = pq.ParquetFile(source)
-    except Exception as exc:   # noqa: BLE001 - pyarrow raises several types for a damaged file
+    except Exception as exc:
         raise DataError(source, f"not a readable Parquet file ({str(exc).splitlines()[0][:150]})") from None
     row = 0
     for batch in parquet.iter_batches(batch_size=1024):
@@ -258,7 +276,7 @@ def _hub_rows(source: str, split: str):
 
     try:
         data = datasets.load_dataset(source, split=split, streaming=True)
-    except Exception as exc:   # noqa: BLE001 - offline, unknown id, bad split: all one line for the user
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError("source", f"cannot open HF dataset '{source}' (split {split}): {first}") from None
     for row, obj in enumerate(data, start=1):
@@ -266,5 +284,9 @@ def _hub_rows(source: str, split: str):
 
 
 def fields_from_config(cfg: Any) -> Fields:
-    return Fields(story=cfg.get("story"), prompt=cfg.get("prompt"), id=cfg.get("id"),
-                  story_only=bool(cfg.get("story_only", False)))
+    return Fields(
+        story=cfg.get("story"),
+        prompt=cfg.get("prompt"),
+        id=cfg.get("id"),
+        story_only=bool(cfg.get("story_only", False)),
+    )
