@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 STAGES = ("translate", "filter", "train_data")
+NEAR_EVERY = 50  # every 50th generated row near-duplicates an earlier one (the filter's dedup must find it)
 
 
 # -------------------------------------------------------------------------------------------------------- inputs
@@ -49,6 +50,9 @@ def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
             words = rng.integers(0, len(entries), size=(min(10_000, n - start), 60))
             for offset, row in enumerate(words):
                 i = start + offset
+                if offset % NEAR_EVERY == NEAR_EVERY - 1:  # a near-duplicate: an earlier row, one word changed
+                    row = words[offset - 7].copy()
+                    row[30] = (row[30] + 1) % len(entries)
                 en = " ".join(english[w] for w in row[:12]) + ". " + " ".join(english[w] for w in row[12:]) + "."
                 ar = " ".join(arabic[w] for w in row[:12]) + ". " + " ".join(arabic[w] for w in row[12:]) + "."
                 prompt_en = f"Write a story about {english[row[0]]} and {english[row[1]]}."

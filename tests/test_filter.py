@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from arastory.budget import BudgetExceeded
 from arastory.data.bundled import PARALLEL_FILE, load_bundled_parallel
 from arastory.filter.build import build_encoder, encoder_config, settings_from_config
-from arastory.filter.dedup import DedupSettings, near_duplicates
+from arastory.filter.dedup import DedupSettings, near_duplicates, near_duplicates_measured
 from arastory.filter.pipeline import Filter
 from arastory.paths import CONF_DIR
 from arastory.records import StoryRecord
@@ -107,6 +107,51 @@ def test_ivf_index_finds_the_same_near_duplicates_as_flat():
     )
     assert kind_flat == "flat" and kind_ivf.startswith("ivf")
     assert set(flat) == set(planted) and set(ivf) == set(planted)
+
+
+def greedy_exact(vectors: np.ndarray, similarity: float) -> set[int]:
+    """The definition: an item is dropped when its best match among the EARLIER KEPT items reaches `similarity`."""
+    kept: list[int] = []
+    for i in range(len(vectors)):
+        if not kept or (vectors[kept] @ vectors[i]).max() < similarity:
+            kept.append(i)
+    return set(range(len(vectors))) - set(kept)
+
+
+def test_forced_ivf_dedup_is_greedy_over_earlier_kept_items_like_exact_search():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(1200, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for a, b, c in [(10, 400, 900), (20, 25, 30), (500, 1100, 1105)]:
+        # a, b 15 degrees apart, b, c 15 degrees apart, a, c 30 (cos 0.87): b is dropped (a kept), and so c is kept
+        plane = np.linalg.qr(rng.normal(size=(32, 2)))[0].T
+        for index, angle in ((a, 0), (b, 15), (c, 30)):
+            vectors[index] = np.cos(np.radians(angle)) * plane[0] + np.sin(np.radians(angle)) * plane[1]
+    expected = greedy_exact(vectors, 0.95)
+    assert {400, 25, 1100} <= expected and not {10, 900, 20, 30, 500, 1105} & expected
+    candidates = np.arange(len(vectors))
+    for chunk_size in (16, 2048):  # across chunks (the index) and within one chunk
+        dedup = DedupSettings(similarity=0.95, index="ivf", list_size=50, chunk_size=chunk_size)
+        dups, info = near_duplicates_measured(candidates, vectors, dedup)
+        assert info["index"] == "ivf24_hnsw32_sq8" and set(dups.tolist()) == expected, chunk_size
+        assert info["recall"]["missed_in_sample"] == 0 and info["recall"]["recall"] == 1.0
+    flat, kind = near_duplicates(candidates, vectors, DedupSettings(similarity=0.95, index="flat", chunk_size=16))
+    assert kind == "flat" and set(flat.tolist()) == expected
+
+
+def test_ivf_lists_keep_their_size_as_the_set_grows_so_each_search_costs_the_same():
+    """Linear time: nlist = candidates / list_size under an HNSW coarse quantizer (main's nlist grew as 4 sqrt(n) under
+    a flat quantizer, so a search scanned ever longer lists and every centroid: x15.9 CPU for x10 pairs)."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20_000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[19_000:] = vectors[:1000]  # planted duplicates of earlier items
+    for n in (2000, 20_000):
+        dups, info = near_duplicates_measured(np.arange(n), vectors, DedupSettings(index="ivf", list_size=100))
+        assert info["index"] == f"ivf{n // 100}_hnsw32_sq8"
+        exact, _ = near_duplicates(np.arange(n), vectors, DedupSettings(index="flat"))
+        assert np.array_equal(dups, exact) and len(exact) == max(0, n - 19_000)
+    assert info["recall"]["found"] == 1000 and info["recall"]["recall"] == 1.0
 
 
 def test_leakage_guard_drops_pairs_that_match_an_eval_item(tmp_path):

@@ -102,7 +102,7 @@ KEPT_VECTORS, KEPT_HASHES = "kept_vectors.npy", "kept_hashes.npy"
 def merge_filter(out: Path, shards: list) -> dict:
     """kept.jsonl: the shards' kept pairs minus the exact and near duplicates across shards, found with the same
     settings over the vectors each shard saved for its kept pairs (a faiss index over all of them)."""
-    from arastory.filter.dedup import DedupSettings, exact_duplicates, near_duplicates
+    from arastory.filter.dedup import DedupSettings, exact_duplicates, near_duplicates_measured
 
     identity = shards[0][1]["identity"]
     dedup = DedupSettings(**identity["dedup"])
@@ -112,9 +112,9 @@ def merge_filter(out: Path, shards: list) -> dict:
     vectors = _concatenated_vectors(out, shards, total)
     candidates = np.arange(total)
     exact = exact_duplicates(candidates, hashes) if dedup.exact else np.array([], dtype=np.int64)
-    near, index_kind = np.array([], dtype=np.int64), "none"
+    near, searched = np.array([], dtype=np.int64), {"index": "none", "recall": None}
     if dedup.near and total:
-        near, index_kind = near_duplicates(np.setdiff1d(candidates, exact), vectors, dedup)
+        near, searched = near_duplicates_measured(np.setdiff1d(candidates, exact), vectors, dedup)
     reasons = {int(i): "duplicate" for i in exact} | {int(i): "near_duplicate" for i in near}
     position = 0
     with StreamWriter(out / "kept.jsonl") as kept, StreamWriter(out / "cross_shard_rejected.jsonl") as rejected:
@@ -135,7 +135,8 @@ def merge_filter(out: Path, shards: list) -> dict:
     counts["rejected"] = counts["read"] - kept.rows
     return {
         "counts": counts,
-        "dedup_index": index_kind,
+        "dedup_index": searched["index"],
+        "dedup_recall": searched["recall"],
         "threshold": identity["threshold"],
         "encoder": identity["encoder"],
         "files": {"kept": "kept.jsonl", "cross_shard_rejected": "cross_shard_rejected.jsonl"},

@@ -21,7 +21,13 @@ from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
 from arastory.filter.cache import ArrayStore
 from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, checks_in_mask, text_hash
-from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
+from arastory.filter.dedup import (
+    DedupSettings,
+    LeakageSettings,
+    exact_duplicates,
+    leaked,
+    near_duplicates_measured,
+)
 from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line, open_input
 from arastory.records import ParallelRecord, StoryRecord
 
@@ -248,12 +254,13 @@ class Filter:
         codes[(codes == 0) & (scores < self.settings.threshold)] = CODE["below_threshold"]
         counts["below_threshold"] = int((codes == CODE["below_threshold"]).sum())
         counts["kept_at_threshold"] = int((codes == 0).sum())
-        extra = {"index": "none"}
+        extra: dict = {"index": "none", "recall": None}
         if self.settings.dedup.exact:
             codes[exact_duplicates(np.flatnonzero(codes == 0), hashes)] = CODE["duplicate"]
         counts["duplicate"] = int((codes == CODE["duplicate"]).sum())
         if self.settings.dedup.near:
-            dups, extra["index"] = near_duplicates(np.flatnonzero(codes == 0), embeddings, self.settings.dedup)
+            dups, searched = near_duplicates_measured(np.flatnonzero(codes == 0), embeddings, self.settings.dedup)
+            extra.update(searched)
             codes[dups] = CODE["near_duplicate"]
         counts["near_duplicate"] = int((codes == CODE["near_duplicate"]).sum())
         counts["deduplicated"] = int((codes == 0).sum())

@@ -16,6 +16,7 @@ def build_report(flt, decided: dict, scores: np.ndarray, codes: np.ndarray, labe
         "threshold": flt.settings.threshold,
         "counts": decided["counts"],
         "dedup_index": decided["index"],
+        "dedup_recall": decided["recall"],  # IVF only: sampled against an exact search (None for flat)
         "eval_items": len(flt.eval_records),
         "cache": flt.cache_report,
         "similarity": _stats(scores),
