@@ -16,8 +16,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from arastory.data.shards import read_shards
+from arastory.errors import DataError
 from arastory.io import atomic_write_json, iter_jsonl, json_line
 
 REPORT = "merge_report.json"
@@ -161,6 +163,41 @@ def _concatenated_vectors(out: Path, shards: list, total: int):
 
 
 # ------------------------------------------------------------------------------------------------------ synthesize
+def rows_by_id(paths: list[Path]) -> Iterator[dict]:
+    """The rows of `paths` in id order (ties in file and line order), read back one at a time: only each row's id,
+    file and byte offset are held and sorted, not the stories."""
+    index = []
+    for number, path in enumerate(paths):
+        for lineno, offset, row in _rows_with_offsets(path):
+            if "id" not in row:
+                raise DataError(path, "row has no id", lineno)
+            index.append((row["id"], number, offset))
+    index.sort()
+    handles = [open(path, "rb") if path.exists() else None for path in paths]
+    try:
+        for _, number, offset in index:
+            handles[number].seek(offset)
+            yield orjson.loads(handles[number].readline())
+    finally:
+        for handle in handles:
+            if handle is not None:
+                handle.close()
+
+
+def _rows_with_offsets(path: Path) -> Iterator[tuple[int, int, dict]]:
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        offset = 0
+        for lineno, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield lineno, offset, orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise DataError(path, "not a JSON object", lineno) from None
+            offset += len(line)
+
+
 def merge_synthesize(out: Path, shards: list) -> dict:
     """stories.jsonl: the first n of the shards' kept stories (their surplus included) in prompt order, passed again
     through the duplicate gates (exact and MinHash near-duplicates) so a story that repeats one from another shard is
@@ -169,15 +206,7 @@ def merge_synthesize(out: Path, shards: list) -> dict:
 
     identity = shards[0][1]["identity"]
     gates = QualityGates(**identity["gates"], identifier=None)
-    stories = sorted(
-        (
-            row
-            for shard_dir, _ in shards
-            for name in ("stories.jsonl", "surplus.jsonl")
-            for row in rows_of(shard_dir / name)
-        ),
-        key=lambda row: row["id"],
-    )
+    stories = rows_by_id([shard_dir / name for shard_dir, _ in shards for name in ("stories.jsonl", "surplus.jsonl")])
     by_gate = {"duplicate": 0, "near_duplicate": 0}
     with (
         StreamWriter(out / "stories.jsonl") as kept,

@@ -40,7 +40,11 @@ def _missing_text(obj: dict, keys: tuple[str, ...]) -> list[str]:
 
 def read_story_jsonl(path: str | Path, source: str | None = None, skipped: list | None = None) -> list[StoryRecord]:
     """Story records; a bad line or record raises a DataError (file:line), or is counted in `skipped` when given."""
-    records = []
+    return list(iter_story_jsonl(path, source, skipped))
+
+
+def iter_story_jsonl(path: str | Path, source: str | None = None, skipped: list | None = None) -> Iterator[StoryRecord]:
+    """`read_story_jsonl`'s records one at a time."""
     for lineno, obj in iter_jsonl(path, on_error="raise" if skipped is None else "skip", errors=skipped):
         missing = _missing_text(obj, STORY_REQUIRED)
         if missing:
@@ -52,12 +56,18 @@ def read_story_jsonl(path: str | Path, source: str | None = None, skipped: list 
         record = StoryRecord.from_dict(obj)
         if source:
             record.source = source
-        records.append(record)
-    return records
+        yield record
 
 
 def read_released_csv(path: str | Path, variety: str | None = None, skipped: list | None = None) -> list[StoryRecord]:
     """The study's release format: columns `Prompt` and `Story` (plus an unnamed index), one file per variety."""
+    return list(iter_released_csv(path, variety, skipped))
+
+
+def iter_released_csv(
+    path: str | Path, variety: str | None = None, skipped: list | None = None
+) -> Iterator[StoryRecord]:
+    """`read_released_csv`'s records one at a time."""
     path = Path(path)
     variety = variety or variety_from_filename(path)
     if variety not in VARIETIES:
@@ -73,7 +83,7 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
     for needed in ("Prompt", "Story"):
         if needed not in columns:
             raise DataError(path, f"missing column '{needed}' (columns: {', '.join(c for c in columns if c)})", 1)
-    records = []
+    count = 0
     for line, values in rows:
         if isinstance(values, DataError):
             _bad(values, skipped)
@@ -88,13 +98,11 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
         if is_placeholder(prompt) or is_placeholder(story):
             _bad(DataError(path, "empty Prompt or Story (or a placeholder such as NaN/None)", line), skipped)
             continue
-        index = (row.get("") or str(len(records))).strip()
-        records.append(
-            StoryRecord(
-                id=f"released-{variety}-{index}", variety=variety, prompt=prompt, story=story, source="released"
-            )
+        index = (row.get("") or str(count)).strip()
+        count += 1
+        yield StoryRecord(
+            id=f"released-{variety}-{index}", variety=variety, prompt=prompt, story=story, source="released"
         )
-    return records
 
 
 def read_stories(
@@ -117,6 +125,14 @@ def read_stories(
 
 
 def _read_story_files(path: Path, variety: str | None, source: str | None, skipped: list | None) -> list[StoryRecord]:
+    return list(iter_stories(path, variety, source, skipped))
+
+
+def iter_stories(
+    path: str | Path, variety: str | None = None, source: str | None = None, skipped: list | None = None
+) -> Iterator[StoryRecord]:
+    """`read_stories`'s records one at a time, unscreened (a bad line raises, or is counted in `skipped`)."""
+    path = Path(path)
     if path.is_dir():
         try:
             files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".csv"))
@@ -124,14 +140,17 @@ def _read_story_files(path: Path, variety: str | None, source: str | None, skipp
             raise DataError(path, f"cannot list the directory: {error.strerror or error}") from None
         if not files:
             raise DataError(path, "directory holds no .jsonl or .csv files")
-        return [r for f in files for r in _read_story_files(f, variety, source, skipped)]
+        for file in files:
+            yield from iter_stories(file, variety, source, skipped)
+        return
     if not path.exists():
         open_input(path).close()  # the precise reason: not found, a dangling symlink, a symlink loop
     if path.suffix == ".csv":
-        return read_released_csv(path, variety=variety, skipped=skipped)
-    if path.suffix == ".jsonl":
-        return read_story_jsonl(path, source=source, skipped=skipped)
-    raise DataError(path, "unsupported story file type (use .jsonl or the released .csv format)")
+        yield from iter_released_csv(path, variety=variety, skipped=skipped)
+    elif path.suffix == ".jsonl":
+        yield from iter_story_jsonl(path, source=source, skipped=skipped)
+    else:
+        raise DataError(path, "unsupported story file type (use .jsonl or the released .csv format)")
 
 
 def read_parallel_jsonl(path: str | Path, skipped: list | None = None) -> list[ParallelRecord]:

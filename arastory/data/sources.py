@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arastory.budget import check_failure_budget
-from arastory.data.readers import iter_parallel_jsonl, read_parallel_jsonl, read_stories
+from arastory.data.readers import iter_parallel_jsonl, iter_stories, read_parallel_jsonl
 from arastory.data.stored import TextStore
 from arastory.data.validate import label_disagreement, screen_pairs, screen_stories
 from arastory.errors import ConfigError, DataError
@@ -38,7 +38,8 @@ class StorySource:
                 f"'{self.path}' does not exist (use 'bundled', a .jsonl, a released .csv or a folder)",
             )
         bad: list[DataError] = []
-        screened = screen_stories(read_stories(self.path, skipped=bad))
+        store = TextStore()  # the stories stream from the file; their texts wait on disk (`StoredStory`)
+        screened = screen_stories(iter_stories(self.path, skipped=bad), keep=store.add)
         if self.check_labels and screened.kept:
             finding = _label_finding(self.path, screened.kept)
             if finding:

@@ -24,7 +24,8 @@ class TextStore:
         self.offsets.append(self.file.tell())
         self.file.write(
             json.dumps(
-                {"prompt": record.prompt, "story": record.story, "meta": record.meta}, ensure_ascii=False
+                {"prompt": record.prompt, "story": record.story, "features": record.features, "meta": record.meta},
+                ensure_ascii=False,
             ).encode("utf-8")
             + b"\n"
         )
@@ -55,14 +56,16 @@ class StoredStory:
 
     @property
     def features(self) -> dict:
-        return {}  # translated pairs carry no sampled prompt features
+        return self._store.get(self._index)["features"]  # synthetic stories' sampled prompt features ({} for pairs)
 
     @property
     def meta(self) -> dict:
         return self._store.get(self._index)["meta"]
 
     def materialize(self) -> StoryRecord:
-        return StoryRecord(self.id, self.variety, self.prompt, self.story, {}, self.source, dict(self.meta))
+        return StoryRecord(
+            self.id, self.variety, self.prompt, self.story, dict(self.features), self.source, dict(self.meta)
+        )
 
     def to_dict(self) -> dict:
         return self.materialize().to_dict()

@@ -106,13 +106,14 @@ class Screened:
 
 
 def screen_stories(
-    records: list[StoryRecord],
+    records: Iterable[StoryRecord],
     varieties: tuple[str, ...] = VARIETIES,
     min_arabic: float = MIN_ARABIC_SHARE,
     max_words: int = 10_000,
+    keep=None,
 ) -> Screened:
     """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
-    too long, a repeated id or story (the first one is kept)."""
+    too long, a repeated id or story (the first one is kept). `records` may be a stream; `keep` maps each kept one."""
     seen_ids: set[str] = set()
     seen_story: dict[str, str] = {}
 
@@ -128,7 +129,7 @@ def screen_stories(
             seen_ids.add(record.id)
         return found
 
-    return _screen(records, problem)
+    return _screen(records, problem, keep)
 
 
 def _screen(records: Iterable, problem, keep=None) -> Screened:

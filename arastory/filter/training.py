@@ -9,10 +9,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from arastory.data.readers import read_parallel_jsonl
+from arastory.data.readers import iter_parallel_jsonl
+from arastory.data.stored import StoredStory, TextStore
 from arastory.filter.build import build_encoder, encoder_config, settings_from_config
 from arastory.filter.pipeline import KEPT, Filter
-from arastory.records import ParallelRecord, StoryRecord
+from arastory.records import StoryRecord
 
 
 def filter_enabled(data_cfg: DictConfig) -> bool:
@@ -22,8 +23,9 @@ def filter_enabled(data_cfg: DictConfig) -> bool:
 
 def filter_translated(
     source, filter_cfg: DictConfig, eval_records: list[StoryRecord], out_dir: str | Path | None = None
-) -> tuple[list[ParallelRecord], dict]:
-    """(kept pairs, summary for metrics.json). Outputs go to `<out_dir>` (the run dir's filter/) or a temp dir."""
+) -> tuple[list[StoredStory], dict]:
+    """(the kept pairs' Arabic sides as training records, summary for metrics.json). The records stream from
+    kept.jsonl with their texts kept on disk. Outputs go to `<out_dir>` (the run dir's filter/) or a temp dir."""
     settings = settings_from_config(filter_cfg, key="data.filter")
     encoder = build_encoder(
         encoder_config(filter_cfg.encoder, filter_cfg.get("encoder_args"), key="data.filter.encoder"),
@@ -40,7 +42,8 @@ def filter_translated(
         settings_key="data.filter",
     )
     report = flt.run()
-    kept = read_parallel_jsonl(out / KEPT) if report["counts"]["kept"] else []
+    store = TextStore()
+    kept = [store.add(pair.as_story()) for pair in iter_parallel_jsonl(out / KEPT)] if report["counts"]["kept"] else []
     summary = {
         "threshold": report["threshold"],
         "encoder": report["encoder"],

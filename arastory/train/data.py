@@ -48,13 +48,12 @@ def build_training_data(
         source = instantiate(data_cfg[name])
         filtered = None
         if name == "translated" and filter_enabled(data_cfg):
-            pairs, filtered = filter_translated(
+            records, filtered = filter_translated(
                 source,
                 data_cfg.filter,
                 _heldout_synthetic(data_cfg, split_seed),
                 Path(out_dir) / "filter" if out_dir else None,
             )
-            records = [pair.as_story() for pair in pairs]
         else:
             records = source.load()
         if name == "synthetic":
