@@ -1,16 +1,20 @@
 """Benchmark: a million items through translate (translator=identity, the benchmark/testing translator), the filter
-(lexicon scorer) and the training data path, each stage in its own process: peak RSS and wall time at --n items
+(lexicon scorer), the training data path (without and with the in-training filter) and a synthetic stories file's
+loading, each stage in its own process: peak RSS and wall time at --n items
 against a --base run of the same stage in the same command (time should grow ~n/base, memory should not). CPU time
 (user + system) is printed next to wall time: on a shared machine it is the number that shows linear growth.
 
     python bench/bench_scale.py                       # 1,000,000 vs 100,000 items, every stage (hours on 2 cores)
     python bench/bench_scale.py --n 100000 --base 20000 --stages train_data translate
+    python bench/bench_scale.py --n 1000000 --base 100000 --stages filter train_data_filtered synthetic_data
 
 The training data path keeps per example its id and a few numbers in memory; texts and token ids wait on disk.
 Measured numbers and what they say: docs/scaling.md ("A million items with bounded memory").
 
 The inputs are generated (streamed to disk): English/Arabic sentences drawn from the filter's bundled lexicon, so
-the lexicon scorer keeps most pairs and the near-duplicate index holds most of them.
+the lexicon scorer keeps most pairs and the near-duplicate index holds most of them; every 50th row repeats an
+earlier row with one word changed, a near-duplicate the filter must find (its report's `dedup_recall` says how many
+the approximate index missed, sampled against an exact search).
 """
 
 import argparse
@@ -25,13 +29,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-STAGES = ("translate", "filter", "train_data")
+STAGES = ("translate", "filter", "train_data", "train_data_filtered", "synthetic_data")
 NEAR_EVERY = 50  # every 50th generated row near-duplicates an earlier one (the filter's dedup must find it)
 
 
 # -------------------------------------------------------------------------------------------------------- inputs
 def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
-    """`english.jsonl` (id, prompt, story) and `pairs.jsonl` (parallel records), n rows each, streamed."""
+    """`english.jsonl` (id, prompt, story), `pairs.jsonl` (parallel records) and `stories.jsonl` (MSA story records,
+    a synthetic stories file), n rows each, streamed."""
     import numpy as np
 
     from arastory.filter.lexicon import BUNDLED_LEXICON
@@ -45,7 +50,11 @@ def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
     arabic = [a.split("|")[0] for _, a in entries]
     rng = np.random.default_rng(0)
     english_path, pairs_path = work / f"english-{n}.jsonl", work / f"pairs-{n}.jsonl"
-    with open(english_path, "w", encoding="utf-8") as en_out, open(pairs_path, "w", encoding="utf-8") as pair_out:
+    with (
+        open(english_path, "w", encoding="utf-8") as en_out,
+        open(pairs_path, "w", encoding="utf-8") as pair_out,
+        open(work / f"stories-{n}.jsonl", "w", encoding="utf-8") as story_out,
+    ):
         for start in range(0, n, 10_000):
             words = rng.integers(0, len(entries), size=(min(10_000, n - start), 60))
             for offset, row in enumerate(words):
@@ -58,6 +67,8 @@ def write_inputs(n: int, work: Path) -> tuple[Path, Path]:
                 prompt_en = f"Write a story about {english[row[0]]} and {english[row[1]]}."
                 prompt_ar = f"اكتب قصة عن {arabic[row[0]]} و{arabic[row[1]]}."
                 en_out.write(json.dumps({"id": f"b{i}", "prompt": prompt_en, "story": en}) + "\n")
+                story = {"id": f"s{i}", "variety": "msa", "prompt": prompt_ar, "story": ar, "source": "synthetic"}
+                story_out.write(json.dumps(story, ensure_ascii=False) + "\n")
                 pair_out.write(
                     json.dumps(
                         {
@@ -103,13 +114,23 @@ def run_filter(english: Path, pairs: Path, out: Path) -> dict:
         OmegaConf.load(CONF_DIR / "filter_settings" / "default.yaml"), {"progress": False, "plots": False, "workers": 1}
     )
     report = Filter(pairs, out, build_encoder(encoder_config("lexicon")), settings_from_config(section)).run()
-    return {"items": report["counts"]["read"], "kept": report["counts"]["kept"], "index": report["dedup_index"]}
+    counts = report["counts"]
+    return {
+        "items": counts["read"],
+        "kept": counts["kept"],
+        "near_duplicate": counts["near_duplicate"],
+        "index": report["dedup_index"],
+        "recall": report["dedup_recall"],
+        "filter_seconds": report["seconds"],
+    }
 
 
-def run_train_data(english: Path, pairs: Path, out: Path) -> dict:
-    """What `python train.py strategy=sequential data.translated.path=<pairs>` does before the first step: read and
-    split the pairs (their texts spilled to a temporary file), tokenize every example into the token cache
-    (memory-mapped), drop the texts, then one pass over the training loader's batches."""
+def run_train_data(english: Path, pairs: Path, out: Path, filtered: bool = False) -> dict:
+    """What `python train.py strategy=sequential data.translated.path=<pairs> data.filter.enabled=false` does before
+    the first step: read and split the pairs (their texts spilled to a temporary file), tokenize every example into
+    the token cache (memory-mapped), drop the texts, then one pass over the training loader's batches. `filtered`:
+    `data.filter.enabled=true` (the default): the filter (lexicon scorer) runs inside training first and its kept
+    pairs stream back the same way."""
     from omegaconf import OmegaConf
 
     from arastory.paths import CONF_DIR, cache_dir
@@ -122,9 +143,10 @@ def run_train_data(english: Path, pairs: Path, out: Path) -> dict:
     data_cfg = OmegaConf.load(CONF_DIR / "data" / "bundled.yaml")
     data_cfg = OmegaConf.merge(
         {k: v for k, v in data_cfg.items() if k != "defaults"},
-        {"translated": {"path": str(pairs)}, "filter": {"enabled": False}, "max_length": 256},
+        {"translated": {"path": str(pairs)}, "max_length": 256},
+        {"filter": {"enabled": filtered, "progress": False, "plots": False, "workers": 1}},
     )
-    data = build_training_data(data_cfg, "egy", needed=["translated"], seed=0)
+    data = build_training_data(data_cfg, "egy", needed=["translated"], seed=0, out_dir=out)
     spec = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
     formatter = ExampleFormatter(load_tokenizer(build_tiny_model(**spec)), 256, "truncate")
     module = StoryDataModule(
@@ -133,7 +155,34 @@ def run_train_data(english: Path, pairs: Path, out: Path) -> dict:
     module.setup("fit")
     data.train.clear()  # as the recipe does once the examples are tokenized
     batches = sum(1 for _ in module.train_dataloader())
-    return {"items": len(module.train_set), "batches": batches}
+    return {
+        "items": len(module.train_set),
+        "batches": batches,
+        **data.counts["translated"].get("filter", {}).get("counts", {}),
+    }
+
+
+def run_train_data_filtered(english: Path, pairs: Path, out: Path) -> dict:
+    return run_train_data(english, pairs, out, filtered=True)
+
+
+def run_synthetic_data(english: Path, pairs: Path, out: Path) -> dict:
+    """What `python train.py data.synthetic.path=<stories.jsonl> dialect=msa` does to a synthetic stories file before
+    tokenizing: stream and screen it (texts spilled to a temporary file), split the held-out stories, read each
+    training story once."""
+    from omegaconf import OmegaConf
+
+    from arastory.paths import CONF_DIR
+    from arastory.train.data import build_training_data
+
+    data_cfg = OmegaConf.load(CONF_DIR / "data" / "bundled.yaml")
+    stories = pairs.with_name(pairs.name.replace("pairs-", "stories-"))
+    data_cfg = OmegaConf.merge(
+        {k: v for k, v in data_cfg.items() if k != "defaults"}, {"synthetic": {"path": str(stories)}}
+    )
+    data = build_training_data(data_cfg, "msa", needed=["synthetic"], seed=0)
+    characters = sum(len(record.story) for record in data.train["synthetic"])
+    return {"items": data.counts["synthetic"]["read"], "train": len(data.train["synthetic"]), "characters": characters}
 
 
 class AnonymousPeak:
@@ -165,9 +214,14 @@ class AnonymousPeak:
 
 def child(stage: str, english: Path, pairs: Path, out: Path) -> None:
     start, anonymous = time.perf_counter(), AnonymousPeak()
-    result = {"translate": run_translate, "filter": run_filter, "train_data": run_train_data}[stage](
-        english, pairs, out
-    )
+    stages = {
+        "translate": run_translate,
+        "filter": run_filter,
+        "train_data": run_train_data,
+        "train_data_filtered": run_train_data_filtered,
+        "synthetic_data": run_synthetic_data,
+    }
+    result = stages[stage](english, pairs, out)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
         seconds=round(time.perf_counter() - start, 2),
@@ -208,7 +262,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     for n in (args.base, args.n):
-        if not (work / f"pairs-{n}.jsonl").exists():
+        if not (work / f"stories-{n}.jsonl").exists():
             start = time.perf_counter()
             write_inputs(n, work)
             print(f"[bench_scale] wrote {n} English items and {n} pairs in {time.perf_counter() - start:.0f}s ({work})")
