@@ -173,15 +173,14 @@ def rows_by_id(paths: list[Path]) -> Iterator[dict]:
                 raise DataError(path, "row has no id", lineno)
             index.append((row["id"], number, offset))
     index.sort()
-    handles = [open(path, "rb") if path.exists() else None for path in paths]
+    handles = {number: open(path, "rb") for number, path in enumerate(paths) if path.exists()}
     try:
         for _, number, offset in index:
             handles[number].seek(offset)
             yield orjson.loads(handles[number].readline())
     finally:
-        for handle in handles:
-            if handle is not None:
-                handle.close()
+        for handle in handles.values():
+            handle.close()
 
 
 def _rows_with_offsets(path: Path) -> Iterator[tuple[int, int, dict]]:
