@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -115,14 +116,14 @@ def screen_stories(
     """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
     too long, a repeated id or story (the first one is kept). `records` may be a stream; `keep` maps each kept one."""
     seen_ids: set[str] = set()
-    seen_story: dict[str, str] = {}
+    seen_story: dict[bytes, str] = {}  # a digest of each normalized story, not the story: a stream stays small
 
     def problem(record: StoryRecord) -> str | None:
         found = _story_problem(record, varieties, min_arabic, max_words)
         if found is None and record.id in seen_ids:
             return "duplicate id"
         if found is None:
-            key = normalize_for_hash(record.story)
+            key = hashlib.blake2b(normalize_for_hash(record.story).encode(), digest_size=16).digest()
             found = f"duplicate story of {seen_story[key]}" if key in seen_story else None
             seen_story.setdefault(key, record.id)
         if found is None:
