@@ -122,7 +122,8 @@ def check_overrides(
 
 def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
     """One command's help: what it does, the groups *its* defaults list selects (each option with its file's first
-    comment line, the default marked), and its own settings with their comments, instead of every group in arastory/conf/."""
+    comment line, the default marked), and its own settings with their comments, instead of every group in
+    arastory/conf/."""
     primary = conf_dir / f"{config_name}.yaml"
     text = primary.read_text(encoding="utf-8")
     header = [line[2:] for line in _leading_comments(text)]
@@ -176,7 +177,7 @@ def _settings(text: str) -> list[str]:
 
 
 def _default_choices(primary: Path) -> dict[str, str]:
-    """`{group: option}` chosen by a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
+    """`{group: option}` from a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
     choices = {}
     for entry in OmegaConf.load(primary).get("defaults", []):
         if isinstance(entry, str) or entry is None:

@@ -1,4 +1,4 @@
-"""Safe file I/O: atomic writes, byte-safe streaming JSONL reads with true line numbers, appendable JSONL for resumable jobs."""
+"""Safe file I/O: atomic writes, byte-safe streaming JSONL reads with true line numbers, appendable JSONL to resume."""
 
 import errno
 import hashlib
@@ -20,7 +20,7 @@ _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def json_line(obj: Any) -> str:
-    """One compact JSON line (UTF-8 text, not \\u escapes), ending in a newline. orjson: ~5x faster than json at 1M rows."""
+    """One compact JSON line (UTF-8 text, not \\u escapes), ending in a newline. orjson: ~5x json's speed at 1M rows."""
     return orjson.dumps(obj, option=_ORJSON_OPTS).decode() + "\n"
 
 

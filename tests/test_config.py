@@ -122,7 +122,7 @@ def test_override_check_knows_each_entry_points_own_groups(capsys):
 
 
 def test_a_users_config_dir_extends_the_packaged_groups(tmp_path):
-    """`--config-dir` (and hydra.searchpath) add a user's own options to the packaged groups; unknown ones still fail."""
+    """`--config-dir` (and hydra.searchpath) add a user's own options to the packaged groups; unknown ones fail."""
     (tmp_path / "model").mkdir()
     tiny = (CONF_DIR / "model" / "tiny.yaml").read_text(encoding="utf-8")
     (tmp_path / "model" / "mine.yaml").write_text(tiny.replace("hidden_size: 128", "hidden_size: 96"), encoding="utf-8")

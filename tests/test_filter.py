@@ -1,4 +1,4 @@
-"""The translation filter: real signal on the bundled set, cache reuse across thresholds, dedup, leakage, bad input, CLI."""
+"""Translation filter: real signal on the bundled set, cache reuse across thresholds, dedup, leakage, bad input, CLI."""
 
 import json
 from pathlib import Path
@@ -56,7 +56,8 @@ def test_lexicon_scorer_rejects_every_planted_flaw_at_default_settings(tmp_path)
     assert all(r["meta"]["similarity"] >= 0.92 for r in read_jsonl(tmp_path / "kept.jsonl"))
     print(
         f"\nbundled: flawed rejected {labels['flawed']['rejected']}/24, faithful kept {labels['faithful']['kept']}/80, "
-        f"mean similarity flawed {labels['flawed']['mean_similarity']} vs faithful {labels['faithful']['mean_similarity']}"
+        f"mean similarity flawed {labels['flawed']['mean_similarity']} "
+        f"vs faithful {labels['faithful']['mean_similarity']}"
     )
 
 

@@ -85,7 +85,7 @@ def train_here(overrides: list[str], run_dir: Path) -> None:
 
 
 def kill(point: str, run_dir: Path, overrides: list[str] | None = None) -> None:
-    """Train (or, without overrides, resume) RUN_DIR in a child process and SIGKILL it at POINT (tests/kill_train.py)."""
+    """Train (or, without overrides, resume) RUN_DIR in a child process, SIGKILL it at POINT (tests/kill_train.py)."""
     from tests.kill_train import train_then_die
 
     context = multiprocessing.get_context("forkserver")

@@ -8,8 +8,8 @@
 Exit codes: 0 done; 1 the download was interrupted (rerun the same command: it resumes); 2 bad arguments or a
 file that is not the pinned one (checksum mismatch).
 
-    python -m arastory.translate -m hydra/launcher=joblib source=stories.jsonl out=outputs/translate/big shard=0/4,1/4,2/4,3/4
-    python -m arastory.data merge outputs/translate/big           # -> outputs/translate/big/parallel.jsonl
+    python -m arastory.translate -m hydra/launcher=joblib source=stories.jsonl out=outputs/big shard=0/4,1/4,2/4,3/4
+    python -m arastory.data merge outputs/big           # -> outputs/big/parallel.jsonl
 """
 
 from __future__ import annotations

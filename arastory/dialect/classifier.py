@@ -192,7 +192,8 @@ class DialectClassifier:
         for story_units_ in units:
             per_story.append((flat[start : start + len(story_units_)], unit_weights(story_units_)))
             start += len(story_units_)
-        features = [story_features(p, w, story or "", self.classes) for (p, w), story in zip(per_story, stories, strict=False)]
+        pairs = zip(per_story, stories, strict=False)
+        features = [story_features(p, w, story or "", self.classes) for (p, w), story in pairs]
         return self.story_model.predict_proba(features), per_story
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -77,7 +77,8 @@ def classification(truth: list[str], predicted: list[str], present: list[str]) -
     precision, recall, f1, _support = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
     matrix = confusion_matrix(truth, predicted, labels=labels)
     return {
-        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},  # story-level, per true variety
+        # story-level, per true variety
+        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},
         "accuracy_overall": round(float(np.mean([t == p for t, p in zip(truth, predicted, strict=False)])), 4),
         "precision": {v: round(float(p), 4) for v, p in zip(present, precision, strict=False)},
         "recall": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},

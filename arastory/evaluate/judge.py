@@ -31,14 +31,17 @@ ANSWER_FORMATS = ("auto", "json", "lines")
 PLACEHOLDERS = ("prompt", "story", "variety_name")
 
 # Our own rubric wording; English instructions, Arabic criterion names. Placeholders: {variety_name}, {prompt}, {story}.
-RUBRIC = """You are an expert in Arabic, in Modern Standard Arabic and in the Arabic dialects, and you judge children's stories.
+RUBRIC = """\
+You are an expert in Arabic, in Modern Standard Arabic and in the Arabic dialects, and you judge children's stories.
 A story was written for the instructions below; it must be written in {variety_name}.
 Score the story from 1 (very poor) to 5 (excellent) on each criterion:
 - fluency (الطلاقة): natural, grammatical, idiomatic language for {variety_name}; no broken or foreign words.
 - coherence (التماسك): events follow each other logically and the story reads as one whole.
-- instruction_following (اتباع التعليمات): every requirement in the instructions is met (age group, place, ending, number of characters, country, dialogue, moral, and the others asked for).
+- instruction_following (اتباع التعليمات): every requirement in the instructions is met (age group, place, ending, \
+number of characters, country, dialogue, moral, and the others asked for).
 - consistency (الاتساق): characters, names, places and facts stay the same from beginning to end.
-- variety (اللهجة): the story is written in {variety_name} throughout, not in another variety (drifting into Modern Standard Arabic lowers this score for a dialect story).
+- variety (اللهجة): the story is written in {variety_name} throughout, not in another variety \
+(drifting into Modern Standard Arabic lowers this score for a dialect story).
 
 Answer with only a JSON object, no other text:
 {"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}
@@ -390,7 +393,8 @@ class Judge:
             criteria = self.rubric.parse(text)
             if criteria:
                 break
-            conversation = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}]
+            answer, reask = {"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}
+            conversation = [*messages, answer, reask]
         result = {"criteria": criteria, "raw": raw, "attempts": len(raw), "usage": usage}
         if criteria is None:
             with self._lock:
@@ -511,7 +515,7 @@ def openai_judge(
     max_rounds: int = 2,
     max_story_chars: int = 20000,
 ) -> Judge:
-    """`judge=openai`: checks the API key and the prompt file now, so a mistake stops the run before anything is generated."""
+    """`judge=openai`: checks API key and prompt file now, so a mistake stops the run before anything is generated."""
     from arastory.llm import ChatClient
 
     rubric = load_rubric(prompt_file, answer_format)

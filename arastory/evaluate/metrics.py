@@ -1,4 +1,4 @@
-"""Automatic story metrics: dialect fidelity, length, script share, mechanically checkable prompt features, diversity."""
+"""Automatic story metrics: dialect fidelity, length, script share, checkable prompt features, diversity."""
 
 from __future__ import annotations
 

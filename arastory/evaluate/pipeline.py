@@ -50,7 +50,7 @@ RATE_METRICS = ("dialect_correct", "country_named", "place_named", "season_named
 
 
 class EvaluationIncomplete(ArastoryError):
-    """Too much of the generation or judging failed (over `failure_budget`): the outputs are written, the exit is not 0."""
+    """Too much generation or judging failed (over `failure_budget`): the outputs are written, the exit is not 0."""
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
@@ -354,7 +354,7 @@ def judge_cost(judge, judgments: list[dict]) -> float | None:
 
 
 def run_summary(run_cfg: DictConfig | None) -> dict | None:
-    """The train run settings compare.py plots scores against (translation settings only when a stage trained on them)."""
+    """The train run settings compare.py plots scores against (translation settings only if a stage trained on them)."""
     if run_cfg is None:
         return None
     select = lambda key: OmegaConf.select(run_cfg, key, default=None)
@@ -438,7 +438,8 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
     generation = scores.get("generation") or {}
     if n_prompts and (n_prompts - n_stories) / n_prompts > budget:
         raise EvaluationIncomplete(
-            f"evaluation incomplete: {n_stories} of {n_prompts} stories generated ({generation.get('failed', 0)} failed, "
+            f"evaluation incomplete: {n_stories} of {n_prompts} stories generated "
+            f"({generation.get('failed', 0)} failed, "
             f"{generation.get('skipped_long', 0)} skipped as too long), over failure_budget={budget}; "
             f"see {out_dir}/report.md and rerun the same command to retry"
         )
@@ -450,5 +451,6 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
             raise EvaluationIncomplete(
                 f"judging incomplete: {scores['n_judged']} of {n_stories} stories judged ({scores['judge_unparsed']} "
                 f"unreadable, {judging.get('failed', 0)} failed{', e.g. ' + errors[0] if errors else ''}, "
-                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; see {out_dir}/report.md and rerun to retry"
+                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; "
+                f"see {out_dir}/report.md and rerun to retry"
             )

@@ -35,7 +35,7 @@ def sample_eval_prompts(
     p_optional: float | None = None,
     max_tries_factor: int = 50,
 ) -> list[dict]:
-    """`n_per_variety` distinct prompts per variety whose normalized text is not in `exclude` (resampled on collision)."""
+    """`n_per_variety` distinct prompts per variety, normalized text not in `exclude` (resampled on collision)."""
     if n_per_variety <= 0:
         raise ConfigError("n_per_variety", f"must be a positive integer, got {n_per_variety}")
     rows = []

@@ -1,8 +1,8 @@
 """Statistics for evaluation scores: BCa bootstrap and Wilson CIs, paired comparisons with Holm-adjusted p-values,
 agreement CIs (kappa, Spearman, Krippendorff's alpha) and grouped summaries.
 
-Rules (ours, documented in docs/compare.md): a rate (a yes/no metric) gets a Wilson score interval; any other mean gets a BCa
-bootstrap interval when n >= MIN_N_BOOTSTRAP and no interval below (a percentile bootstrap covered a 95% interval
+Rules (ours, documented in docs/compare.md): a rate (a yes/no metric) gets a Wilson score interval; any other mean gets
+a BCa bootstrap interval when n >= MIN_N_BOOTSTRAP and no interval below (a percentile bootstrap covered a 95% interval
 only ~82% of the time at n=6; see bench/bench_eval_ci.py).
 """
 

@@ -1,8 +1,8 @@
-"""The systems evaluation can score: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible chat model.
+"""What evaluation scores: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible model.
 
-Each config in arastory/conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before anything
-is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or with vLLM
-(`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
+Each config in arastory/conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before
+anything is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or
+with vLLM (`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class RunSystem:
         )
 
     def identity(self) -> dict:
-        """The run, its base model and quantization, and the adapter's content (a retrained adapter is another system)."""
+        """The run, its base model and quantization, and the adapter's content (a retrained adapter: another system)."""
         from arastory.io import file_fingerprint
 
         cfg = load_run_config(self.run_dir)

@@ -79,7 +79,8 @@ def print_summary(report: dict) -> None:
     )
     log.info(f"  kept {counts['kept']} of {counts['read']}; cache: {report['cache']}")
     log.info(
-        f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, kept_vs_threshold.png"
+        f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, "
+        "kept_vs_threshold.png"
     )
 
 

@@ -1,4 +1,4 @@
-"""Build the filter from config: settings, the encoder (by arastory/conf/encoder name or a `_target_` dict), the input path."""
+"""Build the filter from config: settings, the encoder (arastory/conf/encoder name or `_target_` dict), the input."""
 
 from __future__ import annotations
 

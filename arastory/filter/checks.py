@@ -1,4 +1,5 @@
-"""Cheap per-pair checks run before any scoring: empty, untranslated English, Arabic-script share, length ratio, repetition, wrong variety."""
+"""Cheap per-pair checks run before any scoring: empty, untranslated English, Arabic-script share, length ratio,
+repetition, wrong variety."""
 
 from __future__ import annotations
 

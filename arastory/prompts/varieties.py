@@ -1,4 +1,4 @@
-"""Load a variety's prompt template (arastory/conf/variety/<name>.yaml), resolving `inherits` so dialects only list what differs."""
+"""Load a variety's prompt template (arastory/conf/variety/<name>.yaml); `inherits` lets a dialect list what differs."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ def print_summary(out_dir, report: dict) -> None:
         tokens, worst = report["estimated_tokens"], report["worst_case"]
         log.info(
             f"dry run: {report['requested']} {report['variety']} stories wanted; expect {report['expected_attempts']} "
-            f"prompts (keep rate {report['expected_keep_rate']}), at most {worst['attempts']} -> {out_dir}/prompts.jsonl"
+            f"prompts (keep rate {report['expected_keep_rate']}), at most {worst['attempts']} "
+            f"-> {out_dir}/prompts.jsonl"
         )
         log.info(
             f"estimated tokens: {tokens['prompt_tokens']} prompt + {tokens['completion_tokens']} completion "

@@ -58,7 +58,7 @@ _last_cuts: tuple[torch.Tensor, list[int]] | None = None
 
 
 def _cuts(cu_seq_lens: torch.Tensor) -> list[int]:
-    """`cu_seq_lens.tolist()`, once per forward: every layer gets the same tensor (on a GPU, one sync, not one per layer)."""
+    """`cu_seq_lens.tolist()`, once per forward: every layer gets the same tensor (a GPU syncs once, not per layer)."""
     global _last_cuts
     if _last_cuts is None or _last_cuts[0] is not cu_seq_lens:
         _last_cuts = (cu_seq_lens, cu_seq_lens.tolist())

@@ -142,7 +142,7 @@ def training_strategy(trainer_cfg, run_dir: str | Path):
 
 
 def bind_cuda_device(trainer_cfg) -> None:
-    """Each GPU process loads its (4-bit) base straight onto its own GPU: `load_model` places it on the current device."""
+    """Each GPU process loads its (4-bit) base straight onto its own GPU: `load_model` puts it on the current device."""
     if not torch.cuda.is_available() or str(trainer_cfg.get("accelerator", "auto")) == "cpu":
         return
     local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))

@@ -27,8 +27,8 @@ class FormatStats:
         if not total or self.truncated <= LOST_EOS_WARN * total:
             return None
         return (
-            f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) are longer "
-            f"than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
+            f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) "
+            f"are longer than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
             f"or set data.max_length=auto"
         )
 

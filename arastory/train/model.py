@@ -1,4 +1,4 @@
-"""Load a causal LM by HF id or local path, optionally 4-bit (bitsandbytes NF4), and wrap it with a peft LoRA adapter."""
+"""Load a causal LM by HF id or local path, optionally 4-bit (bitsandbytes NF4), and wrap it in a peft LoRA adapter."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ OPEN_ROWS = 8  # rows still accepting examples while packing; more buys a little
 
 
 def pack_rows(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]:
-    """Example indices per row: every row's lengths sum to at most `budget`; deterministic for (lengths, budget, seed)."""
+    """Example indices per row: every row's lengths sum to at most `budget`; fixed by (lengths, budget, seed)."""
     if lengths and max(lengths) > budget:
         raise ValueError(f"an example of {max(lengths)} tokens does not fit a packed row of {budget}")
     generator = torch.Generator().manual_seed(derive_seed(seed, "pack"))

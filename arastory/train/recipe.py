@@ -1,4 +1,4 @@
-"""The training recipe, top to bottom: check config → data → model + LoRA → one Lightning fit per stage → adapter, samples, metrics.
+"""The training recipe, top to bottom: check config → data → model + LoRA → a fit per stage → adapter, samples, metrics.
 
 A run dir holds everything needed to resume it exactly: `config.yaml` (resolved, redacted), per-stage checkpoints
 (adapter, optimizer, LR schedule, step, data position, RNG streams), `metrics.json` (completed stages) and the
@@ -116,7 +116,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     stages = list(cfg.strategy.stages)
     data, formatter, datamodules = set_up_data(cfg, run_dir, stages, zero)
     planned = [
-        planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules, strict=False)
+        planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1))
+        for s, dm in zip(stages, datamodules, strict=False)
     ]
     run = set_up_model(cfg, formatter, datamodules)
     metrics = read_metrics(run_dir)

@@ -74,7 +74,7 @@ def build_translator(cfg: DictConfig) -> Translator:
 
 
 def translate(cfg: DictConfig) -> dict:
-    """Run the whole job described by arastory/conf/translate.yaml; returns the report (also written to <out>/report.json).
+    """Run the whole job described by arastory/conf/translate.yaml; returns the report (also in <out>/report.json).
     With `shard=i/n`, the job is every n-th source item from item i, in <out>/shards/<i>-of-<n>."""
     check_config(cfg)
     shard = Shard.parse(cfg.get("shard"))
