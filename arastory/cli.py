@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from arastory.errors import ArastoryError
 from arastory.paths import CONF_DIR
+from arastory.plain import dict_config
 
 
 def register_resolvers() -> None:
@@ -179,7 +180,7 @@ def _settings(text: str) -> list[str]:
 def _default_choices(primary: Path) -> dict[str, str]:
     """`{group: option}` from a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
     choices = {}
-    for entry in OmegaConf.load(primary).get("defaults", []):
+    for entry in dict_config(OmegaConf.load(primary)).get("defaults", []):
         if isinstance(entry, str) or entry is None:
             continue
         for key, value in entry.items():
@@ -317,7 +318,7 @@ def write_hydra_record(where: Path, cfg, hydra_cfg) -> None:
 
     atomic_write_text(where / "config.yaml", dump(OmegaConf.to_container(cfg, resolve=False)))
     atomic_write_text(where / "hydra.yaml", dump({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}))
-    overrides = [redact_override(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task)]
+    overrides = [redact_override(str(o)) for o in hydra_cfg.overrides.task]
     atomic_write_text(where / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     if hydra_cfg.mode == RunMode.MULTIRUN:
         sweep = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"

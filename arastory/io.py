@@ -171,7 +171,7 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
-def _bad_line(raw: bytes, exc: Exception) -> str:
+def _bad_line(raw: bytes, exc: UnicodeDecodeError | json.JSONDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file as UTF-8"
     try:  # the standard library names the problem better than orjson ("Expecting ',' delimiter at column 33")
@@ -207,7 +207,8 @@ class _DecodedLines:
     remembered by number (the record holding them is reported alone) and passed on as replacement text."""
 
     def __init__(self, handle, path: Path, max_line_bytes: int = MAX_LINE_BYTES):
-        self.lines, self.path, self.bad = iter_lines(handle, max_line_bytes), path, {}
+        self.lines, self.path = iter_lines(handle, max_line_bytes), path
+        self.bad: dict[int, str] = {}
         self.max_line_bytes = max_line_bytes
 
     def __iter__(self):

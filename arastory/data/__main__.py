@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from arastory.cli import fail, one_line_errors
 
@@ -31,7 +32,7 @@ def parse(argv: list[str]) -> tuple[str, dict]:
         print(__doc__.strip())
         sys.exit(0)
     positional = [a for a in argv if "=" not in a]
-    options = dict(a.split("=", 1) for a in argv if "=" in a)
+    options: dict[str, Any] = dict(a.split("=", 1) for a in argv if "=" in a)
     if len(positional) != 2 or positional[0] != "fetch":
         fail(USAGE)
     unknown = [k for k in options if k not in KEYS]

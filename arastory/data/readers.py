@@ -73,7 +73,7 @@ def read_released_csv(path: str | Path, variety: str | None = None, skipped: lis
     for needed in ("Prompt", "Story"):
         if needed not in columns:
             raise DataError(path, f"missing column '{needed}' (columns: {', '.join(c for c in columns if c)})", 1)
-    records = []
+    records: list[StoryRecord] = []
     for line, values in rows:
         if isinstance(values, DataError):
             _bad(values, skipped)

@@ -208,7 +208,7 @@ class DialectClassifier:
         out = []
         for story, target, row, (probs, weights) in zip(stories, targets, story_probs, per_story, strict=False):
             probabilities = dict(zip(self.classes, row.round(4).tolist(), strict=False))
-            predicted = max(probabilities, key=probabilities.get)
+            predicted = max(probabilities, key=probabilities.__getitem__)
             labels = sentence_labels(probs, self.classes)
             out.append(
                 DialectAnalysis(

@@ -86,10 +86,10 @@ class CamelIdentifier:
 
     def analyze(self, story: str, target: str | None = None) -> DialectAnalysis:
         probs = {k: round(v, 4) for k, v in self._scores([story])[0].items()}
-        predicted = max(probs, key=probs.get)
+        predicted = max(probs, key=probs.__getitem__)
         target = target or predicted
         units = sentences(story) or [story]
-        labels = [max(s, key=s.get) for s in self._scores(units)]
+        labels = [max(s, key=s.__getitem__) for s in self._scores(units)]
         share, msa_share = (float(np.mean([label == v for label in labels])) for v in (target, "msa"))
         return DialectAnalysis(probs, predicted, share, markers_in(story), msa_share, len(labels))
 

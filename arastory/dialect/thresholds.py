@@ -98,9 +98,9 @@ def cross_validated_summary(held_out: list[HeldOut], thresholds: dict[str, float
     for variety in sorted({h.variety for h in originals}):
         rows = [h for h in originals if h.variety == variety]
         accuracy[variety] = round(
-            sum(max(h.probabilities, key=h.probabilities.get) == variety for h in rows) / len(rows), 4
+            sum(max(h.probabilities, key=h.probabilities.__getitem__) == variety for h in rows) / len(rows), 4
         )
-    gate = {"false_reject": {}, "false_accept": {}}
+    gate: dict[str, dict[str, float]] = {"false_reject": {}, "false_accept": {}}
     for target, threshold in thresholds.items():
         genuine = [h for h in held_out if h.variety == target]
         others = [h for h in originals if h.variety != target]

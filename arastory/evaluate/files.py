@@ -121,7 +121,9 @@ class FileSystem:
         if self.n_per_variety is not None and int(self.n_per_variety) < 1:
             raise ConfigError("system.n_per_variety", f"must be a positive number or null, got {self.n_per_variety}")
         records = read_stories(path, variety=self.variety)
-        seen, per_variety, rows = set(), {}, []
+        seen: set[str] = set()
+        per_variety: dict[str, int] = {}
+        rows: list[dict] = []
         for record in records:
             if record.variety not in VARIETIES:
                 raise DataError(
@@ -154,6 +156,8 @@ class FileSystem:
     def identity(self) -> dict:
         from arastory.io import fingerprint
 
+        assert self.path is not None  # check() ran first
+
         return {
             "kind": "file",
             "name": self.name,
@@ -162,6 +166,7 @@ class FileSystem:
         }
 
     def open(self) -> FileGenerator:
+        assert self.name is not None  # check() ran first and named it
         return FileGenerator(self.name, {row["id"]: row["story"] for row in self._rows}, str(self.path))
 
 

@@ -52,7 +52,7 @@ def generate_all(
     out_path = Path(out_path)
     finished = done_keys(out_path, "id")
     todo = [p for p in prompts if p["id"] not in finished]
-    counts = {
+    counts: dict[str, int | float] = {
         "total": len(prompts),
         "already_done": len(prompts) - len(todo),
         "generated": 0,

@@ -17,7 +17,7 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -400,12 +400,13 @@ def rater_alpha(
     matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
     n = matrix.shape[1] if matrix.ndim == 2 else 0
     out: dict[str, Any] = {"raters": len(raters), "n_items": int(n)}
-    for level in ("ordinal", "interval"):
+    levels: tuple[Literal["ordinal", "interval"], ...] = ("ordinal", "interval")
+    for level in levels:
         out.update(_alpha(matrix, level, n_boot, seed) if n else {f"alpha_{level}": None, f"alpha_{level}_ci": None})
     return out
 
 
-def _alpha(matrix: np.ndarray, level: str, n_boot: int, seed: int) -> dict:
+def _alpha(matrix: np.ndarray, level: Literal["ordinal", "interval"], n_boot: int, seed: int) -> dict:
     """Krippendorff's alpha at one level of measurement, with its bootstrap CI over the matrix's columns (items)."""
     bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot, seed=seed)
     return {f"alpha_{level}": _finite(krippendorff_alpha(matrix, level)), f"alpha_{level}_ci": _interval(bounds)}

@@ -352,7 +352,7 @@ class Judge:
         self.model = backend.model
         self.counts = {"requests": 0, "cache_hits": 0, "unparsed": 0, "reasked": 0, "skipped_long": 0}
         self._lock = threading.Lock()
-        self._identity = None
+        self._identity: dict | None = None
 
     @property
     def identity(self) -> dict:

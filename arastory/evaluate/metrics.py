@@ -295,12 +295,12 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
         if len(stories) == k
         else [rng.choice(len(stories), size=k, replace=False) for _ in range(repeats)]
     )
-    values: dict[str, list[float]] = {m: [] for m in DIVERSITY_METRICS}
+    values: dict[str, list[float | None]] = {m: [] for m in DIVERSITY_METRICS}
     for subset in draws:
         values["distinct_1"].append(_distinct_of([unigrams[i] for i in subset]))
         values["distinct_2"].append(_distinct_of([bigrams[i] for i in subset]))
         values["self_bleu"].append(_self_bleu_of([counted[i] for i in subset]))
-    out = {}
+    out: dict[str, dict] = {}
     for metric, series in values.items():
         data = np.array([v for v in series if v is not None], dtype=float)
         if not len(data):
@@ -318,7 +318,7 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
 
 
 def _distinct_of(counters: list[Counter]) -> float | None:
-    total = Counter()
+    total: Counter = Counter()
     for counter in counters:
         total.update(counter)
     n = sum(total.values())

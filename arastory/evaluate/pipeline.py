@@ -32,6 +32,7 @@ from arastory.evaluate.prompts import (
 )
 from arastory.evaluate.systems import Sampling, load_run_config
 from arastory.io import atomic_write_json, atomic_write_jsonl
+from arastory.plain import plain_dict
 from arastory.records import VARIETIES
 from arastory.text import normalize_for_hash
 
@@ -144,7 +145,7 @@ def build(node: DictConfig):
 
 
 def check_eval_config(cfg: DictConfig) -> Sampling:
-    sampling = Sampling(**OmegaConf.to_container(cfg.sampling, resolve=True))
+    sampling = Sampling(**plain_dict(cfg.sampling, resolve=True))
     if sampling.max_new_tokens <= 0:
         raise ConfigError("sampling.max_new_tokens", f"must be > 0, got {sampling.max_new_tokens}")
     if sampling.do_sample and not sampling.temperature > 0:
@@ -161,7 +162,7 @@ def check_eval_config(cfg: DictConfig) -> Sampling:
 
 
 def _limits(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg.limits, resolve=True) if cfg.get("limits") else {}
+    return plain_dict(cfg.limits, resolve=True) if cfg.get("limits") else {}
 
 
 def check_same_system(path: Path, name: str) -> None:

@@ -41,7 +41,8 @@ def sample_eval_prompts(
     rows = []
     for variety in varieties:
         sampler = PromptSampler(variety, p_optional=p_optional, seed=_variety_seed(seed, variety))
-        taken, tries = set(), 0
+        taken: set[str] = set()
+        tries = 0
         while len(taken) < n_per_variety:
             tries += 1
             if tries > n_per_variety * max_tries_factor:

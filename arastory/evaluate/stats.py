@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.stats import norm
@@ -88,6 +89,8 @@ def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
     mean = float(data.mean())
     if rate and not is_binary(data):
         raise ValueError("a rate takes 0/1 values only")
+    low: float | None
+    high: float | None
     if rate:
         low, high = wilson_interval(int(data.sum()), len(data), alpha)
     elif len(data) < MIN_N_BOOTSTRAP:
@@ -111,6 +114,8 @@ def paired_comparison(a: dict, b: dict, n_boot: int = 2000, seed: int = 0, alpha
     score_b = np.array([float(b[k]) for k in shared])
     diff = score_a - score_b
     rng = np.random.default_rng(seed)
+    low: float | None
+    high: float | None
     if len(diff) >= MIN_N_BOOTSTRAP:
         low, high = bca_interval(diff, bootstrap_means(diff, n_boot, rng), alpha)
     else:
@@ -214,7 +219,8 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, labels=(1, 2, 3, 4, 5), weights: s
         w = 1.0 - np.eye(k)
     else:
         grid = np.arange(k)
-        w = (grid[:, None] - grid[None, :]) ** 2 if weights == "quadratic" else np.abs(grid[:, None] - grid[None, :])
+        distance = np.abs(grid[:, None] - grid[None, :]).astype(float)
+        w = distance**2 if weights == "quadratic" else distance
     denominator = float(np.sum(w * expected))
     return math.nan if denominator == 0 else 1.0 - float(np.sum(w * observed)) / denominator
 
@@ -228,7 +234,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def krippendorff_alpha(ratings: np.ndarray, level: str = "ordinal", domain=(1, 2, 3, 4, 5)) -> float:
+def krippendorff_alpha(
+    ratings: np.ndarray,
+    level: Literal["nominal", "ordinal", "interval", "ratio"] = "ordinal",
+    domain: Sequence[int] = (1, 2, 3, 4, 5),
+) -> float:
     """Krippendorff's alpha (the `krippendorff` package) of a raters x items matrix, NaN = not rated."""
     import krippendorff
 

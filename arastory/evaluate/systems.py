@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.errors import ConfigError
+from arastory.plain import dict_config
 from arastory.records import StoryRecord
 
 BACKENDS = ("hf", "vllm")
@@ -40,7 +41,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise ConfigError("run", f"'{run_dir}' is not a training run dir (no config.yaml in it)")
-    return OmegaConf.load(run_dir / "config.yaml")
+    return dict_config(OmegaConf.load(run_dir / "config.yaml"))
 
 
 def run_system_name(run_cfg: DictConfig) -> str:

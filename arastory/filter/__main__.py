@@ -11,10 +11,11 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+from arastory.plain import plain_dict
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def main(cfg: DictConfig) -> dict:
     flt = Filter(
         input_path(cfg.input), shard.dir(out) if shard else out, encoder, settings, encoder_name=name, shard=shard
     )
-    report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
+    report = flt.run(wandb_cfg=plain_dict(cfg.wandb, resolve=True))
     print_summary(report)
     if report["counts"]["kept"] == 0:
         from arastory.budget import BudgetExceeded

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from arastory.errors import ConfigError
 from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
+from arastory.plain import dict_config
 
 SETTING_KEYS = (
     "threshold",
@@ -64,7 +65,7 @@ def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") ->
         cfg = OmegaConf.merge(cfg, overrides)
     if "_target_" not in cfg:
         raise ConfigError(key, "needs a `_target_` (an encoder class) or the name of a arastory/conf/encoder/*.yaml")
-    return cfg
+    return dict_config(cfg)
 
 
 def build_encoder(cfg: DictConfig, key: str = "encoder"):

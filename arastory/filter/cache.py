@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class ArrayStore:
         self.state = {"capacity": self.capacity, "columns": _plain(self.columns), "done": 0, "complete": False}
         atomic_write_json(self.dir / STATE_FILE, self.state)
 
-    def _array(self, name: str, mode: str) -> np.memmap:
+    def _array(self, name: str, mode: Literal["r", "r+"]) -> np.memmap:
         if name not in self._arrays:
             self._arrays[name] = np.load(self.dir / f"{name}.npy", mmap_mode=mode)
         return self._arrays[name]

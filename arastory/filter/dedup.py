@@ -31,7 +31,7 @@ class DedupSettings:
 
 def exact_duplicates(candidates: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     """Indices (among `candidates`, in order) whose English or Arabic story hash was already seen."""
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
     dups = []
     for idx in candidates:
         en, ar = int(hashes[idx, 0]), int(hashes[idx, 1])
@@ -52,7 +52,7 @@ def make_index(dim: int, n_items: int, settings: DedupSettings, sample: np.ndarr
     nlist = max(1, min(int(4 * math.sqrt(n_items)), len(sample) // 39 if sample is not None else 1))
     index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    index.nprobe = settings.nprobe
+    faiss.extract_index_ivf(index).nprobe = settings.nprobe
     return index, f"ivf{nlist}"
 
 

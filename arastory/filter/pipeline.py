@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -139,18 +140,19 @@ class Filter:
     def prepare(self) -> dict[str, ArrayStore]:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
-        rows = (self.settings.on_error, self.settings.max_chars)  # which lines become rows: part of every key
-        rows += (str(self.shard),) if self.shard else ()
+        # which lines become rows: part of every key
+        rows: tuple = (self.settings.on_error, self.settings.max_chars, *((str(self.shard),) if self.shard else ()))
         keys = {
             "checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
             "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}",
         }
         if self.guard_leakage:
             keys["prompts"] = keys["scores"] + "-prompts"
-        stores = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
-        self.cache_report = {name: "hit" if store else "miss" for name, store in stores.items()}
+        found = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
+        self.cache_report = {name: "hit" if store else "miss" for name, store in found.items()}
         self.cache_report.update(pairs_encoded=0, pairs_checked=0)
-        missing = [name for name, store in stores.items() if store is None]
+        missing = [name for name, store in found.items() if store is None]
+        stores = {name: store for name, store in found.items() if store is not None}
         if missing:
             stores.update(self._fill(missing, keys))
         meta = stores["checks"].state.get("meta", {})
@@ -164,7 +166,7 @@ class Filter:
         capacity = count_lines(self.path)
         capacity = self.shard.size(capacity) + 1 if self.shard else capacity
         dim = self.encoder.dim if set(missing) & {"scores", "prompts"} else 0
-        columns = {
+        columns: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {
             "checks": {"code": ("uint8", ()), "failed": ("uint8", ()), "hash": ("uint64", (3,))},
             "scores": {"score": ("float32", ()), "ar": ("float32", (dim,))},
             "prompts": {"prompt": ("float32", (dim,))},
@@ -216,13 +218,13 @@ class Filter:
         if needed("prompts"):
             stores["prompts"].write(start, {"prompt": self.encoder.embed([p.ar_prompt for p in batch])})
         if needed("checks"):
-            parts = pending.get() if pending is not None else [check_chunk(batch, self.settings.checks)]
+            chunks = pending.get() if pending is not None else [check_chunk(batch, self.settings.checks)]
             stores["checks"].write(
                 start,
                 {
-                    "code": np.concatenate([c for c, _, _ in parts]),
-                    "failed": np.concatenate([m for _, m, _ in parts]),
-                    "hash": np.concatenate([h for _, _, h in parts]),
+                    "code": np.concatenate([c for c, _, _ in chunks]),
+                    "failed": np.concatenate([m for _, m, _ in chunks]),
+                    "hash": np.concatenate([h for _, _, h in chunks]),
                 },
             )
             self.cache_report["pairs_checked"] += len(batch)
@@ -242,13 +244,13 @@ class Filter:
         hashes = stores["checks"].read("hash")
         scores = np.array(stores["scores"].read("score"))
         embeddings = stores["scores"].read("ar")
-        counts = {"read": len(codes), "input_errors": int(self.error_count)}
+        counts: dict[str, Any] = {"read": len(codes), "input_errors": int(self.error_count)}
         counts["rejected_by_check"] = {name: int((codes == CODE[name]).sum()) for name in self.settings.checks.enabled}
         counts["passed_checks"] = int((codes == 0).sum())
         codes[(codes == 0) & (scores < self.settings.threshold)] = CODE["below_threshold"]
         counts["below_threshold"] = int((codes == CODE["below_threshold"]).sum())
         counts["kept_at_threshold"] = int((codes == 0).sum())
-        extra = {"index": "none"}
+        extra: dict[str, Any] = {"index": "none"}
         if self.settings.dedup.exact:
             codes[exact_duplicates(np.flatnonzero(codes == 0), hashes)] = CODE["duplicate"]
         counts["duplicate"] = int((codes == CODE["duplicate"]).sum())
@@ -350,6 +352,7 @@ class Filter:
     def write_shard(self, stores: dict, codes: np.ndarray, report: dict) -> None:
         """The kept pairs' vectors and hashes (what `python -m arastory.data merge` dedups across shards with) and
         the shard's manifest."""
+        assert self.shard is not None  # run() writes a shard only when there is one
         from arastory.data.merge import KEPT_HASHES, KEPT_VECTORS
         from arastory.data.shards import write_manifest
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def wandb_payload(out: Path, report: dict) -> dict:
     """The counts, the kept-vs-threshold curve and the plots, as one W&B log call (also used inside training runs)."""
     import wandb
 
-    flat = {f"filter/{k}": v for k, v in report["counts"].items() if isinstance(v, (int, float))}
+    flat: dict[str, Any] = {f"filter/{k}": v for k, v in report["counts"].items() if isinstance(v, (int, float))}
     flat.update({f"filter/rejected/{k}": v for k, v in report["counts"]["rejected_by_check"].items()})
     table = wandb.Table(data=report["kept_vs_threshold"], columns=["threshold", "kept"])
     flat["filter/kept_vs_threshold"] = wandb.plot.line(table, "threshold", "kept", title="Kept pairs vs threshold")

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from arastory.io import JsonlAppender
 from arastory.llm.resumable import done_keys
 from arastory.llm.retry import RETRY_AFTER_MAX
+from arastory.plain import plain_dict
 
 
 @dataclass
@@ -226,7 +227,7 @@ class HFGenerator:
         from arastory.paths import CONF_DIR
         from arastory.train.tiny import build_tiny_model
 
-        spec = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
+        spec = plain_dict(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
         return build_tiny_model(**spec)
 
     def generate_batch(self, model, tokenizer, formatter, prompts: list[str]) -> list[tuple[str, dict]]:

@@ -30,6 +30,7 @@ from arastory.data.shards import Shard, write_manifest
 from arastory.errors import ConfigError
 from arastory.io import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from arastory.llm import estimate_cost
+from arastory.plain import plain_dict
 from arastory.prompts import PromptSampler
 from arastory.records import StoryRecord
 from arastory.synthesize.gates import GATES, QualityGates
@@ -109,7 +110,7 @@ def load_ledger(path: Path) -> dict[str, dict]:
 def build_gates(cfg: DictConfig):
     """A factory of fresh quality gates (empty duplicate indexes) sharing one dialect identifier, which is built
     first so that config errors come before any request; its analyses are cached across rounds."""
-    gates_cfg = OmegaConf.to_container(cfg.gates, resolve=True)
+    gates_cfg = plain_dict(cfg.gates, resolve=True)
     identifier = None
     if gates_cfg.get("check_variety", True):
         identifier = build(cfg.dialect_id)

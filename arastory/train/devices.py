@@ -24,7 +24,8 @@ class ResidentSingleDevice(SingleDeviceStrategy):
                     if torch.is_tensor(value):
                         state[key] = value.cpu()
         self.precision_plugin.teardown()
-        self.accelerator.teardown()
+        if self.accelerator is not None:
+            self.accelerator.teardown()
         self.checkpoint_io.teardown()
 
 

@@ -89,7 +89,7 @@ class StageCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
+        if not isinstance(self._experiment, ExperimentWriter):
             self._experiment = _ContinuingWriter(self.log_dir, *self._kept)
         return self._experiment
 
@@ -123,7 +123,8 @@ class BatchLog(Callback):
         if path.exists():
             kept = [row for row in read_jsonl(path, on_error="skip") if row["step"] < resume_step]
             atomic_write_text(path, "".join(json_line(row) for row in kept))
-        self.path, self._out = path, None
+        self.path = path
+        self._out: JsonlAppender | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._out is None:

@@ -29,7 +29,9 @@ class CheckpointMismatch(ArastoryError):
 def rng_states() -> dict:
     """Python, NumPy, torch CPU and every CUDA device's RNG state (tensors and plain values only, so checkpoints
     still load with torch.load(weights_only=True), Lightning's default)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = np.random.get_state()
+    assert isinstance(state, tuple)  # legacy=True, the default: the MT19937 tuple
+    kind, keys, pos, has_gauss, gauss = state
     return {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],

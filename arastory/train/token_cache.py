@@ -121,12 +121,14 @@ class TokenSink:
             self._flush()
 
     def _flush(self) -> None:
+        assert self.handle is not None  # only a streaming sink flushes
         self.handle.write(self.buffer.tobytes())
         self.buffer = array("i")
 
     def finish(self) -> np.ndarray:
         if self.handle is None:
             return np.frombuffer(self.buffer, dtype=np.int32).copy()
+        assert self.directory is not None  # a streaming sink has a directory
         self._flush()
         self.handle.close()
         raw, target = self.directory / "input_ids.bin", self.directory / "input_ids.npy"
