@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -65,7 +66,7 @@ class DialectClassifier:
         seed: int = 0,
         thresholds: dict | None = None,
     ):
-        self.params = {
+        self.params: dict[str, Any] = {
             "ngram_range": list(ngram_range),
             "max_features": int(max_features),
             "word_ngram_range": list(word_ngram_range),
@@ -179,6 +180,8 @@ class DialectClassifier:
         """Sentence-level class probabilities, columns in `self.classes` order."""
         if not units:
             return np.zeros((0, len(self.classes)))
+        if self.sentence_model is None:
+            raise RuntimeError("the dialect classifier is not trained (fit it or load_or_train it first)")
         order = [list(self.sentence_model.classes_).index(c) for c in self.classes]
         return self.sentence_model.predict_proba(units)[:, order]
 

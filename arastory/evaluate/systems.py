@@ -74,12 +74,13 @@ class RunSystem:
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or run_system_name(cfg)
 
-    def open(self) -> LocalGenerator:
+    def open(self) -> LocalGenerator | VLLMGenerator:
         from hydra.utils import instantiate
         from peft import PeftModel
 
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
+        assert self.run_dir and self.name  # check() ran first
         cfg = load_run_config(self.run_dir)
         adapter_dir = str(Path(self.run_dir) / "adapter")
         base_path = resolve_model_path(cfg.model)
@@ -118,6 +119,7 @@ class RunSystem:
         """The run, its base model and quantization, and the adapter's content (a retrained adapter: another system)."""
         from arastory.io import file_fingerprint
 
+        assert self.run_dir  # check() ran first
         cfg = load_run_config(self.run_dir)
         weights = sorted((Path(self.run_dir) / "adapter").glob("adapter_model.*"))
         return {
@@ -166,7 +168,7 @@ class HFSystem:
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or str(self.model)
 
-    def open(self) -> LocalGenerator:
+    def open(self) -> LocalGenerator | VLLMGenerator:
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
         path = resolve_model_path(OmegaConf.create({"name_or_path": self.model}))
@@ -174,6 +176,7 @@ class HFSystem:
             from huggingface_hub import snapshot_download
 
             path = snapshot_download(repo_id=str(self.model), revision=self.revision)
+        assert self.name  # check() ran first
         tokenizer = load_tokenizer(path, self.trust_remote_code)
         if self.backend == "vllm":
             return VLLMGenerator(
@@ -244,6 +247,7 @@ class OpenAISystem:
     def open(self) -> APIGenerator:
         if self._client is None:
             self.check()
+        assert self.name  # check() named it
         return APIGenerator(self.name, self._client, self.concurrency)
 
     def identity(self) -> dict:
@@ -500,7 +504,7 @@ class APIGenerator:
         self.meta = {"model": client.model, "base_url": client.base_url}
 
     def generate_one(self, prompt: str, sampling: Sampling) -> dict:
-        params = {"max_tokens": sampling.max_new_tokens}
+        params: dict[str, float] = {"max_tokens": sampling.max_new_tokens}
         if sampling.do_sample:
             params.update(temperature=sampling.temperature, top_p=sampling.top_p)
         else:

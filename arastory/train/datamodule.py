@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -37,7 +38,7 @@ def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False)
             input_ids[row, :n] = torch.tensor(example["input_ids"])
             labels[row, :n] = torch.tensor(example["labels"])
             attention[row, :n] = 1
-        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        out: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
         for key in COUNT_KEYS:
             if all(key in example for example in batch):
                 out[key] = torch.tensor([example[key] for example in batch], dtype=torch.long)
@@ -76,7 +77,7 @@ class StoryDataModule(pl.LightningDataModule):
         super().__init__()
         self.formatter, self.token_cache = formatter, token_cache
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self._settings = {
+        self._settings: dict[str, Any] = {
             "packing": packing,
             "max_tokens": packing_max_tokens,
             "seed": seed,
@@ -115,7 +116,7 @@ class StoryDataModule(pl.LightningDataModule):
     def _pack(self, packing: bool, max_tokens: int | None, seed: int) -> PackedRows | None:
         if not packing:
             return None
-        budget = max_tokens or int(self.formatter.max_length) * self.batch_size
+        budget = max_tokens or self.formatter.resolved_max_length * self.batch_size
         return PackedRows(self.train_set, budget, seed)
 
     def _sampler(self, seed: int, group_by_length: bool) -> ResumableSampler:

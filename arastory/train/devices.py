@@ -8,25 +8,30 @@ then decoded on the CPU while the GPU idled, and each stage boundary copied the 
 from __future__ import annotations
 
 import torch
-from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.strategies import SingleDeviceStrategy, Strategy
+
+
+def teardown_resident(strategy: Strategy) -> None:
+    """`Strategy.teardown` without moving the model to the CPU (the optimizer state, saved from the CPU after each
+    stage, still moves there)."""
+    for optimizer in strategy.optimizers:
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    state[key] = value.cpu()
+    strategy.precision_plugin.teardown()
+    if strategy.accelerator is not None:
+        strategy.accelerator.teardown()
+    strategy.checkpoint_io.teardown()
 
 
 class ResidentSingleDevice(SingleDeviceStrategy):
-    """A single-device strategy whose teardown leaves the model where it trained (the optimizer state, saved
-    from the CPU after each stage, still moves there)."""
+    """A single-device strategy whose teardown leaves the model where it trained."""
 
     strategy_name = "resident_single_device"
 
     def teardown(self) -> None:
-        for optimizer in self.optimizers:
-            for state in optimizer.state.values():
-                for key, value in state.items():
-                    if torch.is_tensor(value):
-                        state[key] = value.cpu()
-        self.precision_plugin.teardown()
-        if self.accelerator is not None:
-            self.accelerator.teardown()
-        self.checkpoint_io.teardown()
+        teardown_resident(self)
 
 
 def single_training_device(accelerator: str, devices) -> torch.device | None:

@@ -22,7 +22,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch.utils.data import DataLoader, Sampler
 
-from arastory.train.devices import ResidentSingleDevice
+from arastory.train.devices import teardown_resident
 from arastory.train.ranks import RANK_ENV, WORKER_ENV, world_size
 from arastory.train.sampler import ResumableSampler, derive_seed
 
@@ -115,7 +115,7 @@ class ResidentDDP(DDPStrategy):
     def teardown(self) -> None:
         if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
             self.model = self.lightning_module  # unwrap; the module stays on its device
-        ResidentSingleDevice.teardown(self)
+        teardown_resident(self)
 
 
 def parallel_strategy(trainer_cfg, run_dir: str | Path):

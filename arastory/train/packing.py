@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from arastory.train.formatting import IGNORE_INDEX
 from arastory.train.sampler import derive_seed
+from arastory.train.token_cache import EncodedExamples
 
 OPEN_ROWS = 8  # rows still accepting examples while packing; more buys a little fill at O(n * OPEN_ROWS) cost
 
@@ -51,7 +52,7 @@ def pack_rows(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]
 class PackedRows(Dataset):
     """Item k: the examples of packed row k (a list of example dicts, each with its `id`)."""
 
-    def __init__(self, examples: Dataset, budget: int, seed: int):
+    def __init__(self, examples: EncodedExamples, budget: int, seed: int):
         self.examples, self.budget = examples, budget
         self.rows = pack_rows([examples.length(i) for i in range(len(examples))], budget, seed)
 

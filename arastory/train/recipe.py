@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -52,6 +53,9 @@ from arastory.train.resume import (
 from arastory.train.sampler import derive_seed
 from arastory.train.speedups import apply_liger, compile_layers, want_gradient_checkpointing
 from arastory.train.tracking import plain_config
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,7 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
         )  # here, not first in trainer.fit: planning the steps needs the examples' count and lengths
     data.train.clear()  # the texts: training reads the (memory-mapped) token ids from here on
     if zero:
-        warn_truncation(stages, datamodules, formatter.max_length)
+        warn_truncation(stages, datamodules, formatter.resolved_max_length)
     return data, formatter, datamodules
 
 
@@ -169,7 +173,7 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
 class ModelSetup:
     """The quantized base with its adapter, the Lightning module that trains it, and what identifies the adapter."""
 
-    model: torch.nn.Module
+    model: PeftModel
     module: StoryLM
     identity: dict
     model_path: str
@@ -301,7 +305,7 @@ def finish(
     device,
 ) -> dict:
     """The final adapter (with its tokenizer), samples for held-out prompts, and the run's metrics.json."""
-    run.model.save_pretrained(run_dir / "adapter")
+    run.model.save_pretrained(str(run_dir / "adapter"))
     formatter.tokenizer.save_pretrained(run_dir / "adapter")
     samples = generate_samples(run.model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
@@ -338,7 +342,7 @@ def fit_stage(
     set_step_offset(loggers, step_offset)
     zero = ranks.is_rank_zero()  # the stage's metrics.csv and batches.jsonl are rank 0's
     csv_logger = StageCSVLogger(stage_dir, resumed_from or 0) if zero else None
-    if zero:
+    if csv_logger is not None:
         replay_into(loggers, csv_logger.kept_rows)
     trainer = instantiate(
         cfg.trainer,
@@ -460,7 +464,7 @@ def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length
 def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:
     """What metrics.json and W&B record about the examples: length limit, truncation counts, validation ids."""
     return {
-        "max_length": int(formatter.max_length),
+        "max_length": formatter.resolved_max_length,
         "val_fingerprint": val_fingerprint(data.val),
         "val_format": datamodules[0].val_format_stats.as_dict(),
         "train_format": {s.name: dm.format_stats.as_dict() for s, dm in zip(stages, datamodules, strict=False)},

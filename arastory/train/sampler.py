@@ -71,6 +71,8 @@ class ResumableLoader(DataLoader):
     and are the same whether an epoch started fresh or after a resume.
     """
 
+    sampler: ResumableSampler  # what __init__ is given (DataLoader types it as any Sampler)
+
     def __init__(self, dataset, sampler: ResumableSampler, **kwargs):
         kwargs.setdefault("generator", torch.Generator())
         super().__init__(dataset, sampler=sampler, **kwargs)

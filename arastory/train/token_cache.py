@@ -17,6 +17,7 @@ from array import array
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from arastory.io import fingerprint
@@ -29,7 +30,7 @@ SINK_CHUNK = 1 << 22  # token ids held in memory before a write (16 MB)
 ARRAYS = ("input_ids", "offsets", "prompt_lengths", "story_chars", "story_words")
 
 
-class EncodedExamples:
+class EncodedExamples(Dataset):
     """Encoded examples as flat arrays: item i is {input_ids, labels, story_chars, story_words, id} (lists, as
     `ExampleFormatter.encode` returns them); `length(i)` without building the item."""
 
