@@ -11,37 +11,14 @@ from arastory.errors import ConfigError
 from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
 from arastory.plain import dict_config
-
-SETTING_KEYS = (
-    "threshold",
-    "chunk_size",
-    "workers",
-    "workers_min_items",
-    "on_error",
-    "max_failure_rate",
-    "max_chars",
-    "plots",
-    "progress",
-)
+from arastory.schema import typed
 
 
 def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSettings:
-    """FilterSettings from a `filter` (CLI) or `data.filter` (training) section; nested parts via `_target_`."""
-    plain = {k: section[k] for k in SETTING_KEYS if k in section}
-    parts = {}
-    for name in ("checks", "dedup", "leakage"):
-        if name in section and section[name] is not None:
-            try:
-                parts[name] = instantiate(section[name], _convert_="all")
-            except Exception as error:  # a bad key or value inside the section: name it
-                from arastory.errors import ArastoryError
-
-                if isinstance(error, ArastoryError):
-                    raise
-                cause = error.__cause__ if isinstance(error.__cause__, ArastoryError) else None
-                raise cause or ConfigError(f"{key}.{name}", _first_line(error)) from None
+    """FilterSettings from a `filter` (CLI) or `data.filter` (training) section, typed by its dataclass schema
+    (arastory.schema.typed): a wrong type or an unknown key in checks, dedup or leakage is one line naming it."""
     try:
-        return FilterSettings(**plain, **parts)
+        return typed(section, FilterSettings, "filter", closed=False)  # data.filter also holds the encoder's keys
     except ConfigError as error:  # name the key as the user wrote it (filter.* or data.filter.*)
         message = str(error).split(f"{error.key}: ", 1)[-1]
         raise ConfigError(error.key.replace("filter", key, 1), message) from None

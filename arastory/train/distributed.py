@@ -27,7 +27,7 @@ from arastory.train.ranks import RANK_ENV, WORKER_ENV, world_size
 from arastory.train.sampler import ResumableSampler, derive_seed
 
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-# Validation metrics are logged after `reduce_sums` (the same value on every rank): Lightning's advice to sync is moot.
+# Validation metrics are logged after torchmetrics sums them over the ranks: Lightning's advice to sync is moot.
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level")
 
 
@@ -275,17 +275,6 @@ def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Te
     total = trainer.strategy.reduce(local.clone(), reduce_op="sum")
     weighted = loss * (scored.to(loss.dtype) * trainer.world_size / total[1].clamp(min=1).to(loss.dtype))
     return weighted, StepTotals(float(total[0] / total[1].clamp(min=1)), int(total[2]), int(total[3]))
-
-
-def reduce_sums(trainer, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-variety validation sums (NLL, tokens, characters, words) added over the ranks, so every metric is
-    computed from the whole validation set's totals (token-weighted), not averaged from per-rank values."""
-    if shard_of(trainer) is None or not sums:
-        return sums
-    names = list(sums)
-    stacked = torch.stack([sums[name] for name in names]).to(trainer.strategy.root_device)
-    total = trainer.strategy.reduce(stacked, reduce_op="sum").cpu()
-    return {name: total[i] for i, name in enumerate(names)}
 
 
 def gather_rng(trainer, mine: dict) -> list[dict] | None:

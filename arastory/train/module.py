@@ -7,8 +7,9 @@ import math
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import Metric
 
-from arastory.train.distributed import global_step_loss, reduce_sums
+from arastory.train.distributed import global_step_loss
 from arastory.train.loss import story_nll
 from arastory.train.resume import IDENTITY_KEY, CheckpointMismatch, shapes_mismatch
 
@@ -16,6 +17,34 @@ EPOCH_LOSS_KEY = "arastory_epoch_loss"  # in each checkpoint: the running (loss 
 TOKENS_KEY = "arastory_stage_tokens"  # in each checkpoint: the stage's (real, padded) training token counts
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
+VAL_SUMS = (
+    "nll",
+    "tokens",
+    "chars",
+    "words",
+)  # per variety: NLL (nats) of the story tokens, their count, characters, words
+
+
+class ValidationSums(Metric):
+    """Per-variety validation totals (VAL_SUMS), added over batches and, with several processes, over the ranks by
+    torchmetrics (`dist_reduce_fx="sum"`), so every metric comes from the whole validation set's totals
+    (token-weighted), not from per-rank means. float64: the sums reach millions of nats on the full sets."""
+
+    full_state_update = False
+    sums: torch.Tensor  # (variety, VAL_SUMS) float64, registered by add_state
+
+    def __init__(self, names: tuple[str, ...]):
+        super().__init__()
+        self.names = tuple(names)
+        self.add_state(
+            "sums", default=torch.zeros(len(self.names), len(VAL_SUMS), dtype=torch.float64), dist_reduce_fx="sum"
+        )
+
+    def update(self, index: int, values: torch.Tensor) -> None:
+        self.sums[index] += values.to(self.sums)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: self.sums[k].cpu() for k, name in enumerate(self.names)}
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -49,6 +78,8 @@ class StoryLM(pl.LightningModule):
     """Trains only the adapter; checkpoints hold only what training changes (adapter, optimizer, schedule, step)
     plus `identity` (base model and adapter config), and load back only into a module with exactly that adapter."""
 
+    _val_sums: ValidationSums  # set per validation epoch in on_validation_epoch_start
+
     def __init__(
         self,
         model,
@@ -69,6 +100,9 @@ class StoryLM(pl.LightningModule):
         self.configure_stage(lr, total_steps, step_offset, val_names, carried_optimizer_state)
         self.weight_decay, self.warmup_steps, self.schedule, self.fused = weight_decay, warmup_steps, schedule, fused
         self.tokens_seen = 0
+        # Read by Lightning's ThroughputMonitor; left unset (no FLOPs or MFU logged): the usual 6 x parameters x tokens
+        # counts neither a 4-bit base nor a frozen one that computes no weight gradients.
+        self.flops_per_batch = None
         self.step_metrics: dict[str, torch.Tensor | float] = {}
 
     def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
@@ -112,26 +146,20 @@ class StoryLM(pl.LightningModule):
         self._epoch_loss = [0.0, 0]
 
     def on_validation_epoch_start(self):
-        self._val_sums = {name: torch.zeros(4, dtype=torch.float64) for name in self.val_names}
+        # Not a child module (a plain attribute): it stays out of the checkpoint and of the adapter's parameters.
+        self.__dict__["_val_sums"] = ValidationSums(self.val_names).to(self.device)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         """Sums per variety: NLL (nats) over the scored story tokens, their count, story characters and words."""
         loss_sum = story_nll(self.model, batch, reduction="sum")
-        self._val_sums[self.val_names[dataloader_idx]] += torch.tensor(
-            [
-                float(loss_sum),
-                batch["targets"].numel(),
-                int(batch["story_chars"].sum()),
-                int(batch["story_words"].sum()),
-            ],
-            dtype=torch.float64,
-        )
+        counts = [batch["targets"].numel(), int(batch["story_chars"].sum()), int(batch["story_words"].sum())]
+        self._val_sums.update(dataloader_idx, torch.tensor([float(loss_sum), *counts], dtype=torch.float64))
 
     def on_validation_epoch_end(self):
-        self._val_sums = reduce_sums(self.trainer, self._val_sums)  # several processes: whole-set totals
-        for name, sums in self._val_sums.items():
-            self._log_val(f"val/{name}/", sums)
-        self._log_val("val/", sum(self._val_sums.values(), torch.zeros(4, dtype=torch.float64)), prog_bar=True)
+        sums = self._val_sums.compute()  # several processes: whole-set totals (torchmetrics' own all-reduce)
+        for name, values in sums.items():
+            self._log_val(f"val/{name}/", values)
+        self._log_val("val/", sum(sums.values(), torch.zeros(len(VAL_SUMS), dtype=torch.float64)), prog_bar=True)
 
     def _log_val(self, prefix: str, sums: torch.Tensor, prog_bar: bool = False) -> None:
         """loss and ppl per token; bpc and bpw: the same NLL in bits per character / word of the story text."""

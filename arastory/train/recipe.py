@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ThroughputMonitor
+from pytorch_lightning.trainer.states import RunningStage
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from arastory.train import distributed, ranks
@@ -62,34 +62,37 @@ log = logging.getLogger(__name__)
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
 
 
-class Throughput(Callback):
-    """Non-padding tokens per second of training, over the training loop's wall time: data loading, optimizer steps,
-    logging and checkpoints count; validation (run inside the loop at epoch ends) does not."""
+class Throughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor logs samples/s and non-padding tokens/s (its items/s; per device, and for all
+    processes under `train/`) over its last `window_size` batches, every `log_every_n_steps`. It keeps no whole-run
+    figure (its window is bounded and it restarts each fit, i.e. each stage), so this subclass adds one for
+    metrics.json: all processes' non-padding tokens (the module's `tokens_seen`) over the monitor's own training
+    time, which leaves out validation."""
+
+    WINDOW = 20  # ours: batches per logged rate
 
     def __init__(self):
-        self.tokens, self.seconds, self._start, self._tokens0 = 0, 0.0, None, 0
+        super().__init__(batch_size_fn=lambda batch: batch["num_examples"], length_fn=lambda batch: batch["num_tokens"])
+        self.tokens, self.seconds, self._tokens0 = 0, 0.0, 0
 
-    def _open(self, module) -> None:
-        self._start, self._tokens0 = time.perf_counter(), module.tokens_seen
+    def fit_batches(self, batches: int) -> None:
+        """The next fit's window: at most its batch count, since a window that never fills logs no rate."""
+        self.kwargs["window_size"] = max(2, min(self.WINDOW, batches))
 
-    def _close(self, module) -> None:
-        if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
-            self.tokens += module.tokens_seen - self._tokens0
-            self._start = None
+    def on_train_start(self, trainer, module) -> None:
+        super().on_train_start(trainer)
+        self._tokens0 = module.tokens_seen
 
-    def on_train_start(self, trainer, module):
-        self._open(module)
+    def _compute(self, trainer, iter_num: int | None = None) -> None:
+        if (
+            trainer.state.stage == RunningStage.TRAINING
+        ):  # validation rates would be logged at their batch index as step
+            super()._compute(trainer, iter_num)
 
-    def on_validation_start(self, trainer, module):
-        self._close(module)
-
-    def on_validation_end(self, trainer, module):
-        if trainer.state.fn == "fit":  # validation inside fit: training resumes after it
-            self._open(module)
-
-    def on_train_end(self, trainer, module):
-        self._close(module)
+    def on_train_end(self, trainer, module) -> None:
+        times = self._throughputs[RunningStage.TRAINING]._time
+        self.seconds += times[-1] if times else 0.0
+        self.tokens += module.tokens_seen - self._tokens0
 
     @property
     def tokens_per_s(self) -> float:
@@ -362,6 +365,7 @@ def fit_stage(
             *optional_callbacks(cfg, with_logger=zero),
         ],
     )
+    throughput.fit_batches(planned * trainer.accumulate_grad_batches)
     packed = (
         f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens "
         f"({datamodule.packed.fill():.0%} full)"
