@@ -39,6 +39,9 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     assert rates and all(
         float(r["train/device/items_per_sec"]) > float(r["train/device/samples_per_sec"]) > 0 for r in rates
     )
+    # FLOPs are 4N per non-padding token over the same window: one constant ratio, 4 x the model's parameters.
+    per_token = {round(float(r["train/device/flops_per_sec"]) / float(r["train/device/items_per_sec"])) for r in rates}
+    assert len(per_token) == 1 and per_token.pop() % 4 == 0
     assert (run_dir / "adapter" / "adapter_config.json").exists() and (run_dir / "adapter" / "tokenizer.json").exists()
     assert (run_dir / "stages" / "0_synthetic" / "checkpoints" / "last.ckpt").exists()
     assert (run_dir / "stages" / "0_synthetic" / "metrics.csv").exists()

@@ -86,3 +86,21 @@ def test_fused_adamw_and_compiled_layers_on_the_cpu(tiny_tokenizer):
     assert compile_layers(model, True) == 2
     layers = [m for m in model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
     assert len(layers) == 2 and all(layer._compiled_call_impl is not None for layer in layers)
+
+
+def test_flops_count_4bit_weights_at_their_unquantized_size(tiny_tokenizer):
+    """ThroughputMonitor's FLOPs (4N per token) need N of the model as trained, not of its packed 4-bit storage."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from arastory.train.model import load_model
+    from arastory.train.module import dense_parameter_count
+
+    quant = instantiate(
+        OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / "nf4.yaml"), {"bnb_4bit_compute_dtype": "float32"})
+    )
+    dense = load_model(tiny_tokenizer.name_or_path, None, "float32")
+    nf4 = load_model(tiny_tokenizer.name_or_path, quant, "float32")
+    stored = sum(p.numel() for p in nf4.parameters())
+    assert stored < sum(p.numel() for p in dense.parameters()), "4-bit weights store two values per element"
+    assert dense_parameter_count(nf4) == dense_parameter_count(dense) == sum(p.numel() for p in dense.parameters())

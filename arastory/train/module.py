@@ -47,6 +47,16 @@ class ValidationSums(Metric):
         return {name: self.sums[k].cpu() for k, name in enumerate(self.names)}
 
 
+def dense_parameter_count(model: torch.nn.Module) -> int:
+    """All parameters at their unquantized size: a bitsandbytes 4-bit weight stores two values per byte and keeps
+    its original shape in `quant_state`."""
+    total = 0
+    for parameter in model.parameters():
+        quant_state = getattr(parameter, "quant_state", None)
+        total += math.prod(quant_state.shape) if quant_state is not None else parameter.numel()
+    return total
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
     """Multiplier of the base learning rate at `step`: linear warmup, then constant, linear or cosine decay."""
     if warmup_steps and step < warmup_steps:
@@ -100,9 +110,12 @@ class StoryLM(pl.LightningModule):
         self.configure_stage(lr, total_steps, step_offset, val_names, carried_optimizer_state)
         self.weight_decay, self.warmup_steps, self.schedule, self.fused = weight_decay, warmup_steps, schedule, fused
         self.tokens_seen = 0
-        # Read by Lightning's ThroughputMonitor; left unset (no FLOPs or MFU logged): the usual 6 x parameters x tokens
-        # counts neither a 4-bit base nor a frozen one that computes no weight gradients.
-        self.flops_per_batch = None
+        # Read by Lightning's ThroughputMonitor after each training batch (FLOPs/s, and MFU on GPUs it knows). A frozen
+        # base computes no weight gradients, so a LoRA step costs about 4N FLOPs per token (forward 2N, input
+        # gradients 2N), not the usual 6N; N counts 4-bit weights at their unquantized size. Scored or not, every
+        # non-padding token is computed; padding is left out, as in bench/bench_gpu.py's MFU.
+        self.dense_parameters = dense_parameter_count(model)
+        self.flops_per_batch: int | None = None
         self.step_metrics: dict[str, torch.Tensor | float] = {}
 
     def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
@@ -127,6 +140,7 @@ class StoryLM(pl.LightningModule):
         loss, step = global_step_loss(self.trainer, loss, batch)  # several processes: over the global batch
         # Counted by the collate on the CPU: reading them off the device would wait for the step to finish.
         self.tokens_seen += batch["num_tokens"] if step is None else step.input_tokens
+        self.flops_per_batch = 4 * self.dense_parameters * int(batch["num_tokens"])  # this process's share
         self.stage_tokens = [self.stage_tokens[0] + batch["num_tokens"], self.stage_tokens[1] + batch["num_slots"]]
         examples = batch["num_examples"] if step is None else step.examples
         shown = loss.detach() if step is None else step.loss

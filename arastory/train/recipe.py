@@ -63,8 +63,9 @@ CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "sample
 
 
 class Throughput(ThroughputMonitor):
-    """Lightning's ThroughputMonitor logs samples/s and non-padding tokens/s (its items/s; per device, and for all
-    processes under `train/`) over its last `window_size` batches, every `log_every_n_steps`. It keeps no whole-run
+    """Lightning's ThroughputMonitor logs samples/s, non-padding tokens/s (its items/s) and FLOPs/s (the module's
+    `flops_per_batch`; MFU on GPUs whose peak Lightning knows), per device and for all processes under `train/`,
+    over its last `window_size` batches, every `log_every_n_steps`. It keeps no whole-run
     figure (its window is bounded and it restarts each fit, i.e. each stage), so this subclass adds one for
     metrics.json: all processes' non-padding tokens (the module's `tokens_seen`) over the monitor's own training
     time, which leaves out validation."""
