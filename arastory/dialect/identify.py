@@ -53,14 +53,15 @@ def metrics_identifier(metrics_cfg):
     """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
     from omegaconf import DictConfig, OmegaConf
 
+    from arastory.plain import plain_dict
+
     path = (
         OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
     )
     if path:
         return DialectClassifier.load(path)
     source = metrics_cfg.classifier_data
-    source = OmegaConf.to_container(source) if isinstance(source, DictConfig) else source
-    return load_or_train(training_records(source))
+    return load_or_train(training_records(plain_dict(source) if isinstance(source, DictConfig) else source))
 
 
 class CamelIdentifier:

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from arastory.errors import ArastoryError, ConfigError
 from arastory.evaluate.criteria import CRITERIA, CRITERION_INFO
@@ -264,7 +265,8 @@ class HFJudgeBackend:
         self.model, self.dtype, self.quant, self.revision = model, dtype, quant, revision
         self.max_new_tokens, self.trust_remote_code = max_new_tokens, trust_remote_code
         self.params = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
-        self._loaded, self._lock = None, threading.Lock()
+        self._loaded: Any = None  # the opened generator, on first use
+        self._lock = threading.Lock()
 
     def identity(self) -> dict:
         from arastory.evaluate.systems import model_revision

@@ -7,6 +7,7 @@ Every encoder gives, for a chunk of pairs, a 0-1 similarity per pair and a norma
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class SentenceEncoder:
     ):
         self.model_name, self.batch_size, self.device = str(model), batch_size, device
         self.max_seq_length, self.separator, self.trust_remote_code = max_seq_length, separator, trust_remote_code
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
         self.texts_encoded = 0
 
     @property

@@ -101,7 +101,7 @@ def packed_sdpa_mask(*args, attention_mask=None, **kwargs):
         and not kwargs.get("kv_offset")
     ):
         return None
-    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+    return sdpa_mask(*args, **{**kwargs, "attention_mask": attention_mask})
 
 
 def register_packed_sdpa() -> None:

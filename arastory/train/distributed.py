@@ -211,7 +211,8 @@ class ShardedLoader(DataLoader):
         plan = self.batches.plan()
         for (global_batch, _), batch in zip(plan, super().__iter__(), strict=False):
             self.resumable.consumed += len(global_batch)
-            batch["global_example_ids"] = [self.dataset.ids[i] for i in global_batch]
+            ids = self.dataset.ids  # type: ignore[attr-defined]  # EncodedExamples, as built by the data module
+            batch["global_example_ids"] = [ids[i] for i in global_batch]
             yield batch
 
     def state_dict(self) -> dict:

@@ -123,7 +123,7 @@ class StoryLM(pl.LightningModule):
         self.lr, self.total_steps, self.step_offset = lr, total_steps, step_offset
         self.val_names = tuple(val_names)
         self.carried_optimizer_state = carried_optimizer_state
-        self._epoch_loss = [0.0, 0]
+        self._epoch_loss: list = [0.0, 0]
         self.stage_tokens = [0, 0]  # (real, padded) tokens of this stage's training batches
 
     @property
@@ -147,9 +147,14 @@ class StoryLM(pl.LightningModule):
         self.log("train/loss", shown, prog_bar=True, logger=False, batch_size=examples)  # the progress bar only
         # Written to the loggers by history.StepMetrics before the step's checkpoint, not by Lightning after it;
         # kept as tensors so that nothing waits for the device until a row is written.
-        self.step_metrics = {"train/loss_step": shown, "train/lr": float(self.optimizers().param_groups[0]["lr"])}
+        self.step_metrics = {"train/loss_step": shown, "train/lr": self.current_lr()}
         self._epoch_loss = [self._epoch_loss[0] + shown * examples, self._epoch_loss[1] + examples]
         return loss
+
+    def current_lr(self) -> float:
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list), "one optimizer per stage"
+        return float(optimizer.param_groups[0]["lr"])
 
     def on_train_epoch_end(self):
         """The epoch's mean training loss, kept in checkpoints so a mid-epoch resume reports the whole epoch's mean
