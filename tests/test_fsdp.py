@@ -10,25 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.test_ddp import SMALL as DDP_SMALL  # the same tiny two-stage run
 
-# Two stages (sequential, optimizer restarted), unquantized base, 8 examples per stage, global batch 4 (2 per process);
-# 5 validation examples: the two ranks get 3 and 2 (one padding batch in lockstep).
+# test_ddp.py's tiny run with an unquantized base and the optimizer restarted per stage: two stages of 8 examples,
+# global batch 4 (2 per process), a checkpoint every step.
 SMALL = [
     "quant=none",
-    "dialect=egy",
-    "strategy=sequential",
     "strategy.stages.0.max_steps=4",
-    "strategy.stages.1.max_steps=2",
     "checkpoint.every_n_steps=1",
-    "data.synthetic.size=8",
-    "data.translated.size=8",
-    "batch_size=4",
-    "data.max_length=144",
-    "sample.max_new_tokens=4",
-    "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=1",
-    "trainer.check_val_every_n_epoch=1000",
     "logger=csv",
+    *(a for a in DDP_SMALL if not a.startswith(("strategy.restart_optimizer", "checkpoint."))),
 ]
 VAL_LOSS_TOLERANCE = 0.005  # ours: |final val/loss, 2 FSDP processes - 1 process|, same global batch, dropout 0.05
 
