@@ -21,8 +21,6 @@ from pytorch_lightning.strategies import FSDPStrategy
 from arastory.errors import ConfigError
 from arastory.train.distributed import LaunchesWorkers
 
-DTYPES_4BIT_STORAGE = ("bfloat16", "float16", "float32")
-
 
 def is_fsdp(trainer_cfg) -> bool:
     """Whether a `trainer` config asks for FSDP (`strategy: fsdp`, also Lightning's `fsdp_cpu_offload` name)."""
@@ -172,6 +170,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         it, so non-strict) and the optimizer's full state."""
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+        assert self.model is not None and self.lightning_module is not None  # set up before Lightning restores
         path = Path(self.broadcast(checkpoint_path))
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         with self.full_state(rank0_only=False):
@@ -193,9 +192,6 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
             inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
             self._forward_redirection(self.model, self.lightning_module, "forward", **inputs)
         return None
-
-    def teardown(self) -> None:
-        super().teardown()  # Lightning's FSDP teardown leaves the model on its device
 
 
 def gathered_adapter(trainer) -> dict | None:
