@@ -17,9 +17,11 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.launcher import _Launcher
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch.utils.data import DataLoader, Sampler
 
@@ -102,9 +104,13 @@ class LaunchesWorkers:
     """A Lightning strategy mixin: the other ranks start as arastory workers of `self.run_dir` (`WorkerLauncher`)."""
 
     run_dir: Path
+    _launcher: _Launcher | None
 
     def _configure_launcher(self) -> None:
-        self._launcher = WorkerLauncher(self.cluster_environment, self.num_processes, self.num_nodes, self.run_dir)
+        strategy: Any = self  # a Lightning ParallelStrategy: its cluster environment and process counts
+        self._launcher = WorkerLauncher(
+            strategy.cluster_environment, strategy.num_processes, strategy.num_nodes, self.run_dir
+        )
 
 
 class ResidentDDP(LaunchesWorkers, DDPStrategy):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.plugins.precision.fsdp import FSDPPrecision
 from pytorch_lightning.strategies import FSDPStrategy
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from arastory.errors import ConfigError
 from arastory.train.distributed import LaunchesWorkers
@@ -63,7 +64,7 @@ def wrap_policy(model: torch.nn.Module):
     from peft.tuners.lora import LoraLayer
     from torch.distributed.fsdp.wrap import _or_policy, lambda_auto_wrap_policy, transformer_auto_wrap_policy
 
-    names = set()
+    names: set[str] = set()
     for module in model.modules():
         names.update(getattr(module, "_no_split_modules", None) or [])
     layers = {type(m) for m in model.modules() if type(m).__name__ in names}
@@ -92,7 +93,7 @@ class RootClipping(FSDPPrecision):
         self.strategy = strategy
 
     def clip_grad_by_norm(self, optimizer, clip_val, *args, **kwargs) -> None:
-        self.strategy.model.clip_grad_norm_(clip_val)
+        self.strategy.root.clip_grad_norm_(clip_val)
 
 
 class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
@@ -108,23 +109,27 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         kwargs.setdefault("use_orig_params", True)
         super().__init__(**kwargs)
         self.run_dir = Path(run_dir)
-        self._root = None
+        self._root: FullyShardedDataParallel | None = None
+
+    @property
+    def root(self) -> FullyShardedDataParallel:
+        """The root FSDP module (the LightningModule wrapped, set up by `_setup_model`)."""
+        assert self._root is not None, "the model is wrapped in setup"
+        return self._root
 
     @property
     def precision_plugin(self) -> FSDPPrecision:
-        return FSDPStrategy.precision_plugin.fget(self)
+        return FSDPStrategy.precision_plugin.fget(self)  # type: ignore[attr-defined]
 
     @precision_plugin.setter
     def precision_plugin(self, plugin) -> None:
         if isinstance(plugin, FSDPPrecision) and not isinstance(plugin, RootClipping):
             plugin = RootClipping(plugin.precision, self)
-        FSDPStrategy.precision_plugin.fset(self, plugin)
+        FSDPStrategy.precision_plugin.fset(self, plugin)  # type: ignore[attr-defined]
 
     def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Wrap once per module: `trainer.validate` after `fit` gets the same root back (wrapping again would skip the
         root, whose sharded parameters would then be used unsharded)."""
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
         if self._root is not None and self._root.module is model:
             return self._root
         on_cpu = self.root_device.type == "cpu"  # FSDP takes the CPU only when named: device_id=None means "a GPU"
@@ -148,7 +153,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
 
         offload = self.root_device.type != "cpu"
         with FSDP.state_dict_type(
-            self.model,
+            self.root,
             StateDictType.FULL_STATE_DICT,
             FullStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
             FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
@@ -157,29 +162,29 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
 
     def lightning_module_state_dict(self) -> dict:
         with self.full_state():
-            return self.model.state_dict()
+            return self.root.state_dict()
 
     def optimizer_state(self, optimizer) -> dict:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with self.full_state():
-            return FSDP.optim_state_dict(self.model, getattr(optimizer, "_optimizer", optimizer))
+            return FSDP.optim_state_dict(self.root, getattr(optimizer, "_optimizer", optimizer))
 
     def load_checkpoint(self, checkpoint_path, weights_only=None) -> dict:
         """A full checkpoint (rank 0's file) into every rank's shards: the adapter's tensors (the frozen base is not in
         it, so non-strict) and the optimizer's full state."""
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-        assert self.model is not None and self.lightning_module is not None  # set up before Lightning restores
+        assert self.lightning_module is not None  # set up before Lightning restores
         path = Path(self.broadcast(checkpoint_path))
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         with self.full_state(rank0_only=False):
-            self.model.load_state_dict(checkpoint.pop("state_dict"), strict=False)
+            self.root.load_state_dict(checkpoint.pop("state_dict"), strict=False)
             fitting = self.lightning_module.trainer.state.fn == "fit"
             for optimizer, state in zip(
                 self.optimizers if fitting else [], checkpoint.get("optimizer_states", []), strict=True
             ):
-                optimizer.load_state_dict(FSDP.optim_state_dict_to_load(self.model, optimizer, state))
+                optimizer.load_state_dict(FSDP.optim_state_dict_to_load(self.root, optimizer, state))
         return checkpoint
 
     def validation_step(self, *args, **kwargs):
