@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from lightning_fabric.strategies.fsdp import _move_torchmetrics_to_device
 from pytorch_lightning.plugins.precision.fsdp import FSDPPrecision
 from pytorch_lightning.strategies import FSDPStrategy
 from torch.distributed.fsdp import FullyShardedDataParallel
@@ -142,6 +143,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
             auto_wrap_policy=wrap_policy(model),
             **{k: v for k, v in self.kwargs.items() if k != "auto_wrap_policy"},
         )
+        _move_torchmetrics_to_device(self._root, self.root_device)  # as Lightning's own setup does
         return self._root
 
     @contextmanager
