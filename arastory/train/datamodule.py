@@ -13,7 +13,16 @@ from torch.utils.data import DataLoader
 
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
-from arastory.train.distributed import EveryNth, ShardedBatches, ShardedLoader, check_val_shards, shard_of
+from arastory.train.distributed import (
+    EveryNth,
+    Flagged,
+    LockstepBatches,
+    ShardedBatches,
+    ShardedLoader,
+    check_val_shards,
+    flagged_collate,
+    shard_of,
+)
 from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 from arastory.train.packing import PackedRows, packed_collate, training_extras
 from arastory.train.sampler import LengthGroupedSampler, ResumableLoader, ResumableSampler
@@ -168,6 +177,10 @@ class StoryDataModule(pl.LightningDataModule):
         shard = shard_of(self.trainer)  # several processes: every example on one rank, sums reduced after
         if shard:
             check_val_shards({name: self.val_sets[name] for name in self.val_names}, shard[1])
+        if (
+            shard and self.trainer is not None and getattr(self.trainer.strategy, "lockstep_validation", False)
+        ):  # FSDP: as many batches per rank
+            return [self._lockstep_loader(self.val_sets[name], *shard) for name in self.val_names]
         return [
             DataLoader(
                 self.val_sets[name],
@@ -178,3 +191,12 @@ class StoryDataModule(pl.LightningDataModule):
             )
             for name in self.val_names
         ]
+
+    def _lockstep_loader(self, dataset, rank: int, world: int) -> DataLoader:
+        """One validation set's loader for one rank, padded to as many batches as every other rank's (FSDP)."""
+        return DataLoader(
+            Flagged(dataset),
+            batch_sampler=LockstepBatches(len(dataset), self.eval_batch_size // world or 1, rank, world),
+            collate_fn=flagged_collate(self.collate),
+            generator=torch.Generator().manual_seed(0),
+        )

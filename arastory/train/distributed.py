@@ -9,6 +9,7 @@ the optimizer steps one process would (up to float summation order and dropout m
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -16,9 +17,11 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.launcher import _Launcher
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch.utils.data import DataLoader, Sampler
 
@@ -97,7 +100,20 @@ def finish_launches(failed: bool = False) -> None:
                 raise
 
 
-class ResidentDDP(DDPStrategy):
+class LaunchesWorkers:
+    """A Lightning strategy mixin: the other ranks start as arastory workers of `self.run_dir` (`WorkerLauncher`)."""
+
+    run_dir: Path
+    _launcher: _Launcher | None
+
+    def _configure_launcher(self) -> None:
+        strategy: Any = self  # a Lightning ParallelStrategy: its cluster environment and process counts
+        self._launcher = WorkerLauncher(
+            strategy.cluster_environment, strategy.num_processes, strategy.num_nodes, self.run_dir
+        )
+
+
+class ResidentDDP(LaunchesWorkers, DDPStrategy):
     """Lightning's DDP without the move of the model to the CPU at teardown (as `ResidentSingleDevice`), with
     arastory's worker launch and no buffer broadcast at every forward (the frozen base's buffers never change, and
     ranks may run different numbers of validation batches)."""
@@ -108,9 +124,6 @@ class ResidentDDP(DDPStrategy):
         kwargs.setdefault("broadcast_buffers", False)
         super().__init__(**kwargs)
         self.run_dir = Path(run_dir)
-
-    def _configure_launcher(self) -> None:
-        self._launcher = WorkerLauncher(self.cluster_environment, self.num_processes, self.num_nodes, self.run_dir)
 
     def teardown(self) -> None:
         if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
@@ -124,14 +137,9 @@ def parallel_strategy(trainer_cfg, run_dir: str | Path):
     if named == "ddp" or (named == "auto" and world_size(trainer_cfg) > 1):
         return ResidentDDP(run_dir)
     if str(named).startswith("fsdp"):
-        from arastory.errors import ConfigError
+        from arastory.train.sharded import ShardedLoRA
 
-        raise ConfigError(
-            "trainer.strategy",
-            "fsdp is not supported by arastory's training (its checkpoints and "
-            "adapter saves read unsharded LoRA tensors; docs/scaling.md); use "
-            "trainer=ddp: each GPU holds the 4-bit base (about 5 GB for a 7B model)",
-        )
+        return ShardedLoRA(run_dir, cpu_offload=named == "fsdp_cpu_offload")
     return None
 
 
@@ -233,6 +241,49 @@ class EveryNth(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class LockstepBatches(Sampler[list[tuple[int, bool]]]):
+    """This rank's validation batches (`EveryNth`'s examples, `batch_size` at a time), padded with batches flagged as
+    padding until every rank has as many as the rank with most: under FSDP each forward is a collective, so all ranks
+    must run the same number. Yields (index, is_padding) pairs for `Flagged` and `flagged_collate`."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int):
+        mine = EveryNth(n, rank, world).indices
+        self.batches = [[(i, False) for i in mine[s : s + batch_size]] for s in range(0, len(mine), batch_size)]
+        most = math.ceil(math.ceil(n / world) / batch_size)  # the first rank's count: it has the most examples
+        self.batches += [[(0, True)]] * (most - len(self.batches))
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class Flagged(torch.utils.data.Dataset):
+    """A dataset read with `LockstepBatches`' (index, is_padding) keys: the example and its flag."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]):
+        index, padding = key
+        return self.dataset[index], padding
+
+
+def flagged_collate(collate):
+    """`collate` of the examples, with `lockstep_padding` set on a padding batch (the strategy skips its sums)."""
+
+    def wrapped(items: list) -> dict:
+        batch = collate([example for example, _ in items])
+        batch["lockstep_padding"] = any(padding for _, padding in items)
+        return batch
+
+    return wrapped
 
 
 def check_val_shards(val_sets: dict, world: int) -> None:

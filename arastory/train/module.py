@@ -117,6 +117,8 @@ class StoryLM(pl.LightningModule):
         self.dense_parameters = dense_parameter_count(model)
         self.flops_per_batch: int | None = None
         self.step_metrics: dict[str, torch.Tensor | float] = {}
+        self._trainable_shapes: dict[str, tuple] | None = None
+        self.trainable_shapes()  # now, before a strategy (FSDP) can rename and shard the parameters
 
     def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
         """Settings for the next `Trainer.fit` (one per stage); the adapter weights carry over."""
@@ -206,7 +208,11 @@ class StoryLM(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def trainable_shapes(self) -> dict[str, tuple]:
-        return {n: tuple(p.shape) for n, p in self.named_parameters() if p.requires_grad}
+        """Names and shapes of the adapter's tensors, as first seen: once FSDP wraps the model (in place), its
+        parameters are renamed (`_fsdp_wrapped_module.`) and hold flat shards."""
+        if self._trainable_shapes is None:
+            self._trainable_shapes = {n: tuple(p.shape) for n, p in self.named_parameters() if p.requires_grad}
+        return self._trainable_shapes
 
     def on_save_checkpoint(self, checkpoint):
         trainable = self.trainable_shapes()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pytorch_lightning.callbacks import Callback, ThroughputMonitor
 from pytorch_lightning.trainer.states import RunningStage
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from arastory.train import distributed, ranks
+from arastory.train import distributed, ranks, sharded
 from arastory.train.attention import resolve_attn_implementation
 from arastory.train.checks import check_config
 from arastory.train.data import build_training_data, val_fingerprint
@@ -128,6 +129,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         for s, dm in zip(stages, datamodules, strict=False)
     ]
     run = set_up_model(cfg, formatter, datamodules)
+    run.reload = lambda: set_up_model(cfg, formatter, datamodules)
     metrics = read_metrics(run_dir)
     metrics.update(run_facts(formatter, data, datamodules, stages), speed=run.speed)
     with open_loggers(cfg, run_dir, zero) as loggers:
@@ -137,6 +139,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         device = run_stages(cfg, run_dir, stages, datamodules, planned, run, metrics, loggers, throughput, zero)
         if not zero:
             return metrics  # samples, the final adapter and metrics.json are rank 0's
+        if sharded.is_fsdp(cfg.trainer):  # sample from an unsharded model with the last stage's adapter
+            run.renew()
+            load_adapter_strict(run.model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", run.identity)
         return finish(cfg, run_dir, run, formatter, data, metrics, loggers, throughput, device)
 
 
@@ -144,6 +149,7 @@ def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
     """Checks that need no data; other ranks wait for rank 0's run dir. Whether this process is rank 0."""
     check_config(cfg)
     ranks.check_accelerator(cfg.trainer)
+    sharded.check_fsdp(cfg)
     zero = ranks.is_rank_zero()
     if not zero:
         ranks.wait_for_rank_zero(run_dir)
@@ -183,6 +189,13 @@ class ModelSetup:
     model_path: str
     device: torch.device | None
     speed: dict
+    reload: Callable[[], ModelSetup] | None = None  # the same setup again, for `renew`
+
+    def renew(self) -> None:
+        """A freshly loaded base with a fresh adapter in place of this one (FSDP wraps and shards a model in place)."""
+        assert self.reload is not None, "set by set_up_model"
+        fresh = self.reload()
+        self.model, self.module = fresh.model, fresh.module
 
 
 def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list) -> ModelSetup:
@@ -264,6 +277,8 @@ def run_stages(
         if k < finished:
             continue  # finished before a resume
         stage_dir = stage_dir_of(run_dir, stages, k)
+        if k > 0 and sharded.is_fsdp(cfg.trainer):  # the previous stage's model is wrapped and sharded
+            run.renew()
         if k > 0 and not (stage_dir / "checkpoints" / "last.ckpt").exists():
             carried = restore_previous_stage(
                 run.model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, run.identity
@@ -388,8 +403,9 @@ def fit_stage(
         if datamodule.val_names
         else {}
     )
+    adapter = sharded.gathered_adapter(trainer)  # FSDP: gathered from every rank's shards (all ranks take part)
     if zero:
-        save_stage(module.model, trainer, stage_dir)
+        save_stage(module.model, trainer, stage_dir, adapter)
     trainer.strategy.barrier("arastory.save_stage")  # the next stage loads this stage's adapter on every rank
     padding = module.padding_fraction
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {
@@ -526,8 +542,12 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"stages": []}
 
 
-def save_stage(model, trainer, stage_dir: Path) -> None:
-    """The stage's adapter (and optimizer state, for strategies that carry it into the next stage)."""
+def save_stage(model, trainer, stage_dir: Path, adapter_state: dict | None = None) -> None:
+    """The stage's adapter (and optimizer state, for strategies that carry it into the next stage). `adapter_state`:
+    the adapter's tensors when the model holds shards of them (FSDP, which carries no optimizer state)."""
+    if adapter_state is not None:
+        sharded.save_adapter(model, adapter_state, stage_dir / "adapter")
+        return
     model.save_pretrained(stage_dir / "adapter")
     tmp = stage_dir / "optimizer.pt.tmp"
     torch.save(trainer.optimizers[0].state_dict(), tmp)
