@@ -95,6 +95,30 @@ def test_fully_annotated_parts_stay_annotated() -> None:
     assert not problems, "public functions without full type hints:\n" + "\n".join(problems)
 
 
+def _imports_for_type_checking_only(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for node in tree.body
+    )
+
+
+def test_type_checking_imports_come_with_postponed_annotations() -> None:
+    """Names imported under `if TYPE_CHECKING:` do not exist at run time: annotations that use them must not be
+    evaluated on import (`from __future__ import annotations`), or importing the module is a NameError."""
+    missing = []
+    for file in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        postponed = any(
+            isinstance(node, ast.ImportFrom)
+            and node.module == "__future__"
+            and "annotations" in {a.name for a in node.names}
+            for node in tree.body
+        )
+        if _imports_for_type_checking_only(tree) and not postponed:
+            missing.append(str(file.relative_to(PACKAGE.parent)))
+    assert not missing, "if TYPE_CHECKING: without `from __future__ import annotations` in: " + ", ".join(missing)
+
+
 def test_checker_finds_each_missing_annotation() -> None:
     source = (
         "def ok(a: int, *args: str, b: int = 1, **kw: float) -> None: ...\n"

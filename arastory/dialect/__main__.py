@@ -5,6 +5,8 @@ python -m arastory.dialect evaluate input=outputs/synth/mor/stories.jsonl dialec
 python -m arastory.dialect train source=bundled out=outputs/dialect/bundled       # model.joblib + report.json
 """
 
+from __future__ import annotations
+
 import logging
 import sys
 from collections.abc import Sequence
