@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -61,7 +61,7 @@ _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 TRUNCATED = "truncated last line (no newline at the end: an interrupted write?)"
 
 
-def open_input(path: str | os.PathLike):
+def open_input(path: str | os.PathLike) -> BinaryIO:
     """A regular file opened for binary reading, or a one-line DataError saying why it cannot be read.
 
     Checked before opening: a FIFO or device would block, a directory or a symlink loop would raise a traceback.
@@ -101,7 +101,7 @@ def check_text_start(path: Path, head: bytes) -> None:
         raise DataError(path, "holds NUL bytes: not a UTF-8 text file (UTF-16 without a BOM, or binary?)", 1)
 
 
-def iter_lines(handle, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+def iter_lines(handle: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
     """(line number, raw bytes) per physical line of a binary file; None for a line over `max_line_bytes` (skipped
     to its end in chunks, so a huge or newline-free file never sits in memory whole)."""
     lineno = 0
@@ -206,7 +206,7 @@ class _DecodedLines:
     """A binary file's lines decoded one by one for the csv module; lines that are not UTF-8 (or too long) are
     remembered by number (the record holding them is reported alone) and passed on as replacement text."""
 
-    def __init__(self, handle, path: Path, max_line_bytes: int = MAX_LINE_BYTES):
+    def __init__(self, handle: BinaryIO, path: Path, max_line_bytes: int = MAX_LINE_BYTES):
         self.lines, self.path = iter_lines(handle, max_line_bytes), path
         self.bad: dict[int, str] = {}
         self.max_line_bytes = max_line_bytes

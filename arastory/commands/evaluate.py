@@ -42,7 +42,7 @@ def _paths(value) -> list[str]:
 @hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
 @one_line_errors
 @guard_out_dir
-def main(cfg: DictConfig):
+def main(cfg: DictConfig) -> dict:
     out_dir = HydraConfig.get().runtime.output_dir
     mode = evaluation_mode(cfg)
     if mode == "compare":

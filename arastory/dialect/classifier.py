@@ -12,6 +12,7 @@ Two levels (scikit-learn):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,8 @@ class DialectClassifier:
         alpha: float = 1e-4,
         story_C: float = 1.0,
         folds: int = 5,
-        drift_fractions=DRIFT_FRACTIONS,
-        pan_dialect_fractions=PAN_DIALECT_FRACTIONS,
+        drift_fractions: Sequence[float] = DRIFT_FRACTIONS,
+        pan_dialect_fractions: Sequence[float] = PAN_DIALECT_FRACTIONS,
         seed: int = 0,
         thresholds: dict | None = None,
     ):
@@ -285,7 +286,7 @@ def _unit_table(records: list[StoryRecord]) -> tuple[UnitTable, dict[int, str]]:
 
 
 def load_or_train(
-    records: list[StoryRecord], use_cache: bool = True, thresholds: dict | None = None, **params
+    records: list[StoryRecord], use_cache: bool = True, thresholds: dict | None = None, **params: Any
 ) -> DialectClassifier:
     """Train on `records`, or load the cached model trained on exactly the same data and parameters."""
     key = fingerprint(sorted((r.variety, r.story) for r in records), params, FORMAT_VERSION, recipe_fingerprint())

@@ -6,6 +6,9 @@ sentences in the target variety and in MSA, marker words seen), which is what th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
+
 import numpy as np
 
 from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load_or_train, training_records
@@ -16,12 +19,15 @@ from arastory.text import sentences
 # CAMeL Tools' MADAR-6 labels → our varieties (the other three cities are reported as "other").
 CAMEL_LABELS = {"MSA": "msa", "CAI": "egy", "RAB": "mor"}
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 
 def ngram_identifier(
-    source="bundled",
-    ngram_range=(1, 5),
+    source: str | list | dict = "bundled",
+    ngram_range: Sequence[int] = (1, 5),
     max_features: int = 200_000,
-    word_ngram_range=(1, 2),
+    word_ngram_range: Sequence[int] = (1, 2),
     word_max_features: int = 100_000,
     alpha: float = 1e-4,
     story_C: float = 1.0,
@@ -49,7 +55,7 @@ def ngram_identifier(
     )
 
 
-def metrics_identifier(metrics_cfg):
+def metrics_identifier(metrics_cfg: DictConfig) -> DialectClassifier:
     """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
     from omegaconf import DictConfig, OmegaConf
 
@@ -115,3 +121,7 @@ def _load_camel_model():
         raise ConfigError(
             "dialect_id", f"camel_tools' dialect model could not be loaded ({type(error).__name__}): {hint}"
         ) from None
+
+
+# What answers `analyze(story, target)`: arastory's classifier or CAMeL Tools' (dialect_id=ngram | camel).
+DialectIdentifier: TypeAlias = DialectClassifier | CamelIdentifier

@@ -35,7 +35,12 @@ def recipe_params(node: DictConfig | dict) -> dict:
 
 
 def train_and_save(
-    source, dialect_cfg, out_dir: str | Path, folds: int = 5, seed: int = 0, progress: bool = True
+    source: str | list | dict,
+    dialect_cfg: DictConfig | dict,
+    out_dir: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    progress: bool = True,
 ) -> dict:
     out_dir = Path(out_dir)
     params = recipe_params(dialect_cfg)

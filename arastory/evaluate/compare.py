@@ -399,7 +399,12 @@ def _judge_text(ev: Evaluation) -> str:
 
 
 def compare_evaluations(
-    paths: list[str], out_dir, n_boot: int = 2000, seed: int = 0, strict: bool = False, diversity_subsample: int = 50
+    paths: list[str],
+    out_dir: str | Path,
+    n_boot: int = 2000,
+    seed: int = 0,
+    strict: bool = False,
+    diversity_subsample: int = 50,
 ) -> dict:
     """Write compare.csv, compare.md, paired.csv and the sweep plots to `out_dir`; return what was found and written.
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from arastory.errors import ConfigError, DataError
 from arastory.prompts.released import RELEASED_CUES
 from arastory.records import VARIETIES
 from arastory.text import normalize_arabic
+
+if TYPE_CHECKING:
+    from arastory.records import StoryRecord
 
 # Opening words of the always-present features' sentences in the released prompts (read from the CSVs), after
 # the optional ones in arastory.prompts.released.RELEASED_CUES.
@@ -103,7 +107,7 @@ class FileSystem:
     name: str | None = None
     variety: str | None = None
     n_per_variety: int | None = None  # the first N stories per variety in file order (null: all)
-    kind: str = "file"
+    kind: Literal["file"] = "file"
     _rows: list = field(default_factory=list, repr=False)
 
     def check(self) -> None:
@@ -173,7 +177,7 @@ class FileSystem:
 class FileGenerator:
     """Hands out the stories read from the file; nothing is generated."""
 
-    kind = "file"
+    kind: Literal["file"] = "file"
 
     def __init__(self, name: str, stories: dict[str, str], source: str):
         self.name, self.stories = name, stories
@@ -182,7 +186,7 @@ class FileGenerator:
     def story(self, prompt_id: str) -> dict:
         return {"story": self.stories[prompt_id], "meta": {"finish_reason": None, "finished": True}}
 
-    def perplexity(self, records) -> None:
+    def perplexity(self, records: list[StoryRecord]) -> None:
         return None  # no model
 
     def close(self) -> None:

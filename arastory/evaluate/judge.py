@@ -15,11 +15,14 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arastory.errors import ArastoryError, ConfigError
 from arastory.evaluate.criteria import CRITERIA, CRITERION_INFO
 from arastory.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, fingerprint, iter_jsonl
+
+if TYPE_CHECKING:
+    from arastory.llm import ChatClient
 from arastory.llm.client import LLMAuthError
 from arastory.llm.resumable import run_resumable
 from arastory.paths import cache_dir
@@ -233,7 +236,7 @@ def endpoint_of(base_url: str | None) -> str:
 
 
 class OpenAIJudgeBackend:
-    def __init__(self, client, temperature: float | None = 0.0, max_tokens: int = 300):
+    def __init__(self, client: ChatClient, temperature: float | None = 0.0, max_tokens: int = 300):
         self.client, self.params = client, {"temperature": temperature, "max_tokens": max_tokens}
         self.model = client.model
 
@@ -340,7 +343,7 @@ class Judge:
 
     def __init__(
         self,
-        backend,
+        backend: OpenAIJudgeBackend | HFJudgeBackend,
         rubric: Rubric | None = None,
         max_attempts: int = 3,
         concurrency: int = 8,

@@ -6,7 +6,7 @@ import functools
 import itertools
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sacrebleu.metrics import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
@@ -14,6 +14,9 @@ from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from arastory.dialect.markers import markers_in
 from arastory.prompts import load_variety
 from arastory.text import arabic_share, normalize_arabic, sentences, word_count, words
+
+if TYPE_CHECKING:
+    from arastory.dialect.identify import DialectIdentifier
 
 # Other names and demonym stems a story may use for a country (ours; matched after normalize_arabic).
 # Bare "القمر" (also "the moon") is left out of the Comoros on purpose. Known ambiguities: عمان is also Amman, and
@@ -155,10 +158,10 @@ def has_dialogue(story: str) -> bool:
     return bool(_QUOTE_PAIRS.search(story) or _DIALOGUE_DASH.search(story))
 
 
-def story_metrics(story: str, variety: str, features: dict | None, classifier) -> dict:
+def story_metrics(story: str, variety: str, features: dict | None, classifier: DialectIdentifier | None) -> dict:
     """Per-story metrics; a feature check is None when the prompt did not ask for that feature.
 
-    `classifier` is an arastory.dialect.classifier.DialectClassifier (None leaves the dialect metrics None).
+    `classifier`: a dialect identifier (arastory's classifier or CAMeL's; None leaves the dialect metrics None).
     """
     story, features = story or "", features or {}
     out: dict[str, Any] = {

@@ -112,7 +112,7 @@ def load_prompts(path: str | Path) -> list[dict]:
     return rows
 
 
-def check_disjoint(rows: list[dict], exclude: set[str], path) -> None:
+def check_disjoint(rows: list[dict], exclude: set[str], path: str | Path) -> None:
     """A reused prompt set must not share a prompt with the training data either."""
     shared = [row["id"] for row in rows if normalize_for_hash(row["prompt"]) in exclude]
     if shared:

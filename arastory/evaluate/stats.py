@@ -77,7 +77,9 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, rate: bool = False) -> dict:
+def bootstrap_ci(
+    values: Iterable[float | None], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, rate: bool = False
+) -> dict:
     """Mean with a (1 - alpha) CI: {"mean", "ci_low", "ci_high", "n"}.
 
     `rate` (0/1 values of a yes/no metric): Wilson interval at any n; else a BCa bootstrap (seeded) from
@@ -208,7 +210,9 @@ def percentile_ci(
     return float(low), float(high)
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray, labels=(1, 2, 3, 4, 5), weights: str | None = None) -> float:
+def cohen_kappa(
+    a: np.ndarray, b: np.ndarray, labels: Sequence[int] = (1, 2, 3, 4, 5), weights: str | None = None
+) -> float:
     """Cohen's kappa on integer labels (equal to sklearn's cohen_kappa_score; numpy, for fast bootstraps)."""
     k = len(labels)
     index = {label: i for i, label in enumerate(labels)}
