@@ -21,6 +21,8 @@ FULLY_ANNOTATED = [
     "llm",
     "prompts",
     "commands",
+    "data",
+    "filter",
     "cli.py",
     "budget.py",
     "io.py",

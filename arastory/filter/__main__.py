@@ -6,8 +6,11 @@ python -m arastory.filter -m input=parallel.jsonl filter.threshold=0.85,0.9,0.92
 python -m arastory.filter -m input=parallel.jsonl out=outputs/filter/big shard=0/2,1/2   # then arastory.data merge
 """
 
+from __future__ import annotations
+
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +19,9 @@ from omegaconf import DictConfig
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
 from arastory.plain import plain_dict
+
+if TYPE_CHECKING:
+    from arastory.data.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ def main(cfg: DictConfig) -> dict:
     return report
 
 
-def shard_of(cfg: DictConfig):
+def shard_of(cfg: DictConfig) -> Shard | None:
     """`shard=i/n` (into <out>/shards/<i>-of-<n>; `out=` is required so the shards can be merged), or None."""
     from arastory.data.shards import Shard
     from arastory.errors import ConfigError

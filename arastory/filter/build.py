@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +13,9 @@ from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
 from arastory.plain import dict_config
 from arastory.schema import typed
+
+if TYPE_CHECKING:
+    from arastory.filter.encoders import PairEncoder
 
 
 def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSettings:
@@ -28,7 +32,7 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") -> DictConfig:
+def encoder_config(spec: str | DictConfig | dict, overrides: dict | None = None, key: str = "encoder") -> DictConfig:
     """A name from arastory/conf/encoder/ (e.g. `lexicon`, `labse`) or an inline config with `_target_`."""
     if isinstance(spec, str):
         path = CONF_DIR / "encoder" / f"{spec}.yaml"
@@ -45,7 +49,7 @@ def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") ->
     return dict_config(cfg)
 
 
-def build_encoder(cfg: DictConfig, key: str = "encoder"):
+def build_encoder(cfg: DictConfig, key: str = "encoder") -> PairEncoder:
     try:
         return instantiate(cfg, _convert_="all")
     except Exception as error:

@@ -89,7 +89,7 @@ class ArrayStore:
         columns = {k: (d, tuple(s)) for k, (d, s) in state["columns"].items()}
         return cls(key, state["capacity"], columns, root)
 
-    def finish(self, rows: int, **meta) -> None:
+    def finish(self, rows: int, **meta: object) -> None:
         self.state.update(done=rows, rows=rows, complete=True, meta=meta)
         atomic_write_json(self.dir / STATE_FILE, self.state)
         self._arrays.clear()

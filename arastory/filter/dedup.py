@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from arastory.errors import ConfigError
+
+if TYPE_CHECKING:
+    import faiss
 
 
 @dataclass
@@ -42,7 +46,9 @@ def exact_duplicates(candidates: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     return np.array(dups, dtype=np.int64)
 
 
-def make_index(dim: int, n_items: int, settings: DedupSettings, sample: np.ndarray | None = None):
+def make_index(
+    dim: int, n_items: int, settings: DedupSettings, sample: np.ndarray | None = None
+) -> tuple[faiss.Index, str]:
     """A flat inner-product index for small sets, IVF (scalar-quantized, bounded memory) above `ivf_min_items`."""
     import faiss
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +25,9 @@ from arastory.filter.checks import CODE, REASONS, CheckSettings, check_chunk, ch
 from arastory.filter.dedup import DedupSettings, LeakageSettings, exact_duplicates, leaked, near_duplicates
 from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line, open_input
 from arastory.records import ParallelRecord, StoryRecord
+
+if TYPE_CHECKING:
+    from arastory.filter.encoders import PairEncoder
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
 KEPT, REJECTED, REPORT = "kept.jsonl", "rejected.jsonl", "report.json"
@@ -98,7 +101,7 @@ class Filter:
         self,
         input_path: str | Path,
         out_dir: str | Path,
-        encoder,
+        encoder: PairEncoder,
         settings: FilterSettings,
         eval_records: list[StoryRecord] | None = None,
         encoder_name: str | None = None,
@@ -202,7 +205,7 @@ class Filter:
         return stores
 
     def _fill_chunk(self, stores: dict[str, ArrayStore], start: int, batch: list[ParallelRecord], pool) -> None:
-        def needed(name):
+        def needed(name: str) -> bool:
             return name in stores and start + len(batch) > stores[name].done
 
         pending = None

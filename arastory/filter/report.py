@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from arastory.filter.pipeline import Filter
 
-def build_report(flt, decided: dict, scores: np.ndarray, codes: np.ndarray, labels: dict) -> dict:
+
+def build_report(flt: Filter, decided: dict, scores: np.ndarray, codes: np.ndarray, labels: dict) -> dict:
     report = {
         "input": str(flt.path),
         "out": str(flt.out),
