@@ -23,6 +23,7 @@ FULLY_ANNOTATED = [
     "commands",
     "data",
     "filter",
+    "synthesize",
     "cli.py",
     "budget.py",
     "io.py",

@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from tqdm.auto import tqdm
 
@@ -17,6 +18,13 @@ from arastory.io import JsonlAppender
 from arastory.llm.resumable import done_keys
 from arastory.llm.retry import RETRY_AFTER_MAX
 from arastory.plain import plain_dict
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from arastory.llm import ChatClient
+    from arastory.train.formatting import ExampleFormatter
 
 
 @dataclass
@@ -48,6 +56,20 @@ def too_long(prompt: str, max_prompt_chars: int) -> str | None:
     if len(prompt) > max_prompt_chars:
         return f"prompt has {len(prompt)} characters, over generator.max_prompt_chars={max_prompt_chars}; not sent"
     return None
+
+
+class StoryGenerator(Protocol):
+    """What a synthesis run needs of a generator (`OpenAIGenerator`, `HFGenerator` or a user's `_target_` class)."""
+
+    name: str
+    model: str
+    chars_per_token: float
+
+    def estimate(self, prompts: list[dict]) -> dict: ...
+
+    def preflight(self) -> None: ...
+
+    def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun: ...
 
 
 class OpenAIGenerator:
@@ -100,7 +122,7 @@ class OpenAIGenerator:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return [*system, {"role": "user", "content": prompt}]
 
-    def client(self):
+    def client(self) -> ChatClient:
         from arastory.llm import ChatClient
 
         return ChatClient(
@@ -194,7 +216,7 @@ class HFGenerator:
     def preflight(self) -> None:
         """Nothing to check before loading: the model path was checked when the generator was built."""
 
-    def load(self):
+    def load(self) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase, ExampleFormatter]:
         """(model, tokenizer, formatter), loaded once per generator (synthesis asks in several rounds)."""
         if getattr(self, "_loaded", None) is None:
             self._loaded = self._load()
@@ -230,7 +252,13 @@ class HFGenerator:
         spec = plain_dict(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
         return build_tiny_model(**spec)
 
-    def generate_batch(self, model, tokenizer, formatter, prompts: list[str]) -> list[tuple[str, dict]]:
+    def generate_batch(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        formatter: ExampleFormatter,
+        prompts: list[str],
+    ) -> list[tuple[str, dict]]:
         """Stories for `prompts` with their token usage (prompt tokens without padding, new tokens up to EOS)."""
         import torch
 
@@ -240,7 +268,7 @@ class HFGenerator:
         ).to(model.device)
         sampling = self.sampling if self.sampling["do_sample"] else {"do_sample": False}
         with torch.no_grad():
-            output = model.generate(
+            output = model.generate(  # type: ignore[operator]  # a PeftModel forwards generate to its base model
                 **batch,
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
@@ -254,7 +282,7 @@ class HFGenerator:
             if tokenizer.eos_token_id in ids:
                 ids = ids[: ids.index(tokenizer.eos_token_id)]
             usage = {"prompt_tokens": int(mask.sum()), "completion_tokens": len(ids)}
-            results.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), usage))
+            results.append((str(tokenizer.decode(ids, skip_special_tokens=True)).strip(), usage))
         return results
 
     def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun:

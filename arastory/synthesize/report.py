@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def print_summary(out_dir, report: dict) -> None:
+def print_summary(out_dir: str | Path, report: dict) -> None:
     cost = report.get("estimated_cost_usd")
     cost_text = f"${cost:.4f}" if cost is not None else "n/a (no price for this model)"
     if report.get("dry_run"):
