@@ -232,13 +232,15 @@ class HFGenerator:
         path = self._resolve_path()
         tokenizer = load_tokenizer(path, trust_remote_code=self.trust_remote_code)
         tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
-        model = load_model(path, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        model: PreTrainedModel | PeftModel = load_model(
+            path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
+        )
         if self.adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides the bound self
         return model, tokenizer, ExampleFormatter(tokenizer)
 
     def _resolve_path(self) -> str:

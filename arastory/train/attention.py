@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,8 +67,16 @@ def _cuts(cu_seq_lens: torch.Tensor) -> list[int]:
 
 
 def packed_sdpa_forward(
-    module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs
-):
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: (output [batch, seq, heads, dim], None). A single row without a mask
     (a packed row, or one unpadded example) runs causal SDPA per example; anything else goes to `sdpa`."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
@@ -89,7 +98,7 @@ def packed_sdpa_forward(
     return output.transpose(1, 2).contiguous(), None
 
 
-def packed_sdpa_mask(*args, attention_mask=None, **kwargs):
+def packed_sdpa_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | None:
     """No dense mask for a causal row without padding (packed or not: `packed_sdpa_forward` separates the examples);
     the ordinary SDPA mask otherwise (padded validation batches, generation)."""
     from transformers.masking_utils import sdpa_mask

@@ -4,6 +4,7 @@ order that resumes mid-epoch."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ COUNT_KEYS = ("story_chars", "story_words")  # per-example counts batched as ten
 TOKENIZED = ("train_set", "format_stats", "val_sets", "val_format_stats", "val_names", "packed", "sampler")
 
 
-def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False):
+def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False) -> Callable[[list[dict]], dict]:
     """Right-padded input_ids, labels (-100 on padding) and attention_mask; the examples' character and word counts
     when they have them; with `with_ids`, the example ids as a list under `example_ids`; with `extras`, what
     `story_nll` and the step's bookkeeping need (`packing.training_extras`)."""

@@ -7,8 +7,14 @@ then decoded on the CPU while the GPU idled, and each stage boundary copied the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 from pytorch_lightning.strategies import SingleDeviceStrategy, Strategy
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def teardown_resident(strategy: Strategy) -> None:
@@ -34,7 +40,7 @@ class ResidentSingleDevice(SingleDeviceStrategy):
         teardown_resident(self)
 
 
-def single_training_device(accelerator: str, devices) -> torch.device | None:
+def single_training_device(accelerator: str, devices: int | str | Sequence[int]) -> torch.device | None:
     """The one device a `trainer` config trains on, or None when it asks for several (or an accelerator this module
     does not place: Lightning then picks its own strategy)."""
     wants_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -49,7 +55,7 @@ def single_training_device(accelerator: str, devices) -> torch.device | None:
     return None
 
 
-def training_strategy(trainer_cfg):
+def training_strategy(trainer_cfg: DictConfig) -> Strategy | str:
     """`Trainer(strategy=...)`: the config's own strategy if it names one, else `ResidentSingleDevice` on the one
     training device (multi-device runs keep Lightning's choice)."""
     named = trainer_cfg.get("strategy", "auto")

@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pytorch_lightning.strategies import DDPStrategy
@@ -28,6 +29,13 @@ from torch.utils.data import DataLoader, Sampler
 from arastory.train.devices import teardown_resident
 from arastory.train.ranks import RANK_ENV, WORKER_ENV, world_size
 from arastory.train.sampler import ResumableSampler, derive_seed
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+    from pytorch_lightning.strategies import Strategy
 
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # Validation metrics are logged after torchmetrics sums them over the ranks: Lightning's advice to sync is moot.
@@ -131,7 +139,7 @@ class ResidentDDP(LaunchesWorkers, DDPStrategy):
         teardown_resident(self)
 
 
-def parallel_strategy(trainer_cfg, run_dir: str | Path):
+def parallel_strategy(trainer_cfg: DictConfig, run_dir: str | Path) -> Strategy | None:
     """`Trainer(strategy=...)` for a multi-process config (`strategy: ddp`, or several devices), else None."""
     named = trainer_cfg.get("strategy", "auto")
     if named == "ddp" or (named == "auto" and world_size(trainer_cfg) > 1):
@@ -143,13 +151,13 @@ def parallel_strategy(trainer_cfg, run_dir: str | Path):
     return None
 
 
-def training_strategy(trainer_cfg, run_dir: str | Path):
+def training_strategy(trainer_cfg: DictConfig, run_dir: str | Path) -> Strategy | str:
     from arastory.train.devices import training_strategy as single_or_named
 
     return parallel_strategy(trainer_cfg, run_dir) or single_or_named(trainer_cfg)
 
 
-def bind_cuda_device(trainer_cfg) -> None:
+def bind_cuda_device(trainer_cfg: DictConfig) -> None:
     """Each GPU process loads its (4-bit) base straight onto its own GPU: `load_model` puts it on the current device."""
     if not torch.cuda.is_available() or str(trainer_cfg.get("accelerator", "auto")) == "cpu":
         return
@@ -160,7 +168,7 @@ def bind_cuda_device(trainer_cfg) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ data shards
-def shard_of(trainer) -> tuple[int, int] | None:
+def shard_of(trainer: pl.Trainer | None) -> tuple[int, int] | None:
     """(rank, world size) while several processes train, else None."""
     if trainer is None or trainer.world_size <= 1:
         return None
@@ -275,7 +283,7 @@ class Flagged(torch.utils.data.Dataset):
         return self.dataset[index], padding
 
 
-def flagged_collate(collate):
+def flagged_collate(collate: Callable[[list[dict]], dict]) -> Callable[[list], dict]:
     """`collate` of the examples, with `lockstep_padding` set on a padding batch (the strategy skips its sums)."""
 
     def wrapped(items: list) -> dict:
@@ -309,7 +317,7 @@ class StepTotals:
     examples: int
 
 
-def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals | None]:
+def global_step_loss(trainer: pl.Trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals | None]:
     """The loss to backpropagate and the step's global totals. With N ranks each rank's mean over its own scored
     tokens is rescaled to (its tokens / all ranks' tokens) x N, so DDP's average of the ranks' gradients is the
     gradient of the mean over the whole global batch's tokens, as with one process. One process: (loss, None)."""
@@ -329,7 +337,7 @@ def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Te
     return weighted, StepTotals(float(total[0] / total[1].clamp(min=1)), int(total[2]), int(total[3]))
 
 
-def gather_rng(trainer, mine: dict) -> list[dict] | None:
+def gather_rng(trainer: pl.Trainer, mine: dict) -> list[dict] | None:
     """Every rank's RNG streams (rank order), for a checkpoint that resumes each rank exactly; None with one rank."""
     if shard_of(trainer) is None or not torch.distributed.is_initialized():
         return None
@@ -338,7 +346,7 @@ def gather_rng(trainer, mine: dict) -> list[dict] | None:
     return streams
 
 
-def own_rng(trainer, state: dict) -> dict:
+def own_rng(trainer: pl.Trainer | None, state: dict) -> dict:
     """This rank's RNG streams from a checkpoint (rank 0's when it was written by another number of processes)."""
     by_rank = state.get("rng_by_rank")
     if by_rank and trainer is not None and len(by_rank) == trainer.world_size:
@@ -347,7 +355,7 @@ def own_rng(trainer, state: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------- run facts
-def scratch_dir(zero: bool, run_dir: Path):
+def scratch_dir(zero: bool, run_dir: Path) -> AbstractContextManager[Path | str]:
     """Where this rank writes the data stage's by-products (the filter's outputs): the run dir on rank 0, a
     temporary dir elsewhere (the filter's caches are shared and already filled by rank 0)."""
     import contextlib
@@ -358,7 +366,7 @@ def scratch_dir(zero: bool, run_dir: Path):
     return tempfile.TemporaryDirectory(prefix="arastory-rank-")
 
 
-def run_shape(cfg) -> dict:
+def run_shape(cfg: DictConfig) -> dict:
     """How the run was spread over processes (metrics.json): the numbers that make its batches comparable."""
     world = world_size(cfg.trainer)
     return {

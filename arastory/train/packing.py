@@ -10,7 +10,7 @@ predicted from the previous example's last token), and the loss is the mean over
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class PackedRows(Dataset):
         return tokens / (len(self.rows) * self.budget) if self.rows else 0.0
 
 
-def packed_collate(with_ids: bool = True):
+def packed_collate(with_ids: bool = True) -> Callable[[list[list[dict]]], dict]:
     """One packed row (the loader's batch size is 1 row) → a [1, tokens] batch: input_ids, labels (the first label
     of each example masked), position_ids restarting at 0 per example, flash-attention's `cu_seq_lens_q/k` and
     `max_length_q/k`, the scored positions and their targets for `story_nll`, and token counts."""

@@ -67,7 +67,8 @@ class RngStreams(Callback):
         from arastory.train.distributed import gather_rng
 
         mine = rng_states()
-        by_rank = gather_rng(self._trainer, mine)  # several processes: every rank's streams (all ranks call this)
+        # several processes: every rank's streams (all ranks call this); None before `setup` saw the trainer
+        by_rank = gather_rng(self._trainer, mine) if self._trainer is not None else None
         return {"rng": mine, **({"rng_by_rank": by_rank} if by_rank else {})}
 
     def load_state_dict(self, state_dict: dict) -> None:

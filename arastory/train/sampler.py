@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from arastory.train.resume import CheckpointMismatch
 
 
-def derive_seed(*parts) -> int:
+def derive_seed(*parts: object) -> int:
     """A 60-bit seed from a base seed and labels, so streams of different stages, epochs and seeds never coincide."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
 
