@@ -9,12 +9,16 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from arastory.io import JsonlAppender, atomic_write_text, json_line, read_jsonl
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 BATCH_LOG = "batches.jsonl"
 
@@ -126,7 +130,9 @@ class BatchLog(Callback):
         self.path = path
         self._out: JsonlAppender | None = None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, batch_idx: int
+    ) -> None:
         if self._out is None:
             self._out = JsonlAppender(self.path)
         self._out.write(
@@ -138,7 +144,7 @@ class BatchLog(Callback):
             }
         )  # all ranks' examples
 
-    def teardown(self, trainer, pl_module, stage) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._out is not None:
             self._out.close()
             self._out = None

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from array import array
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -23,6 +24,9 @@ from tqdm.auto import tqdm
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, PLAIN_TEMPLATE, ExampleFormatter, FormatStats
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ENCODER_VERSION = 1  # bump when ExampleFormatter.encode changes what it produces
 PROGRESS_FROM = 5_000  # show a progress bar when encoding at least this many records
@@ -147,7 +151,7 @@ class TokenSink:
         return _load_array(target)
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """The tokenizer's definition (a fast tokenizer's full JSON, else its vocabulary), special tokens and chat
     template: equal fingerprints encode equally, wherever the tokenizer was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
