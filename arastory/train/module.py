@@ -4,9 +4,12 @@ bits per character / per word (comparable across tokenizers)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import Metric
 
 from arastory.train.distributed import global_step_loss
@@ -120,7 +123,14 @@ class StoryLM(pl.LightningModule):
         self._trainable_shapes: dict[str, tuple] | None = None
         self.trainable_shapes()  # now, before a strategy (FSDP) can rename and shard the parameters
 
-    def configure_stage(self, lr, total_steps, step_offset, val_names, carried_optimizer_state=None):
+    def configure_stage(
+        self,
+        lr: float,
+        total_steps: int,
+        step_offset: int,
+        val_names: Sequence[str],
+        carried_optimizer_state: dict | None = None,
+    ) -> None:
         """Settings for the next `Trainer.fit` (one per stage); the adapter weights carry over."""
         self.lr, self.total_steps, self.step_offset = lr, total_steps, step_offset
         self.val_names = tuple(val_names)
@@ -134,10 +144,10 @@ class StoryLM(pl.LightningModule):
         tokens, slots = self.stage_tokens
         return 1 - tokens / slots if slots else None
 
-    def forward(self, **batch):
+    def forward(self, **batch: torch.Tensor) -> Any:
         return self.model(**batch)
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = story_nll(self.model, batch)
         loss, step = global_step_loss(self.trainer, loss, batch)  # several processes: over the global batch
         # Counted by the collate on the CPU: reading them off the device would wait for the step to finish.
@@ -158,7 +168,7 @@ class StoryLM(pl.LightningModule):
         assert not isinstance(optimizer, list), "one optimizer per stage"
         return float(optimizer.param_groups[0]["lr"])
 
-    def on_train_epoch_end(self):
+    def on_train_epoch_end(self) -> None:
         """The epoch's mean training loss, kept in checkpoints so a mid-epoch resume reports the whole epoch's mean
         (Lightning's own on_epoch mean would restart at the resumed batch)."""
         total, examples = self._epoch_loss
@@ -166,17 +176,17 @@ class StoryLM(pl.LightningModule):
             self.log("train/loss_epoch", float(total) / examples, on_step=False, on_epoch=True)
         self._epoch_loss = [0.0, 0]
 
-    def on_validation_epoch_start(self):
+    def on_validation_epoch_start(self) -> None:
         # Not a child module (a plain attribute): it stays out of the checkpoint and of the adapter's parameters.
         self.__dict__["_val_sums"] = ValidationSums(self.val_names).to(self.device)
 
-    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Sums per variety: NLL (nats) over the scored story tokens, their count, story characters and words."""
         loss_sum = story_nll(self.model, batch, reduction="sum")
         counts = [batch["targets"].numel(), int(batch["story_chars"].sum()), int(batch["story_words"].sum())]
         self._val_sums.update(dataloader_idx, torch.tensor([float(loss_sum), *counts], dtype=torch.float64))
 
-    def on_validation_epoch_end(self):
+    def on_validation_epoch_end(self) -> None:
         sums = self._val_sums.compute()  # several processes: whole-set totals (torchmetrics' own all-reduce)
         for name, values in sums.items():
             self._log_val(f"val/{name}/", values)
@@ -192,7 +202,7 @@ class StoryLM(pl.LightningModule):
         self.log(f"{prefix}bpc", nll / math.log(2) / chars)
         self.log(f"{prefix}bpw", nll / math.log(2) / words)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params, lr=self.lr, weight_decay=self.weight_decay, fused=use_fused_adamw(self.fused, params)
@@ -214,18 +224,18 @@ class StoryLM(pl.LightningModule):
             self._trainable_shapes = {n: tuple(p.shape) for n, p in self.named_parameters() if p.requires_grad}
         return self._trainable_shapes
 
-    def on_save_checkpoint(self, checkpoint):
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = self.trainable_shapes()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         checkpoint[IDENTITY_KEY] = self.identity
         checkpoint[EPOCH_LOSS_KEY] = [float(self._epoch_loss[0]), self._epoch_loss[1]]
         checkpoint[TOKENS_KEY] = list(self.stage_tokens)
 
-    def on_load_checkpoint(self, checkpoint):
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._epoch_loss = list(checkpoint.get(EPOCH_LOSS_KEY, [0.0, 0]))
         self.stage_tokens = list(checkpoint.get(TOKENS_KEY, [0, 0]))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Strict means: exactly the trainable tensors, with their shapes (the frozen base is never in a checkpoint)."""
         problem = shapes_mismatch(self.trainable_shapes(), {k: tuple(v.shape) for k, v in state_dict.items()})
         if strict and problem:

@@ -11,8 +11,10 @@ rank 0 samples from a fresh unsharded model carrying the final adapter.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning_fabric.strategies.fsdp import _move_torchmetrics_to_device
@@ -23,13 +25,20 @@ from torch.distributed.fsdp import FullyShardedDataParallel
 from arastory.errors import ConfigError
 from arastory.train.distributed import LaunchesWorkers
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+    from peft import PeftModel
+    from pytorch_lightning.plugins.precision import Precision
+    from torch.optim import Optimizer
 
-def is_fsdp(trainer_cfg) -> bool:
+
+def is_fsdp(trainer_cfg: DictConfig) -> bool:
     """Whether a `trainer` config asks for FSDP (`strategy: fsdp`, also Lightning's `fsdp_cpu_offload` name)."""
     return str(trainer_cfg.get("strategy", "auto")).startswith("fsdp")
 
 
-def check_fsdp(cfg) -> None:
+def check_fsdp(cfg: DictConfig) -> None:
     """What FSDP cannot train stops here with one line, before any data or model loads."""
     if not is_fsdp(cfg.trainer):
         return
@@ -57,7 +66,7 @@ def check_fsdp(cfg) -> None:
         )
 
 
-def wrap_policy(model: torch.nn.Module):
+def wrap_policy(model: torch.nn.Module) -> Callable[..., bool]:
     """One FSDP unit per decoder layer (the model's `_no_split_modules`) and one per LoRA A or B matrix, so that each
     unit's flat parameter is of one dtype (peft keeps LoRA weights float32 next to a bfloat16 base) and the frozen
     layers' units hold no trainable weight. `modules_to_save` copies (the tiny model's lm_head) stay in the root unit
@@ -93,7 +102,7 @@ class RootClipping(FSDPPrecision):
         super().__init__(precision)
         self.strategy = strategy
 
-    def clip_grad_by_norm(self, optimizer, clip_val, *args, **kwargs) -> None:
+    def clip_grad_by_norm(self, optimizer: Optimizer, clip_val: float | int, *args: Any, **kwargs: Any) -> None:
         self.strategy.root.clip_grad_norm_(clip_val)
 
 
@@ -123,7 +132,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         return FSDPStrategy.precision_plugin.fget(self)  # type: ignore[attr-defined]
 
     @precision_plugin.setter
-    def precision_plugin(self, plugin) -> None:
+    def precision_plugin(self, plugin: Precision | None) -> None:
         if isinstance(plugin, FSDPPrecision) and not isinstance(plugin, RootClipping):
             plugin = RootClipping(plugin.precision, self)
         FSDPStrategy.precision_plugin.fset(self, plugin)  # type: ignore[attr-defined]
@@ -147,7 +156,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         return self._root
 
     @contextmanager
-    def full_state(self, rank0_only: bool = True):
+    def full_state(self, rank0_only: bool = True) -> Iterator[None]:
         """Unsharded state dicts; offloaded to the CPU from GPUs (FSDP's offload of CPU tensors frees them under the
         copy: a segfault on CPU runs)."""
         from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
@@ -166,13 +175,13 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         with self.full_state():
             return self.root.state_dict()
 
-    def optimizer_state(self, optimizer) -> dict:
+    def optimizer_state(self, optimizer: Optimizer) -> dict:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with self.full_state():
             return FSDP.optim_state_dict(self.root, getattr(optimizer, "_optimizer", optimizer))
 
-    def load_checkpoint(self, checkpoint_path, weights_only=None) -> dict:
+    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict:
         """A full checkpoint (rank 0's file) into every rank's shards: the adapter's tensors (the frozen base is not in
         it, so non-strict) and the optimizer's full state."""
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -189,7 +198,7 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
                 optimizer.load_state_dict(FSDP.optim_state_dict_to_load(self.root, optimizer, state))
         return checkpoint
 
-    def validation_step(self, *args, **kwargs):
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
         """A padding batch (a rank with fewer validation examples than another) runs the model for the collectives
         only: nothing of it reaches the validation sums."""
         batch = args[0] if args else kwargs["batch"]
@@ -202,18 +211,21 @@ class ShardedLoRA(LaunchesWorkers, FSDPStrategy):
         return None
 
 
-def gathered_adapter(trainer) -> dict | None:
+def gathered_adapter(trainer: pl.Trainer) -> dict | None:
     """The adapter's tensors, unsharded, keyed as the peft model names them (for `save_pretrained(state_dict=...)`):
     on rank 0 under FSDP (every rank must call this: it is a collective), None otherwise."""
     if not isinstance(trainer.strategy, ShardedLoRA):
         return None
+    from arastory.train.module import StoryLM
+
     module = trainer.lightning_module
+    assert isinstance(module, StoryLM), "arastory trains a StoryLM"
     state = trainer.strategy.lightning_module_state_dict()
     trainable = module.trainable_shapes()
     return {k.removeprefix("model."): v for k, v in state.items() if k in trainable}
 
 
-def save_adapter(model, state: dict, out_dir: Path) -> None:
+def save_adapter(model: PeftModel, state: dict, out_dir: Path) -> None:
     """Write gathered adapter tensors as `save_pretrained` would (adapter_config.json, adapter_model.safetensors, keys
     without the adapter's name): peft's own save walks the module tree, whose names FSDP changed."""
     import copy
