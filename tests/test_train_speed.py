@@ -84,3 +84,25 @@ def test_fused_adamw_and_compiled_layers_on_the_cpu(tiny_tokenizer):
     assert compile_layers(model, True) == 2
     layers = [m for m in model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
     assert len(layers) == 2 and all(layer._compiled_call_impl is not None for layer in layers)
+
+
+def test_the_batch_log_is_fsynced_before_each_checkpoint_not_at_every_step(tmp_path, monkeypatch):
+    """batches.jsonl rows are flushed as written (a killed process keeps them) and fsynced when a checkpoint is saved
+    (a resume reads the rows before its checkpoint's step): an fsync per step made every step wait on the disk."""
+    import os
+    from types import SimpleNamespace
+
+    from arastory.train.history import BatchLog, read_batch_log
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    log = BatchLog(tmp_path, resume_step=0)
+    for step in range(5):
+        trainer = SimpleNamespace(global_step=step, current_epoch=0)
+        log.on_train_batch_start(trainer, None, {"example_ids": [f"e{step}"]}, step)
+    assert synced == []
+    assert [row["ids"] for row in read_batch_log(tmp_path)] == [[f"e{k}"] for k in range(5)]
+    log.on_save_checkpoint(trainer, None, {})
+    assert len(synced) == 1
+    log.teardown(trainer, None, "fit")
+    assert len(synced) == 2
