@@ -24,7 +24,7 @@ def fuse_lora(model: torch.nn.Module, enabled: bool) -> int:
 
     layers = [module for module in model.modules() if isinstance(module, Linear4bit)]
     for layer in layers:
-        layer.forward = types.MethodType(fused_forward, layer)
+        layer.forward = types.MethodType(fused_forward, layer)  # type: ignore[method-assign]
     return len(layers)
 
 
