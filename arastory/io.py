@@ -289,9 +289,15 @@ class JsonlAppender:
             )
         self._handle = open(self.path, "a", encoding="utf-8")
 
-    def write(self, row: dict) -> None:
+    def write(self, row: dict, sync: bool = True) -> None:
+        """One row, flushed to the OS (a killed process keeps it); fsynced too unless `sync` is False (then call
+        `sync()` where the rows must survive a machine crash, e.g. before a checkpoint that refers to them)."""
         self._handle.write(json_line(row))
         self._handle.flush()
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
         os.fsync(self._handle.fileno())
 
     def write_many(self, rows: list[dict]) -> None:

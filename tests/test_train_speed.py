@@ -104,3 +104,25 @@ def test_flops_count_4bit_weights_at_their_unquantized_size(tiny_tokenizer):
     stored = sum(p.numel() for p in nf4.parameters())
     assert stored < sum(p.numel() for p in dense.parameters()), "4-bit weights store two values per element"
     assert dense_parameter_count(nf4) == dense_parameter_count(dense) == sum(p.numel() for p in dense.parameters())
+
+
+def test_the_batch_log_is_fsynced_before_each_checkpoint_not_at_every_step(tmp_path, monkeypatch):
+    """batches.jsonl rows are flushed as written (a killed process keeps them) and fsynced when a checkpoint is saved
+    (a resume reads the rows before its checkpoint's step): an fsync per step made every step wait on the disk."""
+    import os
+    from types import SimpleNamespace
+
+    from arastory.train.history import BatchLog, read_batch_log
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    log = BatchLog(tmp_path, resume_step=0)
+    for step in range(5):
+        trainer = SimpleNamespace(global_step=step, current_epoch=0)
+        log.on_train_batch_start(trainer, None, {"example_ids": [f"e{step}"]}, step)
+    assert synced == []
+    assert [row["ids"] for row in read_batch_log(tmp_path)] == [[f"e{k}"] for k in range(5)]
+    log.on_save_checkpoint(trainer, None, {})
+    assert len(synced) == 1
+    log.teardown(trainer, None, "fit")
+    assert len(synced) == 2

@@ -79,19 +79,20 @@ def packed_sdpa_forward(
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: (output [batch, seq, heads, dim], None). A single row without a mask
     (a packed row, or one unpadded example) runs causal SDPA per example; anything else goes to `sdpa`."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     length = query.shape[2]
     if attention_mask is not None or query.shape[0] != 1 or length == 1 or key.shape[2] != length:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # Grouped-query heads go to SDPA as they are (`enable_gqa`, as transformers' `sdpa` does without a mask): no
+    # copy of the key/value heads per query group, and no sum of those copies' gradients in the backward.
+    gqa = key.shape[1] != query.shape[1]
     sizes = [b - a for a, b in segment_bounds(kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"), length)]
     # split, not slices: its backward is one concatenation, where each slice's backward fills a zero tensor of the row
     parts = [
-        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
         for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2), strict=False)
     ]
     output = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)

@@ -120,7 +120,11 @@ class StepMetrics(Callback):
 
 class BatchLog(Callback):
     """`<stage dir>/batches.jsonl`: one row per training batch, {step, epoch, batch, ids}: which examples each
-    optimizer step saw, in order. A resumed stage keeps the rows before its checkpoint's step."""
+    optimizer step saw, in order. A resumed stage keeps the rows before its checkpoint's step.
+
+    Rows are flushed as written and fsynced when a checkpoint is saved (and at the end): a resume needs exactly the
+    rows before its checkpoint, so that is when they must be on disk; an fsync per step made each step wait on the
+    disk (most of arastory's wall time that was not CPU time in bench/bench_peers.py)."""
 
     def __init__(self, stage_dir: Path, resume_step: int):
         path = Path(stage_dir) / BATCH_LOG
@@ -141,11 +145,17 @@ class BatchLog(Callback):
                 "epoch": int(trainer.current_epoch),
                 "batch": int(batch_idx),
                 "ids": list(batch.get("global_example_ids", batch["example_ids"])),
-            }
+            },
+            sync=False,
         )  # all ranks' examples
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if self._out is not None:  # before the checkpoint is written: its rows are on disk first
+            self._out.sync()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._out is not None:
+            self._out.sync()
             self._out.close()
             self._out = None
 

@@ -31,6 +31,7 @@ from arastory.train.data import build_training_data, val_fingerprint
 from arastory.train.datamodule import StoryDataModule
 from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
+from arastory.train.fused_lora import fuse_lora
 from arastory.train.generate import generate_samples
 from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
 from arastory.train.model import (
@@ -214,6 +215,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
         cfg.model.gradient_checkpointing, base.config, max(dm.tokens_per_step() for dm in datamodules), device
     )
     model = apply_lora(base, peft_config, is_quantized(base), checkpointing)
+    fused_lora = fuse_lora(model, cfg.model.get("fused_lora", False))
     compiled = compile_layers(model, cfg.model.get("compile", False))
     identity = run_identity(model, peft_config)
     module = StoryLM(
@@ -231,6 +233,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
         "gradient_checkpointing": checkpointing,
         "liger": bool(cfg.model.get("liger", False)),
         "compiled_layers": compiled,
+        "fused_lora_layers": fused_lora,
         "fused_adamw": use_fused_adamw(
             cfg.optim.get("fused", "auto"), [p for p in model.parameters() if p.requires_grad]
         ),
