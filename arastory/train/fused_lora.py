@@ -12,8 +12,12 @@ forward.
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from peft.tuners.lora.bnb import Linear4bit
 
 
 def fuse_lora(model: torch.nn.Module, enabled: bool) -> int:
@@ -28,7 +32,7 @@ def fuse_lora(model: torch.nn.Module, enabled: bool) -> int:
     return len(layers)
 
 
-def fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+def fused_forward(self: Linear4bit, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """peft's `Linear4bit.forward` for one plain LoRA adapter, with the scaling and the sum inside one addmm."""
     name = _plain_adapter(self, x, args, kwargs)
     if name is None:

@@ -20,6 +20,8 @@ from arastory.io import JsonlAppender, atomic_write_text, json_line, read_jsonl
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
+    from arastory.train.module import StoryLM
+
 BATCH_LOG = "batches.jsonl"
 
 
@@ -103,14 +105,17 @@ class StepMetrics(Callback):
     step's checkpoint: Lightning writes them after the checkpoint, so a run killed right after one lost that row
     for good (the resumed run starts after that step). Same steps as Lightning: every `log_every_n_steps`."""
 
-    def __init__(self):
-        self._last_step = None
+    def __init__(self) -> None:
+        self._last_step: int | None = None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(  # type: ignore[override]  # a StoryLM only
+        self, trainer: pl.Trainer, pl_module: StoryLM, outputs: object, batch: dict, batch_idx: int
+    ) -> None:
         if trainer.global_step == self._last_step or not pl_module.step_metrics:
             return  # accumulating gradients: no optimizer step yet
         self._last_step = step = trainer.global_step
-        if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.should_stop:
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
+        if step % every == 0 or step == trainer.max_steps or trainer.should_stop:
             for logger in trainer.loggers:
                 metrics = {
                     key: float(value) for key, value in pl_module.step_metrics.items()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from arastory.train import distributed, ranks, sharded
 from arastory.train.attention import resolve_attn_implementation
 from arastory.train.checks import check_config
-from arastory.train.data import build_training_data, val_fingerprint
+from arastory.train.data import TrainingData, build_training_data, val_fingerprint
 from arastory.train.datamodule import StoryDataModule
 from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
@@ -58,6 +58,8 @@ from arastory.train.tracking import plain_config
 
 if TYPE_CHECKING:
     from peft import PeftModel
+    from pytorch_lightning.loggers import Logger
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class Throughput(ThroughputMonitor):
         """The next fit's window: at most its batch count, since a window that never fills logs no rate."""
         self.kwargs["window_size"] = max(2, min(self.WINDOW, batches))
 
-    def on_train_start(self, trainer, module) -> None:
+    def on_train_start(self, trainer: pl.Trainer, module: StoryLM) -> None:  # type: ignore[override]  # a StoryLM only
         super().on_train_start(trainer)
         self._tokens0 = module.tokens_seen
 
@@ -92,7 +94,7 @@ class Throughput(ThroughputMonitor):
         ):  # validation rates would be logged at their batch index as step
             super()._compute(trainer, iter_num)
 
-    def on_train_end(self, trainer, module) -> None:
+    def on_train_end(self, trainer: pl.Trainer, module: StoryLM) -> None:  # type: ignore[override]  # a StoryLM only
         times = self._throughputs[RunningStage.TRAINING]._time
         self.seconds += times[-1] if times else 0.0
         self.tokens += module.tokens_seen - self._tokens0
@@ -158,7 +160,9 @@ def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
     return zero
 
 
-def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
+def set_up_data(
+    cfg: DictConfig, run_dir: Path, stages: list, zero: bool
+) -> tuple[TrainingData, ExampleFormatter, list[StoryDataModule]]:
     """The stages' records (split once per study), the example formatter, and one data module per stage."""
     with distributed.scratch_dir(zero, run_dir) as data_out:
         data = build_training_data(
@@ -242,7 +246,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
 
 
 @contextmanager
-def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool):
+def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool) -> Iterator[list[Logger]]:
     """The W&B logger (rank 0, when configured), finished whatever happens: a failed run is marked failed (exit 1)
     instead of being left running until W&B times it out."""
     loggers = (
@@ -270,7 +274,7 @@ def run_stages(
     loggers: list,
     throughput: Throughput,
     zero: bool,
-):
+) -> torch.device | None:
     """Each stage not finished before a resume, carrying the adapter (and optimizer, unless restarted) between
     stages; metrics.json gains a stage summary as each ends. The device the last stage trained on."""
     finished = len(metrics["stages"])
@@ -320,11 +324,11 @@ def finish(
     run_dir: Path,
     run: ModelSetup,
     formatter: ExampleFormatter,
-    data,
+    data: TrainingData,
     metrics: dict,
     loggers: list,
     throughput: Throughput,
-    device,
+    device: torch.device | None,
 ) -> dict:
     """The final adapter (with its tokenizer), samples for held-out prompts, and the run's metrics.json."""
     run.model.save_pretrained(str(run_dir / "adapter"))
@@ -348,7 +352,7 @@ def finish(
 def fit_stage(
     cfg: DictConfig,
     k: int,
-    stage,
+    stage: DictConfig,
     module: StoryLM,
     datamodule: StoryDataModule,
     stage_dir: Path,
@@ -356,7 +360,7 @@ def fit_stage(
     throughput: Throughput,
     planned: int,
     step_offset: int,
-):
+) -> tuple[dict, pl.Trainer]:
     """One stage: fit (from its checkpoint if there is one), validate, save its adapter; (summary, trainer)."""
     ckpt = stage_dir / "checkpoints" / "last.ckpt"
     resumed_from = verify_checkpoint(ckpt, module)
@@ -466,7 +470,9 @@ def build_datamodule(cfg: DictConfig, records: list, val: dict, formatter: Examp
     )
 
 
-def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> ExampleFormatter:
+def build_formatter(
+    cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, model_path: str, data: TrainingData
+) -> ExampleFormatter:
     """The example formatter at `data.max_length`; `auto` measures every training and validation example."""
     formatter = ExampleFormatter(tokenizer, cfg.data.max_length, cfg.data.overflow)
     if cfg.data.max_length == "auto":
@@ -485,7 +491,9 @@ def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length
         log.warning(message)
 
 
-def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:
+def run_facts(
+    formatter: ExampleFormatter, data: TrainingData, datamodules: list[StoryDataModule], stages: list
+) -> dict:
     """What metrics.json and W&B record about the examples: length limit, truncation counts, validation ids."""
     return {
         "max_length": formatter.resolved_max_length,
@@ -522,7 +530,7 @@ def log_filter_report(run_dir: Path, loggers: list) -> None:
             logger.experiment.log(wandb_payload(report.parent, json.loads(report.read_text())))
 
 
-def planned_steps(stage, datamodule: StoryDataModule, accumulate: int) -> int:
+def planned_steps(stage: DictConfig, datamodule: StoryDataModule, accumulate: int) -> int:
     if stage.max_steps not in (None, -1):
         return int(stage.max_steps)
     per_epoch = math.ceil(datamodule.batches_per_epoch() / accumulate)
@@ -545,19 +553,19 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"stages": []}
 
 
-def save_stage(model, trainer, stage_dir: Path, adapter_state: dict | None = None) -> None:
+def save_stage(model: PeftModel, trainer: pl.Trainer, stage_dir: Path, adapter_state: dict | None = None) -> None:
     """The stage's adapter (and optimizer state, for strategies that carry it into the next stage). `adapter_state`:
     the adapter's tensors when the model holds shards of them (FSDP, which carries no optimizer state)."""
     if adapter_state is not None:
         sharded.save_adapter(model, adapter_state, stage_dir / "adapter")
         return
-    model.save_pretrained(stage_dir / "adapter")
+    model.save_pretrained(str(stage_dir / "adapter"))
     tmp = stage_dir / "optimizer.pt.tmp"
     torch.save(trainer.optimizers[0].state_dict(), tmp)
     tmp.replace(stage_dir / "optimizer.pt")
 
 
-def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
+def restore_previous_stage(model: PeftModel, prev_dir: Path, strategy_cfg: DictConfig, identity: dict) -> dict | None:
     """Load the previous stage's adapter into `model`; return its optimizer state when the strategy carries it."""
     load_adapter_strict(model, prev_dir / "adapter", identity)
     if strategy_cfg.restart_optimizer:
@@ -565,7 +573,13 @@ def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
     return torch.load(prev_dir / "optimizer.pt", weights_only=False)
 
 
-def stage_summary(stage, trainer, train_loss, val: dict, datamodule: StoryDataModule) -> dict:
+def stage_summary(
+    stage: DictConfig,
+    trainer: pl.Trainer,
+    train_loss: torch.Tensor | float | None,
+    val: dict,
+    datamodule: StoryDataModule,
+) -> dict:
     return {
         "name": stage.name,
         "data": stage.data,
