@@ -11,7 +11,7 @@ from arastory.errors import ArastoryError
 
 
 class BudgetExceeded(ArastoryError):
-    """Too little succeeded. Exit code 1 when items failed (a rerun retries them), 2 when the input held nothing usable."""
+    """Too little succeeded: exit code 1 when items failed (a rerun retries them), 2 when the input was unusable."""
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)

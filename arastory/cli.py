@@ -7,12 +7,21 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Concatenate, NoReturn, ParamSpec, TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from arastory.errors import ArastoryError
 from arastory.paths import CONF_DIR
+from arastory.plain import dict_config
+
+if TYPE_CHECKING:
+    from hydra.conf import HydraConf
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def register_resolvers() -> None:
@@ -37,8 +46,8 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn, use_cache=name in ("run_dir", "fresh_dir"))
 
 
-def _shard_resolver(name: str):
-    def resolve(*args):
+def _shard_resolver(name: str) -> Callable[..., str | None]:
+    def resolve(*args: str) -> str | None:
         from arastory.data import shards
 
         return getattr(shards, name)(*args)
@@ -122,7 +131,8 @@ def check_overrides(
 
 def focused_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
     """One command's help: what it does, the groups *its* defaults list selects (each option with its file's first
-    comment line, the default marked), and its own settings with their comments, instead of every group in arastory/conf/."""
+    comment line, the default marked), and its own settings with their comments, instead of every group in
+    arastory/conf/."""
     primary = conf_dir / f"{config_name}.yaml"
     text = primary.read_text(encoding="utf-8")
     header = [line[2:] for line in _leading_comments(text)]
@@ -176,9 +186,9 @@ def _settings(text: str) -> list[str]:
 
 
 def _default_choices(primary: Path) -> dict[str, str]:
-    """`{group: option}` chosen by a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
+    """`{group: option}` from a primary config's defaults list (`- data: bundled`, `- optional x: y`, `- a@b: c`)."""
     choices = {}
-    for entry in OmegaConf.load(primary).get("defaults", []):
+    for entry in dict_config(OmegaConf.load(primary)).get("defaults", []):
         if isinstance(entry, str) or entry is None:
             continue
         for key, value in entry.items():
@@ -231,20 +241,20 @@ def _sweep_values(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     from arastory.redact import scrub
 
     print(scrub(message), file=sys.stderr)
     sys.exit(code)
 
 
-def one_line_errors(fn):
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Print ArastoryError as its one-line message and exit with its code (2: bad input or config), instead of a
     traceback; an object the config could not build (`_target_` raised) is one line naming its config key."""
     from hydra.errors import InstantiationException
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except ArastoryError as error:
@@ -266,7 +276,7 @@ def instantiation_message(error: Exception) -> str:
     return f"config error: {key.group(1) if key else 'config'}: {first[:300]}"
 
 
-def guard_out_dir(fn):
+def guard_out_dir(fn: Callable[Concatenate[DictConfig, P], R]) -> Callable[Concatenate[DictConfig, P], R]:
     """Run the Hydra task holding its output dir's lock (a second writer stops with one line naming the holder's
     pid), after writing Hydra's record of the run to `.hydra/` (or `.hydra/resumed/`) with secrets redacted.
 
@@ -274,7 +284,7 @@ def guard_out_dir(fn):
     """
 
     @functools.wraps(fn)
-    def wrapper(cfg, *args, **kwargs):
+    def wrapper(cfg: DictConfig, *args: P.args, **kwargs: P.kwargs) -> R:
         from hydra.core.hydra_config import HydraConfig
 
         from arastory.io import DirLock
@@ -289,13 +299,13 @@ def guard_out_dir(fn):
     return wrapper
 
 
-def guard_run_dir(fn):
+def guard_run_dir(fn: Callable[Concatenate[DictConfig, P], R]) -> Callable[Concatenate[DictConfig, P], R]:
     """`guard_out_dir` for an entry point whose processes train together when SLURM or torchrun start them all:
     rank 0 takes the run dir's lock and writes the record; the other ranks work in the dir rank 0 holds."""
     guarded = guard_out_dir(fn)
 
     @functools.wraps(fn)
-    def wrapper(cfg, *args, **kwargs):
+    def wrapper(cfg: DictConfig, *args: P.args, **kwargs: P.kwargs) -> R:
         from arastory.train.ranks import env_rank
 
         return (fn if env_rank() > 0 else guarded)(cfg, *args, **kwargs)
@@ -303,7 +313,7 @@ def guard_run_dir(fn):
     return wrapper
 
 
-def write_hydra_record(where: Path, cfg, hydra_cfg) -> None:
+def write_hydra_record(where: Path, cfg: DictConfig, hydra_cfg: HydraConf) -> None:
     """config.yaml, hydra.yaml and overrides.yaml as Hydra writes them (unresolved), secrets redacted; in a
     multirun, the sweep's multirun.yaml (written by Hydra before any job) is redacted in place."""
     from hydra.types import RunMode
@@ -311,12 +321,12 @@ def write_hydra_record(where: Path, cfg, hydra_cfg) -> None:
     from arastory.io import atomic_write_text
     from arastory.redact import redact, redact_override
 
-    def dump(obj) -> str:
+    def dump(obj: object) -> str:
         return OmegaConf.to_yaml(OmegaConf.create(redact(obj)))
 
     atomic_write_text(where / "config.yaml", dump(OmegaConf.to_container(cfg, resolve=False)))
     atomic_write_text(where / "hydra.yaml", dump({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}))
-    overrides = [redact_override(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task)]
+    overrides = [redact_override(str(o)) for o in hydra_cfg.overrides.task]
     atomic_write_text(where / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
     if hydra_cfg.mode == RunMode.MULTIRUN:
         sweep = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"

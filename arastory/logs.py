@@ -1,4 +1,5 @@
-"""Logging for the commands: plain messages on the console (info to stdout, warnings to stderr), timestamped in the run's log.
+"""Logging for the commands: plain messages on the console (info to stdout, warnings to stderr), timestamped in the
+run's log.
 
 Hydra configures it from arastory/conf/hydra/job_logging/arastory.yaml; modules log with `logging.getLogger(__name__)`.
 """

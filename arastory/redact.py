@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 # Names of keys that hold secrets (api_key, hf_token, access_token, client_secret, password, ...), not max_new_tokens.
 SECRET_KEY = re.compile(
@@ -29,7 +30,7 @@ def env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def is_secret_key(name) -> bool:
+def is_secret_key(name: object) -> bool:
     return bool(SECRET_KEY.search(str(name)))
 
 
@@ -45,8 +46,10 @@ def scrub(text: str) -> str:
     return SECRET_VALUE.sub(REDACTED, text)
 
 
-def redact(obj):
-    """A copy of a plain config container: secret-named keys' values replaced, secret-looking strings scrubbed."""
+def redact(obj: Any) -> Any:
+    """A copy of a plain config container: secret-named keys' values replaced, secret-looking strings scrubbed.
+
+    Any in, the same shape out (a tuple comes back as a list): callers pass what OmegaConf.to_container returns."""
     if isinstance(obj, dict):
         return {k: (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

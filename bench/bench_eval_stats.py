@@ -78,14 +78,16 @@ def diversity_against_n(sizes, k: int) -> None:
     rng = np.random.default_rng(2)
     print(f"\n3. Diversity against the number of stories ({name}, one generator): whole set vs {k}-story subsets")
     print(
-        f"{'n':>5} {'distinct-2 (set)':>17} {'self-BLEU (set)':>16} {'distinct-2 @' + str(k):>15} {'self-BLEU @' + str(k):>14}"
+        f"{'n':>5} {'distinct-2 (set)':>17} {'self-BLEU (set)':>16} "
+        f"{'distinct-2 @' + str(k):>15} {'self-BLEU @' + str(k):>14}"
     )
     for n in [s for s in sizes if s <= len(texts)]:
         sample = [texts[i] for i in rng.choice(len(texts), size=n, replace=False)]
         fixed = diversity_at(sample, k, repeats=100)
-        cell = lambda m: "–" if fixed[m]["mean"] is None else f"{fixed[m]['mean']:.3f}"
+        cell = lambda m, fixed=fixed: "–" if fixed[m]["mean"] is None else f"{fixed[m]['mean']:.3f}"
         print(
-            f"{n:>5} {distinct_n(sample, 2):>17.3f} {self_bleu(sample):>16.2f} {cell('distinct_2'):>15} {cell('self_bleu'):>14}"
+            f"{n:>5} {distinct_n(sample, 2):>17.3f} {self_bleu(sample):>16.2f} "
+            f"{cell('distinct_2'):>15} {cell('self_bleu'):>14}"
         )
 
 

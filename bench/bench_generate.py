@@ -3,12 +3,12 @@
     python bench/bench_generate.py [--quick] [--json FILE] [--batch 16] [--new-tokens N] [--rounds R] [--threads T]
 
 Both ways run the same code (`arastory.train.generate.generate_batch`, which evaluation's LocalGenerator and training's
-end-of-run samples call) on the same model: the tiny base in NF4 double-quant with the run's LoRA (arastory/conf/model/tiny.yaml,
-arastory/conf/quant, arastory/conf/peft), on the CPU, sampling at the evaluation defaults (temperature 0.7, top-p 0.95). The prompts are
-the first BATCH bundled prompts (different lengths, so batches are really left-padded). Tokens counted are the story
-tokens each prompt got (plus its stop token when it stopped), so a batch that waits for its longest story earns nothing
-for the padding. Rounds alternate which way goes first; the table shows medians. vLLM (evaluate's `system.engine=vllm`)
-needs a GPU and is not measured here.
+end-of-run samples call) on the same model: the tiny base in NF4 double-quant with the run's LoRA
+(arastory/conf/model/tiny.yaml, arastory/conf/quant, arastory/conf/peft), on the CPU, sampling at the evaluation
+defaults (temperature 0.7, top-p 0.95). The prompts are the first BATCH bundled prompts (different lengths, so
+batches are really left-padded). Tokens counted are the story tokens each prompt got (plus its stop token when it
+stopped), so a batch that waits for its longest story earns nothing for the padding. Rounds alternate which way goes
+first; the table shows medians. vLLM (evaluate's `system.engine=vllm`) needs a GPU and is not measured here.
 """
 
 from __future__ import annotations

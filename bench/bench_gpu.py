@@ -6,9 +6,9 @@ arastory packed, and each optimisation of the packed run switched off (or on) in
 
 The model is built from a LlamaConfig with random weights (nothing is downloaded or written to disk): bf16 on the GPU,
 then every linear layer but the LM head is quantized in place to NF4 with double quantization (bitsandbytes
-Linear4bit, bf16 compute), and the project's LoRA (arastory/conf/peft/lora.yaml with acegpt_7b's targets: all linear layers)
-is applied with arastory's `apply_lora`. Examples are random tokens at realistic lengths: prompt + story + template
-lengths drawn from the released stories' Llama-2-tokenizer distribution (PERCENTILES below, measured once on
+Linear4bit, bf16 compute), and the project's LoRA (arastory/conf/peft/lora.yaml with acegpt_7b's targets: all linear
+layers) is applied with arastory's `apply_lora`. Examples are random tokens at realistic lengths: prompt + story +
+template lengths drawn from the released stories' Llama-2-tokenizer distribution (PERCENTILES below, measured once on
 ../shared/data/arastories with the Llama-2 tokenizer.json), truncated at --max-length, the prompt share masked as
 in training. Every setup trains on the same examples with arastory's collates (`pad_collate`, `packed_collate`),
 loss (`story_nll`) and optimizer choice (`use_fused_adamw`), in a plain loop (bf16 autocast; Lightning's own loop
@@ -156,7 +156,7 @@ def sample_lengths(count: int, max_length: int, scale: float, seed: int = 0) -> 
 
 
 def make_examples(lengths: list[int], vocab: int, eos: int = 2, seed: int = 0) -> list[dict]:
-    """Random-token examples: the prompt share's labels masked, ending in EOS (learned), as the formatter builds them."""
+    """Random-token examples: the prompt share's labels masked, ending in EOS (learned), as the formatter builds it."""
     from arastory.train.formatting import IGNORE_INDEX
 
     rng = random.Random(seed)
@@ -186,7 +186,8 @@ def setups(flash: bool, liger: bool) -> list[dict]:
     """Each setup: batch (examples per step, or packed-row budget in max_lengths), packing, attention, fused AdamW,
     story-only logits, gradient checkpointing ('auto': arastory's memory rule), liger, compile. The last two are
     applied in place and cannot be undone, so they come last and stack."""
-    packed = {"batch": 4, "packed": True, "attention": "auto", "fused": True, "story_logits": True, "checkpointing": "auto"}
+    packed = {"batch": 4, "packed": True, "attention": "auto", "fused": True}
+    packed |= {"story_logits": True, "checkpointing": "auto"}
     return [
         {
             "name": "study_bs1",

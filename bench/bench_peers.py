@@ -370,7 +370,7 @@ def measure(name: str, per_variety: int, threads: int) -> dict:
 def summarize(runs: dict[str, list[dict]]) -> dict:
     table = {}
     for name, results in runs.items():
-        median = lambda key: statistics.median(r[key] for r in results)
+        median = lambda key, results=results: statistics.median(r[key] for r in results)
         table[name] = {
             "tokens_per_s": round(median("tokens_per_s"), 1),
             "tokens_per_cpu_s": round(median("tokens_per_cpu_s"), 1),

@@ -275,18 +275,20 @@ def main() -> None:
         print(f"  {stage:<10} {args.base:>9,}: {summary(base)}", flush=True)
         big = measure(stage, args.n, work)
         per_item = (big["peak_anon_mb"] - base["peak_anon_mb"]) * 2**20 / (args.n - args.base)
+        counts = {k: v for k, v in big.items() if k not in ("seconds", "cpu_seconds", "peak_rss_mb", "peak_anon_mb")}
         print(
             f"  {stage:<10} {args.n:>9,}: {summary(big)} | CPU time x{big['cpu_seconds'] / base['cpu_seconds']:.2f}, "
             f"wall x{big['seconds'] / base['seconds']:.2f}, heap x{big['peak_anon_mb'] / base['peak_anon_mb']:.2f} "
             f"({per_item:.0f} bytes/item)  "
-            f"{json.dumps({k: v for k, v in big.items() if k not in ('seconds', 'cpu_seconds', 'peak_rss_mb', 'peak_anon_mb')})}",
+            f"{json.dumps(counts)}",
             flush=True,
         )
 
 
 def summary(result: dict) -> str:
     return (
-        f"{result['cpu_seconds']:>7.1f}s CPU ({result['seconds']:>7.1f}s wall), peak RSS {result['peak_rss_mb']:>6.0f} MB "
+        f"{result['cpu_seconds']:>7.1f}s CPU ({result['seconds']:>7.1f}s wall), "
+        f"peak RSS {result['peak_rss_mb']:>6.0f} MB "
         f"(heap {result['peak_anon_mb']:>5.0f} MB)"
     )
 

@@ -1,4 +1,4 @@
-"""Benchmark: training throughput (non-padding tokens/s) and peak memory of 4-bit QLoRA against plain LoRA, same process.
+"""Benchmark: training throughput (non-padding tokens/s) and peak memory of 4-bit QLoRA vs plain LoRA, same process.
 
     python bench/bench_train.py [--steps 30] [--batch-size 4]
 

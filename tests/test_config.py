@@ -60,7 +60,7 @@ BAD = [
     (["optim.lr=-1"], "optim.lr: must be > 0, got -1"),
     (["optim.lr=abc"], "optim.lr: must be a number, got abc"),  # Structured Config (OptimSettings)
     (["optim.warmup_steps=-2"], "optim.warmup_steps: must be >= 0, got -2"),
-    (["+optim.betas=[0.9,0.95]"], "optim.betas: is not an optim setting (one of: lr, weight_decay, warmup_steps,"),
+    (["+optim.betas=[0.9,0.95]"], "optim.betas: is not a setting of optim (one of: lr, weight_decay, warmup_steps,"),
     (["strategy.stages.0.data=wikipedia"], "strategy.stages[0].data: 'wikipedia' is not one of: synthetic, translated"),
     (["data.synthetic.size=0"], "data.synthetic.size: must be a positive integer or null, got 0"),
     (
@@ -81,6 +81,38 @@ def test_bad_config_fails_fast_with_one_line(overrides, message, tmp_path):
     assert lines[-1].startswith("config error: ") and message in lines[-1], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "stages").exists(), "no training may start"
+
+
+# Types and choices checked by the dataclass schemas of arastory/train/checks.py (before them, the first four
+# crashed with a TypeError traceback and the next three passed unchecked); ranges kept in their __post_init__.
+SCHEMA_BAD = [
+    ("peft.lora_alpha=abc", "peft.lora_alpha: must be a number, got abc"),
+    ("data.val_fraction=x", "data.val_fraction: must be a number, got x"),
+    ("strategy.stages.0.lr=abc", "strategy.stages[0].lr: must be a number, got abc"),
+    ("strategy.stages.0.max_epochs=x", "strategy.stages[0].max_epochs: must be an integer or null, got x"),
+    ("model.liger=perhaps", "model.liger: must be true or false, got perhaps"),
+    ("data.overflow=cut", "data.overflow: 'cut' is not one of: truncate, drop"),
+    ("+strategy.stages.0.epochs=3", "strategy.stages[0].epochs: is not a setting of strategy.stages[0] (one of: name,"),
+    ("peft.r=abc", "peft.r: must be an integer, got abc"),
+    ("peft.lora_dropout=1", "peft.lora_dropout: must be in [0, 1), got 1.0"),
+    ("batch_size=x", "batch_size: must be an integer, got x"),
+    ("data.split_seed=abc", "data.split_seed: must be an integer or null, got abc"),
+    ("data.packing_max_tokens=-3", "data.packing_max_tokens: must be a positive integer or null, got -3"),
+    (
+        "model.attn_implementation=flash",
+        "model.attn_implementation: 'flash' is not one of: auto, sdpa, eager, flash_attention_2, null",
+    ),
+    ("model.gradient_checkpointing=maybe", "model.gradient_checkpointing: must be true, false or auto, got maybe"),
+]
+
+
+@pytest.mark.parametrize("override,message", SCHEMA_BAD, ids=[b[0] for b in SCHEMA_BAD])
+def test_schema_checks_name_the_key_value_and_allowed_values(override, message):
+    from arastory.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        check_config(compose_train([override]))
+    assert str(error.value).startswith(f"config error: {message}")
 
 
 def test_empty_selection_fails_before_model(tmp_path):
@@ -122,7 +154,7 @@ def test_override_check_knows_each_entry_points_own_groups(capsys):
 
 
 def test_a_users_config_dir_extends_the_packaged_groups(tmp_path):
-    """`--config-dir` (and hydra.searchpath) add a user's own options to the packaged groups; unknown ones still fail."""
+    """`--config-dir` (and hydra.searchpath) add a user's own options to the packaged groups; unknown ones fail."""
     (tmp_path / "model").mkdir()
     tiny = (CONF_DIR / "model" / "tiny.yaml").read_text(encoding="utf-8")
     (tmp_path / "model" / "mine.yaml").write_text(tiny.replace("hidden_size: 128", "hidden_size: 96"), encoding="utf-8")

@@ -222,16 +222,3 @@ def test_gpu_trainers_on_a_cpu_machine_stop_with_one_line(monkeypatch):
         "config error: trainer.accelerator: 'gpu' but this machine has no CUDA GPU; use "
         "trainer=cpu (trainer=ddp_cpu for two CPU processes)"
     )
-
-
-def test_fsdp_is_refused_with_one_line(tmp_path):
-    from hydra import compose, initialize_config_dir
-
-    from arastory.errors import ConfigError
-    from arastory.paths import CONF_DIR
-    from arastory.train.distributed import parallel_strategy
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        trainer = compose("train", overrides=["trainer=fsdp"]).trainer
-    with pytest.raises(ConfigError, match=r"^config error: trainer.strategy: fsdp is not supported .* use trainer=ddp"):
-        parallel_strategy(trainer, tmp_path)

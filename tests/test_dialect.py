@@ -96,7 +96,7 @@ def test_camel_backend_is_optional_with_a_one_line_error():
 
 
 def test_lexicon_reads_moroccan_morphology_and_not_msa_look_alikes():
-    """Moroccan كيـ verbs of stems not listed, ka-/ta- prefixes and ما...ش negation count; MSA words that start alike don't."""
+    """Moroccan كيـ verbs of unlisted stems, ka-/ta- prefixes and ما...ش negation count; MSA look-alikes don't."""
     from arastory.dialect.lexicon import GROUPS, lexicon_features, lexicon_words
 
     def distinct(text):

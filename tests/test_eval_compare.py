@@ -4,6 +4,7 @@ prompt content and judge, provenance flags, unreadable answers, diversity at a f
 import csv
 import json
 import random
+import re
 
 import matplotlib.image as mpimg
 import pytest
@@ -244,7 +245,7 @@ def test_different_judges_are_flagged_not_paired_and_refused_when_strict(tmp_pat
     assert result["paired"] == [] and any("different judges" in note for note in result["notes"])
     assert result["warnings"] and result["warnings"][0].startswith("different judges")
     assert "http://127.0.0.1:8000/v1" in (tmp_path / "cmp" / "compare.md").read_text()
-    with pytest.raises(ConfigError, match="comparison.strict: refusing to compare: different judges"):
+    with pytest.raises(ConfigError, match=re.escape("comparison.strict: refusing to compare: different judges")):
         compare_evaluations([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "cmp2", strict=True)
 
 
@@ -288,7 +289,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match="no such eval dir"):
         compare_evaluations([str(tmp_path / "missing")], tmp_path / "cmp")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no scores.json in it or below it"):
+    with pytest.raises(DataError, match=re.escape("no scores.json in it or below it")):
         compare_evaluations([str(tmp_path / "empty")], tmp_path / "cmp")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "scores.json").write_text('{"system": "x",\n "judge": }\n')

@@ -1,4 +1,4 @@
-"""Per-story metrics (dialect, length, script, prompt features) and set metrics (distinct-n, self-BLEU via sacrebleu)."""
+"""Per-story metrics (dialect, length, script, prompt features) and set metrics (distinct-n, sacrebleu self-BLEU)."""
 
 import pytest
 from sacrebleu.metrics import BLEU

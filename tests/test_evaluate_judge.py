@@ -1,4 +1,4 @@
-"""The judge: tolerant parsing, re-asks, retries on 429/timeouts, cache and concurrency against a local OpenAI-compatible server."""
+"""The judge: tolerant parsing, re-asks, retries (429, timeouts), cache, concurrency on a local OpenAI-like server."""
 
 import hashlib
 import json
@@ -60,7 +60,7 @@ def render(scores: dict, style: int) -> str:
 
 
 class ScriptedJudge:
-    """Answers by message content: styles vary, some answers are unreadable once, some slow; the first two requests fail."""
+    """Answers by message content: styles vary, some answers unreadable once, some slow; the first two requests fail."""
 
     def __init__(self):
         self.answered = Counter()
@@ -96,10 +96,12 @@ def test_every_answer_style_parses(style):
 @pytest.mark.parametrize(
     "text",
     [
-        '{"scores": {"Fluency": "4", "Coherence": 3.0, "instruction following": {"score": 5}, "Consistency": 2, "Dialect": 1}}',
+        '{"scores": {"Fluency": "4", "Coherence": 3.0, "instruction following": {"score": 5}, '
+        '"Consistency": 2, "Dialect": 1}}',
         "1. Fluency - 4\n2. Coherence - 3\n3. Instruction following - 5\n4. Consistency - 2\n5. Variety - 1",
         "الطلاقة: ٤\nالتماسك: ٣\nاتباع التعليمات: ٥\nالاتساق: ٢\nاللهجة: ١",
-        'Sure. {"fluency": 4, "coherence": 3, "instruction_following": 5, "consistency": 2, "variety": 1} Hope it helps.',
+        'Sure. {"fluency": 4, "coherence": 3, "instruction_following": 5, "consistency": 2, "variety": 1} '
+        "Hope it helps.",
     ],
 )
 def test_tolerant_parsing_of_other_shapes(text):
@@ -346,7 +348,7 @@ def test_study_prompt_at_the_api_default_temperature_sends_no_temperature(judge_
 
 
 def test_the_cache_is_keyed_by_endpoint_rubric_and_parameters(judge_key, tmp_path):
-    """The same judge model on two local endpoints: the second endpoint is asked, not answered from the first's cache."""
+    """The same judge model on two local endpoints: the second one is asked, not answered from the first's cache."""
     with (
         OpenAIServer(lambda n, body: Reply(text=json.dumps(SCORES))) as first,
         OpenAIServer(lambda n, body: Reply(text=json.dumps({**SCORES, "fluency": 1}))) as second,

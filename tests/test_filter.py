@@ -1,4 +1,4 @@
-"""The translation filter: real signal on the bundled set, cache reuse across thresholds, dedup, leakage, bad input, CLI."""
+"""Translation filter: real signal on the bundled set, cache reuse across thresholds, dedup, leakage, bad input, CLI."""
 
 import json
 from pathlib import Path
@@ -56,7 +56,8 @@ def test_lexicon_scorer_rejects_every_planted_flaw_at_default_settings(tmp_path)
     assert all(r["meta"]["similarity"] >= 0.92 for r in read_jsonl(tmp_path / "kept.jsonl"))
     print(
         f"\nbundled: flawed rejected {labels['flawed']['rejected']}/24, faithful kept {labels['faithful']['kept']}/80, "
-        f"mean similarity flawed {labels['flawed']['mean_similarity']} vs faithful {labels['faithful']['mean_similarity']}"
+        f"mean similarity flawed {labels['flawed']['mean_similarity']} "
+        f"vs faithful {labels['faithful']['mean_similarity']}"
     )
 
 
@@ -233,3 +234,32 @@ def test_worker_processes_give_the_same_decisions(tmp_path, monkeypatch):
     pooled = Filter(PARALLEL_FILE, tmp_path / "pool", lexicon(), settings(workers=2, workers_min_items=1)).run()
     assert pooled["cache"]["pairs_checked"] == 104 and pooled["counts"] == serial["counts"]
     assert (tmp_path / "pool" / "kept.jsonl").read_text() == (tmp_path / "serial" / "kept.jsonl").read_text()
+
+
+FILTER_BAD = [  # before the FilterSettings schema: a TypeError traceback, then two values taken unchecked
+    ("filter.threshold=abc", "filter.threshold: must be a number, got abc"),
+    ("filter.checks.min_length_ratio=abc", "filter.checks.min_length_ratio: must be a number, got abc"),
+    ("filter.dedup.near=maybe", "filter.dedup.near: must be true or false, got maybe"),
+    ("+filter.checks.max_ratio=2", "filter.checks.max_ratio: is not a setting of filter.checks (one of: enabled,"),
+    ("filter.dedup.index=hnsw", "filter.dedup.index: 'hnsw' is not one of: auto, flat, ivf"),
+]
+
+
+@pytest.mark.parametrize("override,message", FILTER_BAD, ids=[b[0] for b in FILTER_BAD])
+def test_filter_settings_schema_names_the_key(override, message):
+    from hydra import compose, initialize_config_dir
+
+    from arastory.errors import ConfigError
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        section = compose("filter", overrides=[override]).filter
+        train_section = (
+            compose("train", overrides=["data." + override.lstrip("+")]).data.filter if "+" not in override else None
+        )
+    with pytest.raises(ConfigError) as error:
+        settings_from_config(section)
+    assert str(error.value).startswith(f"config error: {message}")
+    if train_section is not None:  # the same settings under training's data.filter, named as written there
+        with pytest.raises(ConfigError) as error:
+            settings_from_config(train_section, "data.filter")
+        assert str(error.value).startswith(f"config error: data.{message}")

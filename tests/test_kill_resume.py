@@ -129,7 +129,7 @@ def test_translate_killed_twice_loses_nothing_and_pays_at_most_the_batch_in_flig
         printed = ""
         for rows_before_kill in (3, 15):  # after the first batch, then mid-run
             proc = start(args)
-            printed += kill_when(proc, lambda: count_lines(out / "parallel.jsonl") >= rows_before_kill)
+            printed += kill_when(proc, lambda n=rows_before_kill: count_lines(out / "parallel.jsonl") >= n)
             done_at_kill = {r["id"] for r in read_jsonl(out / "parallel.jsonl")}
             assert rows_before_kill <= len(done_at_kill) < 30
         todo = next(f"s{i:02d}" for i in range(30) if f"s{i:02d}" not in done_at_kill)

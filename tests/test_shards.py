@@ -136,9 +136,13 @@ def test_filter_shards_dedup_across_shards_like_one_filter(tmp_path):
         "en_story": pairs[5]["en_story"] + " Really.",
         "ar_story": pairs[5]["ar_story"] + " حقا.",
     }  # a near duplicate
-    rows = (
-        [*pairs[:5], copy, *pairs[5:12], near, *pairs[12:]]
-    )  # lines 6 and 14: shard 1 of 2; pairs 2 and 5 (lines 3, 7): shard 0
+    rows = [
+        *pairs[:5],
+        copy,
+        *pairs[5:12],
+        near,
+        *pairs[12:],
+    ]  # lines 6 and 14: shard 1 of 2; pairs 2 and 5 (lines 3, 7): shard 0
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = composed("filter", ["encoder=lexicon", "filter.progress=false", "filter.plots=false"])

@@ -83,7 +83,7 @@ def test_released_egyptian_stories_pass_the_gate(tmp_path, released_dir):
 
 
 def test_released_moroccan_stories_served_to_the_cli_keep_n(tmp_path, released_dir):
-    """The issue's check: 40 Moroccan stories asked for; before, the gate dropped 12 of the first 40 and n counted prompts."""
+    """The issue's check: 40 Moroccan stories; before, the gate dropped 12 of the first 40 and n counted prompts."""
     responder = StoryServer(stories=released(released_dir, "Moroccan", 80))
     args = ["variety=mor", "n=40", "generator.concurrency=8"]
     responder.order = {p["prompt"]: i for i, p in enumerate(sample_prompts(compose_synth(args)))}

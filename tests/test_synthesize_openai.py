@@ -299,7 +299,8 @@ def test_dry_run_writes_prompts_and_an_estimate_without_a_key_or_a_call(tmp_path
         (["n=0"], "config error: n: must be a positive integer, got 0"),
         (
             ["generator=hf", "generator.name_or_path=./no-such-model"],
-            "config error: generator.name_or_path: './no-such-model' is neither `tiny`, an existing local path nor an HF id (org/name)",
+            "config error: generator.name_or_path: './no-such-model' is neither `tiny`, an existing local path "
+            "nor an HF id (org/name)",
         ),
         (["dialect_id.source=./no-such-stories.jsonl"], "data error: no-such-stories.jsonl: file not found"),
     ],

@@ -1,6 +1,7 @@
 """End-to-end training through `python train.py` on the tiny model: direct, sequential, multirun, released data
 (resume after a kill: tests/test_train_resume.py)."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def test_direct_run_writes_a_complete_run_dir(tmp_path):
     assert [b["step"] for b in batches] == [0, 1, 2] and all(len(b["ids"]) == 2 for b in batches)
     assert metrics["data"]["synthetic"]["train_per_variety"] == {"egy": 6}
     assert metrics["throughput_tokens_per_s"] > 0
+    with open(run_dir / "stages/0_synthetic/metrics.csv", newline="") as handle:  # Lightning's ThroughputMonitor
+        rates = [row for row in csv.DictReader(handle) if row.get("train/device/items_per_sec")]
+    assert rates and all(
+        float(r["train/device/items_per_sec"]) > float(r["train/device/samples_per_sec"]) > 0 for r in rates
+    )
+    # FLOPs are 4N per non-padding token over the same window: one constant ratio, 4 x the model's parameters.
+    per_token = {round(float(r["train/device/flops_per_sec"]) / float(r["train/device/items_per_sec"])) for r in rates}
+    assert len(per_token) == 1 and per_token.pop() % 4 == 0
     assert (run_dir / "adapter" / "adapter_config.json").exists() and (run_dir / "adapter" / "tokenizer.json").exists()
     assert (run_dir / "stages" / "0_synthetic" / "checkpoints" / "last.ckpt").exists()
     assert (run_dir / "stages" / "0_synthetic" / "metrics.csv").exists()

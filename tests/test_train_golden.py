@@ -71,7 +71,7 @@ def test_the_short_tiny_run_reaches_its_recorded_loss_band(golden_run):
 
 
 def test_bits_per_character_and_word_follow_their_definition(golden_run):
-    """bits/char = sum of the story tokens' NLL (nats, EOS included) / ln 2 / characters of the story; per word alike."""
+    """bits/char = sum of the story tokens' NLL (nats, EOS included) / ln 2 / the story's characters; per word alike."""
     import math
 
     from hydra.utils import instantiate

@@ -55,9 +55,16 @@ def max_diff(a: Path, b: Path) -> float:
     return max(float((left[k] - right[k]).abs().max()) for k in left)
 
 
+def measured(key: str) -> bool:
+    """A key of Lightning's ThroughputMonitor (rates, and counts that restart with each process): wall-clock facts
+    that no two runs share, so histories are compared without them."""
+    return key.startswith("train/") and (key[6:] in ("time", "batches", "samples", "lengths") or "_per_sec" in key)
+
+
 def csv_rows(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
-        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+        rows = [{k: v for k, v in row.items() if v != "" and not measured(k)} for row in csv.DictReader(handle)]
+    return [row for row in rows if set(row) - {"step", "epoch"}]
 
 
 def assert_same_history(a: Path, b: Path) -> None:
@@ -85,7 +92,7 @@ def train_here(overrides: list[str], run_dir: Path) -> None:
 
 
 def kill(point: str, run_dir: Path, overrides: list[str] | None = None) -> None:
-    """Train (or, without overrides, resume) RUN_DIR in a child process and SIGKILL it at POINT (tests/kill_train.py)."""
+    """Train (or, without overrides, resume) RUN_DIR in a child process, SIGKILL it at POINT (tests/kill_train.py)."""
     from tests.kill_train import train_then_die
 
     context = multiprocessing.get_context("forkserver")

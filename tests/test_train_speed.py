@@ -1,6 +1,8 @@
 """GPU-ready defaults and speed knobs, on the CPU: what `trainer=gpu` turns on, how each knob resolves here (attention,
 gradient checkpointing by memory, fused AdamW, torch.compile of the layers), and one-line errors for the impossible."""
 
+import re
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -25,15 +27,15 @@ def test_trainer_gpu_packs_in_bf16_and_7b_models_pick_attention_and_checkpointin
     assert gpu.optim.fused == "auto" and gpu.model.liger is False and gpu.model.compile is False
     assert config("trainer=gpu", "data.packing=false").data.packing is False
     assert config().data.packing is False, "the CPU default stays unpacked"
-    with pytest.raises(ConfigError, match="data.packing: needs model.attn_implementation"):
+    with pytest.raises(ConfigError, match=re.escape("data.packing: needs model.attn_implementation")):
         check_config(config("trainer=gpu", "model=jais_6p7b"))
-    with pytest.raises(ConfigError, match="data.packing_max_tokens: 512 is below data.max_length=1024"):
+    with pytest.raises(ConfigError, match=re.escape("data.packing_max_tokens: 512 is below data.max_length=1024")):
         check_config(config("data.packing=true", "data.packing_max_tokens=512"))
 
 
 def test_liger_without_liger_kernel_stops_with_one_line():
     # check_config runs in train.py before anything is built; ConfigError prints as "config error: <key>: ..." (exit 2)
-    with pytest.raises(ConfigError, match="model.liger: liger-kernel is not installed"):
+    with pytest.raises(ConfigError, match=re.escape("model.liger: liger-kernel is not installed")):
         check_config(config("model.liger=true"))
 
 
@@ -84,3 +86,43 @@ def test_fused_adamw_and_compiled_layers_on_the_cpu(tiny_tokenizer):
     assert compile_layers(model, True) == 2
     layers = [m for m in model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
     assert len(layers) == 2 and all(layer._compiled_call_impl is not None for layer in layers)
+
+
+def test_flops_count_4bit_weights_at_their_unquantized_size(tiny_tokenizer):
+    """ThroughputMonitor's FLOPs (4N per token) need N of the model as trained, not of its packed 4-bit storage."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from arastory.train.model import load_model
+    from arastory.train.module import dense_parameter_count
+
+    quant = instantiate(
+        OmegaConf.merge(OmegaConf.load(CONF_DIR / "quant" / "nf4.yaml"), {"bnb_4bit_compute_dtype": "float32"})
+    )
+    dense = load_model(tiny_tokenizer.name_or_path, None, "float32")
+    nf4 = load_model(tiny_tokenizer.name_or_path, quant, "float32")
+    stored = sum(p.numel() for p in nf4.parameters())
+    assert stored < sum(p.numel() for p in dense.parameters()), "4-bit weights store two values per element"
+    assert dense_parameter_count(nf4) == dense_parameter_count(dense) == sum(p.numel() for p in dense.parameters())
+
+
+def test_the_batch_log_is_fsynced_before_each_checkpoint_not_at_every_step(tmp_path, monkeypatch):
+    """batches.jsonl rows are flushed as written (a killed process keeps them) and fsynced when a checkpoint is saved
+    (a resume reads the rows before its checkpoint's step): an fsync per step made every step wait on the disk."""
+    import os
+    from types import SimpleNamespace
+
+    from arastory.train.history import BatchLog, read_batch_log
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    log = BatchLog(tmp_path, resume_step=0)
+    for step in range(5):
+        trainer = SimpleNamespace(global_step=step, current_epoch=0)
+        log.on_train_batch_start(trainer, None, {"example_ids": [f"e{step}"]}, step)
+    assert synced == []
+    assert [row["ids"] for row in read_batch_log(tmp_path)] == [[f"e{k}"] for k in range(5)]
+    log.on_save_checkpoint(trainer, None, {})
+    assert len(synced) == 1
+    log.teardown(trainer, None, "fit")
+    assert len(synced) == 2

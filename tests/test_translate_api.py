@@ -173,7 +173,7 @@ def test_killed_cli_run_resumes_and_never_asks_twice_for_a_finished_item(tmp_pat
 def test_a_refused_api_key_stops_the_run_at_once_with_one_line(tmp_path):
     source = write_source(tmp_path / "en.jsonl", 6)
     with OpenAIServer(lambda n, body: Reply(status=401)) as server:
-        with pytest.raises(TranslatorError, match="translation stopped: gpt-4o-mini at .*: authentication failed"):
+        with pytest.raises(TranslatorError, match=r"translation stopped: gpt-4o-mini at .*: authentication failed"):
             translate(compose_translate(openai_overrides(source, tmp_path / "out", server, "translator.concurrency=1")))
     assert len(server.requests) <= 2, "no more than the request in flight when the refusal came, of 12 texts"
     assert json.loads((tmp_path / "out" / "report.json").read_text())["status"].startswith(
@@ -182,7 +182,8 @@ def test_a_refused_api_key_stops_the_run_at_once_with_one_line(tmp_path):
 
 
 class GoogleV2Server(LocalJSONServer):
-    """`POST /language/translate/v2` with {"q": [...], "target", "source", "format", "model"} → {"data": {"translations": [...]}}."""
+    """`POST /language/translate/v2` with {"q": [...], "target", "source", "format", "model"}
+    → {"data": {"translations": [...]}}."""
 
     def __init__(self, script=None):
         super().__init__()

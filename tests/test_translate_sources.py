@@ -149,7 +149,7 @@ def test_limit_reads_a_prefix_and_a_larger_limit_continues_it(tmp_path, server):
     report = run(source, tmp_path / "out", server, "limit=4")
     assert (report["already_done"], report["translated"], report["rows_in_output"]) == (2, 2, 4)
     with pytest.raises(
-        ConfigError, match="config error: out: .* holds translations of .*en.jsonl by openai:gpt-4o-mini"
+        ConfigError, match=r"config error: out: .* holds translations of .*en\.jsonl by openai:gpt-4o-mini"
     ):
         run(source, tmp_path / "out", server, "translator.model=gpt-4o")
 
@@ -162,7 +162,8 @@ def test_limit_reads_a_prefix_and_a_larger_limit_continues_it(tmp_path, server):
         (["source=/nonexistent/stories.jsonl"], "config error: source: '/nonexistent/stories.jsonl' does not exist"),
         (
             ["translator=openai", "translator.api_key_env=ARASTORY_TEST_UNSET_KEY"],
-            "config error: ARASTORY_TEST_UNSET_KEY: is not set: `export ARASTORY_TEST_UNSET_KEY=...`, or use translator=hf",
+            "config error: ARASTORY_TEST_UNSET_KEY: is not set: "
+            "`export ARASTORY_TEST_UNSET_KEY=...`, or use translator=hf",
         ),
     ],
 )

@@ -2,6 +2,8 @@
 run's adapter as a LoRARequest); on a machine without a GPU the config error says so in one line, before any model
 is loaded."""
 
+import re
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -39,7 +41,7 @@ def test_vllm_without_a_gpu_is_one_config_line(tmp_path, tiny_model_dir):
 
 
 def test_tensor_parallel_size_is_checked_and_carried():
-    with pytest.raises(ConfigError, match="system.tensor_parallel_size: must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match=re.escape("system.tensor_parallel_size: must be a positive integer, got 0")):
         _check_backend("hf", 0)
     for name in ("run", "hf"):
         assert OmegaConf.load(CONF_DIR / "system" / f"{name}.yaml").tensor_parallel_size == 1

@@ -1,4 +1,4 @@
-"""The evaluation command's Hydra main (arastory/conf/evaluate.yaml): `arastory evaluate`, `python -m arastory.evaluate`,
+"""The evaluate command's Hydra main (arastory/conf/evaluate.yaml): `arastory evaluate`, `python -m arastory.evaluate`,
 `python evaluate.py`. Evaluate a system on fresh prompts (judge + metrics + CIs), compare evaluations, and run
 human-rating sheets.
 
@@ -7,7 +7,8 @@ human-rating sheets.
     arastory evaluate system=file system.path=../shared/data/arastories out=outputs/eval/released-gpt4 judge=none
     arastory evaluate mode=compare compare=multirun-eval/2026-11-27/12-00-00 out=outputs/compare
     arastory evaluate mode=human_export human.export=[outputs/eval/a,outputs/eval/b] out=outputs/human
-    arastory evaluate mode=human_import human.ratings=[r1.csv,r2.csv] human.key=outputs/human/key.json human.evals=[<a>,<b>]
+    arastory evaluate mode=human_import human.ratings=[r1.csv,r2.csv] human.key=outputs/human/key.json \\
+        human.evals=[<a>,<b>]
 
 `mode=` names one of four modes (score, compare, human_export, human_import); left out, it follows the one input set.
 
@@ -41,7 +42,7 @@ def _paths(value) -> list[str]:
 @hydra.main(config_path=str(CONF_DIR), config_name="evaluate", version_base="1.3")
 @one_line_errors
 @guard_out_dir
-def main(cfg: DictConfig):
+def main(cfg: DictConfig) -> dict:
     out_dir = HydraConfig.get().runtime.output_dir
     mode = evaluation_mode(cfg)
     if mode == "compare":

@@ -1,4 +1,4 @@
-"""The training command's Hydra main (arastory/conf/train.yaml): `arastory train`, `python -m arastory.train`, `python train.py`.
+"""The train command's Hydra main (arastory/conf/train.yaml): `arastory train`, `python -m arastory.train`, `train.py`.
 
     arastory train                                      # tiny offline default on the bundled corpus (CPU, minutes)
     arastory train strategy=sequential dialect=egy model=acegpt_7b trainer=gpu

@@ -8,14 +8,15 @@
 Exit codes: 0 done; 1 the download was interrupted (rerun the same command: it resumes); 2 bad arguments or a
 file that is not the pinned one (checksum mismatch).
 
-    python -m arastory.translate -m hydra/launcher=joblib source=stories.jsonl out=outputs/translate/big shard=0/4,1/4,2/4,3/4
-    python -m arastory.data merge outputs/translate/big           # -> outputs/translate/big/parallel.jsonl
+    python -m arastory.translate -m hydra/launcher=joblib source=stories.jsonl out=outputs/big shard=0/4,1/4,2/4,3/4
+    python -m arastory.data merge outputs/big           # -> outputs/big/parallel.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from arastory.cli import fail, one_line_errors
 
@@ -31,7 +32,7 @@ def parse(argv: list[str]) -> tuple[str, dict]:
         print(__doc__.strip())
         sys.exit(0)
     positional = [a for a in argv if "=" not in a]
-    options = dict(a.split("=", 1) for a in argv if "=" in a)
+    options: dict[str, Any] = dict(a.split("=", 1) for a in argv if "=" in a)
     if len(positional) != 2 or positional[0] != "fetch":
         fail(USAGE)
     unknown = [k for k in options if k not in KEYS]

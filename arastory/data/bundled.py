@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from arastory.data.readers import read_parallel_jsonl, read_story_jsonl
 from arastory.data.validate import validate_parallel, validate_stories
 from arastory.errors import DataError
@@ -14,7 +16,7 @@ STORY_WORDS = (120, 300)  # bounds the data card promises
 EN_STORY_WORDS = (80, 200)
 
 
-def story_file(variety: str):
+def story_file(variety: str) -> Path:
     return BUNDLED_DIR / f"stories_{variety}.jsonl"
 
 

@@ -78,7 +78,7 @@ def summed(shards: list, keys: Iterable[str]) -> dict:
 # ------------------------------------------------------------------------------------------------------- translate
 def merge_translate(out: Path, shards: list) -> dict:
     """parallel.jsonl: the shards' rows in shard order; an id translated by two shards is kept once."""
-    seen: set[str] = set()
+    seen: set[str | None] = set()  # a row without an id is kept once
     duplicates = 0
     with StreamWriter(out / "parallel.jsonl") as writer:
         for shard_dir, _ in shards:
@@ -218,6 +218,7 @@ def merge_synthesize(out: Path, shards: list) -> dict:
         for row in stories:
             result = gates._duplicates(row["id"], row["story"], {})
             if not result.kept:
+                assert result.reason is not None  # a rejection names its gate
                 by_gate[result.reason] += 1
                 rejected.write({**row, "reason": result.reason, "detail": result.detail, "cross_shard": True})
             else:

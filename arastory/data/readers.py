@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arastory.data.validate import is_placeholder, screen_stories
 from arastory.errors import DataError
 from arastory.io import iter_csv_records, iter_jsonl, open_input
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
+
+if TYPE_CHECKING:
+    import datasets
 
 # The released files are named after the variety in English (Formatted-Egyptian-prompts-...csv).
 RELEASED_NAME_TO_VARIETY = {"msa": "msa", "egyptian": "egy", "moroccan": "mor", "egy": "egy", "mor": "mor"}
@@ -167,7 +171,7 @@ def iter_parallel_jsonl(path: str | Path, skipped: list | None = None) -> Iterat
         yield ParallelRecord.from_dict(obj)
 
 
-def to_hf_dataset(records: Iterable[StoryRecord | ParallelRecord]):
+def to_hf_dataset(records: Iterable[StoryRecord | ParallelRecord]) -> datasets.Dataset:
     """Records as a `datasets.Dataset` (features and meta kept as JSON strings so columns stay uniform)."""
     import json
 

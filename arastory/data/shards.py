@@ -22,7 +22,7 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, value, key: str = "shard") -> Shard | None:
+    def parse(cls, value: object, key: str = "shard") -> Shard | None:
         """`None` (the whole input) or `i/n` with 0 <= i < n."""
         if value is None or str(value).strip() in ("", "null", "None"):
             return None
@@ -54,7 +54,7 @@ class Shard:
         return len(range(self.index, total, self.count))
 
 
-def shard_dir(out, shard) -> str | None:
+def shard_dir(out: str | Path | None, shard: object) -> str | None:
     """Resolver `${shard_dir:${out},${shard}}`: the dir a (sharded) job writes to; None when `out` is None."""
     spec = Shard.parse(shard)
     if out is None:
@@ -62,7 +62,7 @@ def shard_dir(out, shard) -> str | None:
     return str(spec.dir(out)) if spec else str(out)
 
 
-def shard_subdir(shard, default) -> str:
+def shard_subdir(shard: object, default: object) -> str:
     """Resolver `${shard_subdir:${shard},${hydra.job.num}}`: a sweep over shards puts each job in its shard dir."""
     spec = Shard.parse(shard)
     return f"shards/{spec.name}" if spec else str(default)

@@ -1,4 +1,4 @@
-"""Training data sources built from config (`data.synthetic`, `data.translated`): where records come from and how many."""
+"""Training data sources from config (`data.synthetic`, `data.translated`): where records come from and how many."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ MAX_FAILURE_RATE = 0.05  # ours: more unusable records than this stops training 
 
 @dataclass
 class StorySource:
-    """Prompt→story records in MSA, Egyptian or Moroccan: `path` is `bundled`, a JSONL file, a released CSV or a folder."""
+    """Prompt→story records in MSA, Egyptian or Moroccan; `path`: `bundled`, a JSONL file, a released CSV, a folder."""
 
     path: str = "bundled"
     size: int | None = None  # per-variety cap after the held-out split (nested across sizes)

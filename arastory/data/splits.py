@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-T = TypeVar("T")
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=HasId)
 
 
 def _unit_hash(seed: int, salt: str, record_id: str) -> float:
@@ -20,7 +26,8 @@ def split_heldout(records: Sequence[T], fraction: float, seed: int = 0) -> tuple
     The split of a record never changes when other records are added or removed, so validation
     sets agree across dataset sizes and sweeps.
     """
-    train, held = [], []
+    train: list[T] = []
+    held: list[T] = []
     for record in records:
         (held if _unit_hash(seed, "heldout", record.id) < fraction else train).append(record)
     return train, held

@@ -73,4 +73,4 @@ class StoredStory:
     def __eq__(self, other) -> bool:
         return isinstance(other, (StoredStory, StoryRecord)) and self.to_dict() == other.to_dict()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal records are mutable views: not hashable

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from arastory.records import VARIETIES, ParallelRecord, StoryRecord
 from arastory.text import arabic_share, normalize_for_hash, word_count
+
+if TYPE_CHECKING:
+    from arastory.dialect.identify import DialectIdentifier
 
 
 @dataclass
@@ -94,7 +98,7 @@ MIN_LABEL_AGREEMENT = 0.5  # ours: share of a dialect file's stories the identif
 LABEL_SAMPLE = 200  # ours: stories per dialect the identifier reads for that check (seeded sample)
 
 
-def is_placeholder(text) -> bool:
+def is_placeholder(text: object) -> bool:
     return not isinstance(text, str) or text.strip().lower() in PLACEHOLDERS
 
 
@@ -163,7 +167,10 @@ def _story_problem(record: StoryRecord, varieties, min_arabic: float, max_words:
 
 
 def screen_pairs(
-    records: Iterable[ParallelRecord], min_arabic: float = MIN_ARABIC_SHARE, max_words: int = 10_000, keep=None
+    records: Iterable[ParallelRecord],
+    min_arabic: float = MIN_ARABIC_SHARE,
+    max_words: int = 10_000,
+    keep: Callable[[ParallelRecord], object] | None = None,
 ) -> Screened:
     """Skip translated pairs with an empty/NaN/None side, an Arabic side that is not Arabic script, or a repeated id
     (the filter, when enabled, judges the rest). `records` may be a stream; `keep` maps each kept pair."""
@@ -189,7 +196,7 @@ def screen_pairs(
 
 def label_disagreement(
     records: list[StoryRecord],
-    identifier,
+    identifier: DialectIdentifier,
     min_agreement: float = MIN_LABEL_AGREEMENT,
     sample: int = LABEL_SAMPLE,
     seed: int = 0,

@@ -1,4 +1,4 @@
-"""Dialect identification: published marker words, arastory's two-level classifier and an optional CAMeL Tools backend."""
+"""Dialect identification: published marker words, arastory's two-level classifier, an optional CAMeL Tools backend."""
 
 from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load_or_train, training_records
 from arastory.dialect.identify import CamelIdentifier, ngram_identifier

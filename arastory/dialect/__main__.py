@@ -5,15 +5,26 @@ python -m arastory.dialect evaluate input=outputs/synth/mor/stories.jsonl dialec
 python -m arastory.dialect train source=bundled out=outputs/dialect/bundled       # model.joblib + report.json
 """
 
+from __future__ import annotations
+
 import logging
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.cli import check_overrides, fail, one_line_errors, register_resolvers
+from arastory.errors import ConfigError
 from arastory.paths import CONF_DIR
+from arastory.plain import plain_dict
+
+if TYPE_CHECKING:
+    from arastory.dialect.identify import DialectIdentifier
+    from arastory.records import StoryRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +47,20 @@ def main(cfg: DictConfig) -> dict:
 
 def evaluate(cfg: DictConfig, out_dir: str) -> dict:
     from arastory.dialect.evaluation import evaluate_records
-    from arastory.errors import ConfigError
     from arastory.synthesize.run import build
 
     if cfg.input is None:
         raise ConfigError("input", "which labelled stories? input=<.jsonl | released .csv | folder | [list]>")
     records = read_labelled(cfg.input)
     identifier = build(cfg.dialect_id)
-    thresholds = OmegaConf.to_container(cfg.thresholds) if isinstance(cfg.thresholds, DictConfig) else cfg.thresholds
+    thresholds = plain_dict(cfg.thresholds) if isinstance(cfg.thresholds, DictConfig) else cfg.thresholds
     about = {"input": [str(p) for p in _as_list(cfg.input)], "identifier": describe(cfg.dialect_id, identifier)}
     report = evaluate_records(records, identifier, out_dir, thresholds, int(cfg.calibration_bins), about)
     print_evaluation(out_dir, report)
     return report
 
 
-def describe(node: DictConfig, identifier) -> dict:
+def describe(node: DictConfig, identifier: DialectIdentifier) -> dict:
     """Which identifier was measured: its config (as given) and, for arastory's classifier, what it was trained on."""
     return {
         "config": OmegaConf.to_container(node, resolve=True),
@@ -59,7 +69,7 @@ def describe(node: DictConfig, identifier) -> dict:
     }
 
 
-def read_labelled(inputs) -> list:
+def read_labelled(inputs: str | Path | Sequence[str | Path]) -> list[StoryRecord]:
     from arastory.data.readers import read_stories
     from arastory.errors import DataError
 
@@ -69,7 +79,7 @@ def read_labelled(inputs) -> list:
     return records
 
 
-def _as_list(value) -> list:
+def _as_list(value: object) -> list:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         return [value]
     return list(value)
@@ -79,7 +89,9 @@ def train(cfg: DictConfig, out_dir: str) -> dict:
     from arastory.dialect.training import recipe_params, train_and_save
 
     recipe_params(cfg.dialect_id)  # dialect_id=camel has no recipe (nor a `source`): say so first
-    source = OmegaConf.to_container(cfg.source) if not isinstance(cfg.source, str) else cfg.source
+    source = OmegaConf.to_container(cfg.source) if OmegaConf.is_config(cfg.source) else cfg.source
+    if not isinstance(source, str | list | dict):
+        raise ConfigError("source", f"expected bundled, a path, a list of them or {{variety: file}}, got {source!r}")
     report = train_and_save(
         source, cfg.dialect_id, out_dir, folds=int(cfg.cv_folds), seed=int(cfg.seed), progress=bool(cfg.progress)
     )

@@ -13,6 +13,7 @@ dialect), built only from out-of-fold sentence probabilities so the model never 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +55,8 @@ def meta_training_set(
     table: UnitTable,
     document_labels: dict[int, str],
     seed: int = 0,
-    drift_fractions=DRIFT_FRACTIONS,
-    pan_dialect_fractions=PAN_DIALECT_FRACTIONS,
+    drift_fractions: Sequence[float] = DRIFT_FRACTIONS,
+    pan_dialect_fractions: Sequence[float] = PAN_DIALECT_FRACTIONS,
 ) -> tuple[list[list[float]], list[str]]:
     """(features, labels) for every training document and its drift / pan-dialect variants."""
     rng = random.Random(seed)

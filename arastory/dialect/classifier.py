@@ -12,8 +12,10 @@ Two levels (scikit-learn):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -60,12 +62,12 @@ class DialectClassifier:
         alpha: float = 1e-4,
         story_C: float = 1.0,
         folds: int = 5,
-        drift_fractions=DRIFT_FRACTIONS,
-        pan_dialect_fractions=PAN_DIALECT_FRACTIONS,
+        drift_fractions: Sequence[float] = DRIFT_FRACTIONS,
+        pan_dialect_fractions: Sequence[float] = PAN_DIALECT_FRACTIONS,
         seed: int = 0,
         thresholds: dict | None = None,
     ):
-        self.params = {
+        self.params: dict[str, Any] = {
             "ngram_range": list(ngram_range),
             "max_features": int(max_features),
             "word_ngram_range": list(word_ngram_range),
@@ -179,6 +181,8 @@ class DialectClassifier:
         """Sentence-level class probabilities, columns in `self.classes` order."""
         if not units:
             return np.zeros((0, len(self.classes)))
+        if self.sentence_model is None:
+            raise RuntimeError("the dialect classifier is not trained (fit it or load_or_train it first)")
         order = [list(self.sentence_model.classes_).index(c) for c in self.classes]
         return self.sentence_model.predict_proba(units)[:, order]
 
@@ -192,7 +196,8 @@ class DialectClassifier:
         for story_units_ in units:
             per_story.append((flat[start : start + len(story_units_)], unit_weights(story_units_)))
             start += len(story_units_)
-        features = [story_features(p, w, story or "", self.classes) for (p, w), story in zip(per_story, stories, strict=False)]
+        pairs = zip(per_story, stories, strict=False)
+        features = [story_features(p, w, story or "", self.classes) for (p, w), story in pairs]
         return self.story_model.predict_proba(features), per_story
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -207,7 +212,7 @@ class DialectClassifier:
         out = []
         for story, target, row, (probs, weights) in zip(stories, targets, story_probs, per_story, strict=False):
             probabilities = dict(zip(self.classes, row.round(4).tolist(), strict=False))
-            predicted = max(probabilities, key=probabilities.get)
+            predicted = max(probabilities, key=probabilities.__getitem__)
             labels = sentence_labels(probs, self.classes)
             out.append(
                 DialectAnalysis(
@@ -281,7 +286,7 @@ def _unit_table(records: list[StoryRecord]) -> tuple[UnitTable, dict[int, str]]:
 
 
 def load_or_train(
-    records: list[StoryRecord], use_cache: bool = True, thresholds: dict | None = None, **params
+    records: list[StoryRecord], use_cache: bool = True, thresholds: dict | None = None, **params: Any
 ) -> DialectClassifier:
     """Train on `records`, or load the cached model trained on exactly the same data and parameters."""
     key = fingerprint(sorted((r.variety, r.story) for r in records), params, FORMAT_VERSION, recipe_fingerprint())

@@ -8,6 +8,7 @@ offered as variety v is kept when P(v) >= threshold[v].
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -18,15 +19,19 @@ from arastory.dialect.thresholds import gate_threshold
 from arastory.io import atomic_write_json, atomic_write_jsonl
 from arastory.records import VARIETIES, StoryRecord
 
+if TYPE_CHECKING:
+    from arastory.dialect.classifier import DialectAnalysis
+    from arastory.dialect.identify import DialectIdentifier
+
 DIALECTS = ("egy", "mor")
 HISTOGRAM_BINS = 10
 
 
 def evaluate_records(
     records: list[StoryRecord],
-    identifier,
+    identifier: DialectIdentifier,
     out_dir: str | Path,
-    thresholds=None,
+    thresholds: dict[str, float] | float | None = None,
     calibration_bins: int = 10,
     about: dict | None = None,
 ) -> dict:
@@ -77,7 +82,8 @@ def classification(truth: list[str], predicted: list[str], present: list[str]) -
     precision, recall, f1, _support = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
     matrix = confusion_matrix(truth, predicted, labels=labels)
     return {
-        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},  # story-level, per true variety
+        # story-level, per true variety
+        "accuracy": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},
         "accuracy_overall": round(float(np.mean([t == p for t, p in zip(truth, predicted, strict=False)])), 4),
         "precision": {v: round(float(p), 4) for v, p in zip(present, precision, strict=False)},
         "recall": {v: round(float(r), 4) for v, r in zip(present, recall, strict=False)},
@@ -178,7 +184,15 @@ def no_dialect_words(records: list[StoryRecord], present: list[str]) -> dict:
     return out
 
 
-def write_plots(out_dir: Path, report: dict, truth, probs, classes, analyses, thresholds) -> dict:
+def write_plots(
+    out_dir: Path,
+    report: dict,
+    truth: list[str],
+    probs: np.ndarray,
+    classes: list[str],
+    analyses: list[DialectAnalysis],
+    thresholds: dict[str, float],
+) -> dict:
     """The report's PNGs; returns {plot: file name}."""
     import matplotlib
 

@@ -6,6 +6,9 @@ sentences in the target variety and in MSA, marker words seen), which is what th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
+
 import numpy as np
 
 from arastory.dialect.classifier import DialectAnalysis, DialectClassifier, load_or_train, training_records
@@ -16,12 +19,15 @@ from arastory.text import sentences
 # CAMeL Tools' MADAR-6 labels → our varieties (the other three cities are reported as "other").
 CAMEL_LABELS = {"MSA": "msa", "CAI": "egy", "RAB": "mor"}
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 
 def ngram_identifier(
-    source="bundled",
-    ngram_range=(1, 5),
+    source: str | list | dict = "bundled",
+    ngram_range: Sequence[int] = (1, 5),
     max_features: int = 200_000,
-    word_ngram_range=(1, 2),
+    word_ngram_range: Sequence[int] = (1, 2),
     word_max_features: int = 100_000,
     alpha: float = 1e-4,
     story_C: float = 1.0,
@@ -49,9 +55,11 @@ def ngram_identifier(
     )
 
 
-def metrics_identifier(metrics_cfg):
+def metrics_identifier(metrics_cfg: DictConfig) -> DialectClassifier:
     """Evaluation's classifier: `metrics.dialect_id.path` (a saved one), else trained on `metrics.classifier_data`."""
     from omegaconf import DictConfig, OmegaConf
+
+    from arastory.plain import plain_dict
 
     path = (
         OmegaConf.select(metrics_cfg, "dialect_id.path", default=None) if isinstance(metrics_cfg, DictConfig) else None
@@ -59,8 +67,7 @@ def metrics_identifier(metrics_cfg):
     if path:
         return DialectClassifier.load(path)
     source = metrics_cfg.classifier_data
-    source = OmegaConf.to_container(source) if isinstance(source, DictConfig) else source
-    return load_or_train(training_records(source))
+    return load_or_train(training_records(plain_dict(source) if isinstance(source, DictConfig) else source))
 
 
 class CamelIdentifier:
@@ -86,10 +93,10 @@ class CamelIdentifier:
 
     def analyze(self, story: str, target: str | None = None) -> DialectAnalysis:
         probs = {k: round(v, 4) for k, v in self._scores([story])[0].items()}
-        predicted = max(probs, key=probs.get)
+        predicted = max(probs, key=probs.__getitem__)
         target = target or predicted
         units = sentences(story) or [story]
-        labels = [max(s, key=s.get) for s in self._scores(units)]
+        labels = [max(s, key=s.__getitem__) for s in self._scores(units)]
         share, msa_share = (float(np.mean([label == v for label in labels])) for v in (target, "msa"))
         return DialectAnalysis(probs, predicted, share, markers_in(story), msa_share, len(labels))
 
@@ -114,3 +121,7 @@ def _load_camel_model():
         raise ConfigError(
             "dialect_id", f"camel_tools' dialect model could not be loaded ({type(error).__name__}): {hint}"
         ) from None
+
+
+# What answers `analyze(story, target)`: arastory's classifier or CAMeL Tools' (dialect_id=ngram | camel).
+DialectIdentifier: TypeAlias = DialectClassifier | CamelIdentifier

@@ -103,8 +103,9 @@ _VERB_FORMS = {
 
 
 # Morphology beyond the stem list (ours). Moroccan present/habitual كيـ + any stem of three letters or more (كيعاون,
-# كيتسناو), except the MSA words that start alike (كيف..., كيلو..., وكيل..., كيمياء, كيكة..., كيس, كيان). Negation by the ما...ش
-# circumfix (ماكيعرفش, مابغاش, ماعندوش), Moroccan and Egyptian alike, so it is evidence of dialect, not of which one.
+# كيتسناو), except the MSA words that start alike (كيف..., كيلو..., وكيل..., كيمياء, كيكة..., كيس, كيان). Negation by
+# the ما...ش circumfix (ماكيعرفش, مابغاش, ماعندوش), Moroccan and Egyptian alike, so it is evidence of dialect, not of
+# which one.
 MIN_PATTERN_LENGTH = 5
 _KI_MSA_PREFIXES = ("كيف", "كيل", "كيمي", "كينون", "كيان", "كيك")
 _KI_MSA_WORDS = frozenset(normalize_arabic(w) for w in "كيسه كيسها كيسي كيسين كيسان كينيا".split())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -21,6 +22,9 @@ from tqdm.auto import tqdm
 
 from arastory.dialect.evidence import story_units
 from arastory.records import StoryRecord
+
+if TYPE_CHECKING:
+    from arastory.dialect.identify import DialectIdentifier
 
 HELD_OUT_DRIFT = (0.5, 0.7)  # ours: MSA shares of the drift variants counted as genuine dialect stories
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
@@ -98,9 +102,9 @@ def cross_validated_summary(held_out: list[HeldOut], thresholds: dict[str, float
     for variety in sorted({h.variety for h in originals}):
         rows = [h for h in originals if h.variety == variety]
         accuracy[variety] = round(
-            sum(max(h.probabilities, key=h.probabilities.get) == variety for h in rows) / len(rows), 4
+            sum(max(h.probabilities, key=h.probabilities.__getitem__) == variety for h in rows) / len(rows), 4
         )
-    gate = {"false_reject": {}, "false_accept": {}}
+    gate: dict[str, dict[str, float]] = {"false_reject": {}, "false_accept": {}}
     for target, threshold in thresholds.items():
         genuine = [h for h in held_out if h.variety == target]
         others = [h for h in originals if h.variety != target]
@@ -118,7 +122,7 @@ def cross_validated_summary(held_out: list[HeldOut], thresholds: dict[str, float
     }
 
 
-def gate_threshold(identifier, variety: str, override: dict | float | None = None) -> float:
+def gate_threshold(identifier: DialectIdentifier | None, variety: str, override: dict | float | None = None) -> float:
     """The P(variety) a story needs to pass the gate: an override, else the identifier's own, else 0.5."""
     if isinstance(override, (int, float)):
         return float(override)

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from arastory.dialect.classifier import DialectClassifier, training_records
 from arastory.dialect.thresholds import HELD_OUT_DRIFT, choose_thresholds, cross_validate, cross_validated_summary
 from arastory.errors import ConfigError
 from arastory.io import atomic_write_json
+from arastory.plain import plain_dict
 
 RECIPE_KEYS = ("ngram_range", "max_features", "word_ngram_range", "word_max_features", "alpha", "story_C", "folds")
 
 
 def recipe_params(node: DictConfig | dict) -> dict:
     """The classifier recipe from a dialect_id config (arastory/conf/dialect_id/ngram.yaml)."""
-    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    values = plain_dict(node, resolve=True)
     target = str(values.get("_target_", ""))
     if not target.endswith("ngram_identifier"):
         raise ConfigError(
@@ -34,7 +35,12 @@ def recipe_params(node: DictConfig | dict) -> dict:
 
 
 def train_and_save(
-    source, dialect_cfg, out_dir: str | Path, folds: int = 5, seed: int = 0, progress: bool = True
+    source: str | list | dict,
+    dialect_cfg: DictConfig | dict,
+    out_dir: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    progress: bool = True,
 ) -> dict:
     out_dir = Path(out_dir)
     params = recipe_params(dialect_cfg)
@@ -55,9 +61,7 @@ def train_and_save(
         )
     elif folds == 0:
         configured = dialect_cfg.get("thresholds") if hasattr(dialect_cfg, "get") else None
-        thresholds = dict(
-            OmegaConf.to_container(configured) if isinstance(configured, DictConfig) else configured or {}
-        )
+        thresholds = dict(plain_dict(configured) if configured is not None else {})
     else:
         raise ConfigError("cv_folds", f"must be 0 (no cross-validation) or at least 2, got {folds}")
     model = DialectClassifier(**params, thresholds=thresholds, seed=seed).fit(records)

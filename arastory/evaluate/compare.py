@@ -146,7 +146,7 @@ def _name_evaluations(evals: list[Evaluation]) -> None:
     for ev in evals:
         parts = [f"{k}={ev.config.get(k)}" for k in varying if ev.config.get(k) is not None]
         ev.name = f"{ev.system} [{', '.join(parts)}]" if parts else ev.system
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for ev in evals:
         counts[ev.name] += 1
     root = Path(os.path.commonpath([str(ev.path.resolve()) for ev in evals]))
@@ -270,7 +270,7 @@ def judgment_scores(ev: Evaluation) -> Judged:
             continue
         latest[str(prompt_id)] = row
     for prompt_id, row in latest.items():
-        criteria = row.get("criteria") if isinstance(row.get("criteria"), dict) else {}
+        criteria = row["criteria"] if isinstance(row.get("criteria"), dict) else {}
         key = row.get("prompt_key") or keys.get(prompt_id)
         out.unkeyed += key is None and bool(criteria)
         for criterion in CRITERIA:
@@ -399,7 +399,12 @@ def _judge_text(ev: Evaluation) -> str:
 
 
 def compare_evaluations(
-    paths: list[str], out_dir, n_boot: int = 2000, seed: int = 0, strict: bool = False, diversity_subsample: int = 50
+    paths: list[str],
+    out_dir: str | Path,
+    n_boot: int = 2000,
+    seed: int = 0,
+    strict: bool = False,
+    diversity_subsample: int = 50,
 ) -> dict:
     """Write compare.csv, compare.md, paired.csv and the sweep plots to `out_dir`; return what was found and written.
 
@@ -590,12 +595,12 @@ def _plot_strategies(evals: list[Evaluation], rows: list[dict], panels, path: Pa
         for i, (strategy, key) in enumerate(series):
             means, errors = [], []
             for variety in varieties:
-                stats = [
+                found = [
                     _stat(rows_by_eval, ev, variety, panel)
                     for ev in evals
                     if ev.config["strategy"] == strategy and _series_key(ev, others) == key
                 ]
-                stats = [s for s in stats if s]
+                stats = [s for s in found if s]
                 # Several evals in one bar (e.g. repeated seeds): the bar is their mean, the error bar the widest CI.
                 means.append(float(np.mean([s["mean"] for s in stats])) if stats else np.nan)
                 errors.append(

@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from arastory.errors import ConfigError, DataError
 from arastory.prompts.released import RELEASED_CUES
 from arastory.records import VARIETIES
 from arastory.text import normalize_arabic
+
+if TYPE_CHECKING:
+    from arastory.records import StoryRecord
 
 # Opening words of the always-present features' sentences in the released prompts (read from the CSVs), after
 # the optional ones in arastory.prompts.released.RELEASED_CUES.
@@ -103,7 +107,7 @@ class FileSystem:
     name: str | None = None
     variety: str | None = None
     n_per_variety: int | None = None  # the first N stories per variety in file order (null: all)
-    kind: str = "file"
+    kind: Literal["file"] = "file"
     _rows: list = field(default_factory=list, repr=False)
 
     def check(self) -> None:
@@ -121,7 +125,9 @@ class FileSystem:
         if self.n_per_variety is not None and int(self.n_per_variety) < 1:
             raise ConfigError("system.n_per_variety", f"must be a positive number or null, got {self.n_per_variety}")
         records = read_stories(path, variety=self.variety)
-        seen, per_variety, rows = set(), {}, []
+        seen: set[str] = set()
+        per_variety: dict[str, int] = {}
+        rows: list[dict] = []
         for record in records:
             if record.variety not in VARIETIES:
                 raise DataError(
@@ -154,6 +160,8 @@ class FileSystem:
     def identity(self) -> dict:
         from arastory.io import fingerprint
 
+        assert self.path is not None  # check() ran first
+
         return {
             "kind": "file",
             "name": self.name,
@@ -162,13 +170,14 @@ class FileSystem:
         }
 
     def open(self) -> FileGenerator:
+        assert self.name is not None  # check() ran first and named it
         return FileGenerator(self.name, {row["id"]: row["story"] for row in self._rows}, str(self.path))
 
 
 class FileGenerator:
     """Hands out the stories read from the file; nothing is generated."""
 
-    kind = "file"
+    kind: Literal["file"] = "file"
 
     def __init__(self, name: str, stories: dict[str, str], source: str):
         self.name, self.stories = name, stories
@@ -177,7 +186,7 @@ class FileGenerator:
     def story(self, prompt_id: str) -> dict:
         return {"story": self.stories[prompt_id], "meta": {"finish_reason": None, "finished": True}}
 
-    def perplexity(self, records) -> None:
+    def perplexity(self, records: list[StoryRecord]) -> None:
         return None  # no model
 
     def close(self) -> None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from arastory.io import JsonlAppender, fingerprint
 from arastory.llm.client import LLMAuthError, LLMError
 from arastory.llm.resumable import done_keys, run_resumable
+
+if TYPE_CHECKING:
+    from arastory.evaluate.systems import LocalGenerator, Sampling, StoryGenerator, VLLMGenerator
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def generation_row(prompt: dict, system_name: str, result: dict, extra_meta: dic
     }
 
 
-def too_long(generator, prompt: str, limits: dict) -> str | None:
+def too_long(generator: StoryGenerator, prompt: str, limits: dict) -> str | None:
     """Why `prompt` is skipped, or None. Characters first: a huge prompt is never even tokenized whole."""
     max_chars, max_tokens = limits.get("max_prompt_chars"), limits.get("max_prompt_tokens")
     if max_chars and len(prompt) > max_chars:
@@ -43,7 +47,12 @@ def too_long(generator, prompt: str, limits: dict) -> str | None:
 
 
 def generate_all(
-    generator, prompts: list[dict], out_path: str | Path, sampling, meta: dict | None = None, limits: dict | None = None
+    generator: StoryGenerator,
+    prompts: list[dict],
+    out_path: str | Path,
+    sampling: Sampling,
+    meta: dict | None = None,
+    limits: dict | None = None,
 ) -> dict:
     """Generate the missing stories; returns counts {total, already_done, generated, failed, skipped_long, seconds}.
 
@@ -52,7 +61,7 @@ def generate_all(
     out_path = Path(out_path)
     finished = done_keys(out_path, "id")
     todo = [p for p in prompts if p["id"] not in finished]
-    counts = {
+    counts: dict[str, int | float] = {
         "total": len(prompts),
         "already_done": len(prompts) - len(todo),
         "generated": 0,
@@ -68,12 +77,14 @@ def generate_all(
             log.info(f"skipped {counts['skipped_long']} over-long prompt(s), e.g. {first}")
     start = time.perf_counter()
     meta = {**generator.meta, "sampling": sampling.as_dict(), **(meta or {})}
-    if todo and generator.kind == "file":
+    if not todo:
+        pass  # every story is there already
+    elif generator.kind == "file":
         with JsonlAppender(out_path) as out:
             for prompt in todo:
                 out.write(generation_row(prompt, generator.name, generator.story(prompt["id"]), meta))
         counts["generated"] = len(todo)
-    elif todo and generator.kind == "api":
+    elif generator.kind == "api":
         stats = run_resumable(
             todo,
             "id",
@@ -86,13 +97,15 @@ def generate_all(
         counts.update(generated=stats.done, failed=stats.failed)
         if stats.done == 0 and stats.failed:
             raise LLMError(f"generation failed for every prompt, e.g. {stats.errors[0]} (see {out_path}.errors.jsonl)")
-    elif todo:
+    else:
         counts["generated"] = _generate_local(generator, todo, out_path, sampling, meta)
     counts["seconds"] = round(time.perf_counter() - start, 2)
     return counts
 
 
-def _generate_local(generator, todo: list[dict], out_path: Path, sampling, meta: dict) -> int:
+def _generate_local(
+    generator: LocalGenerator | VLLMGenerator, todo: list[dict], out_path: Path, sampling: Sampling, meta: dict
+) -> int:
     """Batches of similar prompt length (less padding); each batch's seed follows from its ids, so reruns agree."""
     ordered = sorted(todo, key=lambda p: len(p["prompt"]))
     size = max(1, int(getattr(generator, "batch_size", 8) or 8))

@@ -17,7 +17,7 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -92,7 +92,9 @@ def _balanced_sample(ids: list[str], varieties: dict[str, str], k: int | None, r
     return interleaved if k is None else interleaved[:k]
 
 
-def export_sheet(eval_dirs: list[str], out_dir, per_system: int | None = None, seed: int = 0, raters: int = 1) -> dict:
+def export_sheet(
+    eval_dirs: list[str], out_dir: str | Path, per_system: int | None = None, seed: int = 0, raters: int = 1
+) -> dict:
     """Write blind rating sheets of stories from several eval dirs and key.json (for you only).
 
     When the systems answered identical prompts, every system is rated on the same prompts (so human scores pair up).
@@ -252,7 +254,7 @@ def _asset(environment, name: str) -> str:
 # ---- import ------------------------------------------------------------------------------------------------------
 
 
-def read_key(key_file) -> dict:
+def read_key(key_file: str | Path) -> dict:
     path = Path(key_file)
     try:
         key = json.loads(path.read_text(encoding="utf-8"))
@@ -265,7 +267,7 @@ def read_key(key_file) -> dict:
     return key
 
 
-def read_sheet(path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]]:
+def read_sheet(path: str | Path, items: dict) -> tuple[str | None, dict[str, dict[str, int]]]:
     """(rater name from the sheet or None, {item id: {criterion: score}}) from one filled sheet.csv."""
     path = Path(path)
     records = iter_csv_records(path)
@@ -400,12 +402,13 @@ def rater_alpha(
     matrix = matrix[:, np.sum(np.isfinite(matrix), axis=0) >= 2] if len(items) else matrix
     n = matrix.shape[1] if matrix.ndim == 2 else 0
     out: dict[str, Any] = {"raters": len(raters), "n_items": int(n)}
-    for level in ("ordinal", "interval"):
+    levels: tuple[Literal["ordinal", "interval"], ...] = ("ordinal", "interval")
+    for level in levels:
         out.update(_alpha(matrix, level, n_boot, seed) if n else {f"alpha_{level}": None, f"alpha_{level}_ci": None})
     return out
 
 
-def _alpha(matrix: np.ndarray, level: str, n_boot: int, seed: int) -> dict:
+def _alpha(matrix: np.ndarray, level: Literal["ordinal", "interval"], n_boot: int, seed: int) -> dict:
     """Krippendorff's alpha at one level of measurement, with its bootstrap CI over the matrix's columns (items)."""
     bounds = percentile_ci(lambda i: krippendorff_alpha(matrix[:, i], level), matrix.shape[1], n_boot=n_boot, seed=seed)
     return {f"alpha_{level}": _finite(krippendorff_alpha(matrix, level)), f"alpha_{level}_ci": _interval(bounds)}
@@ -416,7 +419,9 @@ def _finite(value) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def import_sheets(sheet_files: list[str], key_file, eval_dirs: list[str] | None, out_dir) -> dict:
+def import_sheets(
+    sheet_files: list[str], key_file: str | Path, eval_dirs: list[str] | None, out_dir: str | Path
+) -> dict:
     """Unblind filled sheets with key.json and measure judge-human agreement per criterion (and rater-rater).
 
     Human score of an item = mean over the raters who scored it; kappa compares it rounded half up to 1-5.

@@ -15,10 +15,14 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from arastory.errors import ArastoryError, ConfigError
 from arastory.evaluate.criteria import CRITERIA, CRITERION_INFO
 from arastory.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, fingerprint, iter_jsonl
+
+if TYPE_CHECKING:
+    from arastory.llm import ChatClient
 from arastory.llm.client import LLMAuthError
 from arastory.llm.resumable import run_resumable
 from arastory.paths import cache_dir
@@ -31,14 +35,17 @@ ANSWER_FORMATS = ("auto", "json", "lines")
 PLACEHOLDERS = ("prompt", "story", "variety_name")
 
 # Our own rubric wording; English instructions, Arabic criterion names. Placeholders: {variety_name}, {prompt}, {story}.
-RUBRIC = """You are an expert in Arabic, in Modern Standard Arabic and in the Arabic dialects, and you judge children's stories.
+RUBRIC = """\
+You are an expert in Arabic, in Modern Standard Arabic and in the Arabic dialects, and you judge children's stories.
 A story was written for the instructions below; it must be written in {variety_name}.
 Score the story from 1 (very poor) to 5 (excellent) on each criterion:
 - fluency (الطلاقة): natural, grammatical, idiomatic language for {variety_name}; no broken or foreign words.
 - coherence (التماسك): events follow each other logically and the story reads as one whole.
-- instruction_following (اتباع التعليمات): every requirement in the instructions is met (age group, place, ending, number of characters, country, dialogue, moral, and the others asked for).
+- instruction_following (اتباع التعليمات): every requirement in the instructions is met (age group, place, ending, \
+number of characters, country, dialogue, moral, and the others asked for).
 - consistency (الاتساق): characters, names, places and facts stay the same from beginning to end.
-- variety (اللهجة): the story is written in {variety_name} throughout, not in another variety (drifting into Modern Standard Arabic lowers this score for a dialect story).
+- variety (اللهجة): the story is written in {variety_name} throughout, not in another variety \
+(drifting into Modern Standard Arabic lowers this score for a dialect story).
 
 Answer with only a JSON object, no other text:
 {"fluency": <1-5>, "coherence": <1-5>, "instruction_following": <1-5>, "consistency": <1-5>, "variety": <1-5>}
@@ -229,7 +236,7 @@ def endpoint_of(base_url: str | None) -> str:
 
 
 class OpenAIJudgeBackend:
-    def __init__(self, client, temperature: float | None = 0.0, max_tokens: int = 300):
+    def __init__(self, client: ChatClient, temperature: float | None = 0.0, max_tokens: int = 300):
         self.client, self.params = client, {"temperature": temperature, "max_tokens": max_tokens}
         self.model = client.model
 
@@ -261,7 +268,8 @@ class HFJudgeBackend:
         self.model, self.dtype, self.quant, self.revision = model, dtype, quant, revision
         self.max_new_tokens, self.trust_remote_code = max_new_tokens, trust_remote_code
         self.params = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
-        self._loaded, self._lock = None, threading.Lock()
+        self._loaded: Any = None  # the opened generator, on first use
+        self._lock = threading.Lock()
 
     def identity(self) -> dict:
         from arastory.evaluate.systems import model_revision
@@ -335,7 +343,7 @@ class Judge:
 
     def __init__(
         self,
-        backend,
+        backend: OpenAIJudgeBackend | HFJudgeBackend,
         rubric: Rubric | None = None,
         max_attempts: int = 3,
         concurrency: int = 8,
@@ -349,7 +357,7 @@ class Judge:
         self.model = backend.model
         self.counts = {"requests": 0, "cache_hits": 0, "unparsed": 0, "reasked": 0, "skipped_long": 0}
         self._lock = threading.Lock()
-        self._identity = None
+        self._identity: dict | None = None
 
     @property
     def identity(self) -> dict:
@@ -390,7 +398,8 @@ class Judge:
             criteria = self.rubric.parse(text)
             if criteria:
                 break
-            conversation = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}]
+            answer, reask = {"role": "assistant", "content": text}, {"role": "user", "content": self.rubric.reask}
+            conversation = [*messages, answer, reask]
         result = {"criteria": criteria, "raw": raw, "attempts": len(raw), "usage": usage}
         if criteria is None:
             with self._lock:
@@ -511,7 +520,7 @@ def openai_judge(
     max_rounds: int = 2,
     max_story_chars: int = 20000,
 ) -> Judge:
-    """`judge=openai`: checks the API key and the prompt file now, so a mistake stops the run before anything is generated."""
+    """`judge=openai`: checks API key and prompt file now, so a mistake stops the run before anything is generated."""
     from arastory.llm import ChatClient
 
     rubric = load_rubric(prompt_file, answer_format)

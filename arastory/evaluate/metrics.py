@@ -1,4 +1,4 @@
-"""Automatic story metrics: dialect fidelity, length, script share, mechanically checkable prompt features, diversity."""
+"""Automatic story metrics: dialect fidelity, length, script share, checkable prompt features, diversity."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import itertools
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sacrebleu.metrics import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
@@ -14,6 +14,9 @@ from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from arastory.dialect.markers import markers_in
 from arastory.prompts import load_variety
 from arastory.text import arabic_share, normalize_arabic, sentences, word_count, words
+
+if TYPE_CHECKING:
+    from arastory.dialect.identify import DialectIdentifier
 
 # Other names and demonym stems a story may use for a country (ours; matched after normalize_arabic).
 # Bare "القمر" (also "the moon") is left out of the Comoros on purpose. Known ambiguities: عمان is also Amman, and
@@ -155,10 +158,10 @@ def has_dialogue(story: str) -> bool:
     return bool(_QUOTE_PAIRS.search(story) or _DIALOGUE_DASH.search(story))
 
 
-def story_metrics(story: str, variety: str, features: dict | None, classifier) -> dict:
+def story_metrics(story: str, variety: str, features: dict | None, classifier: DialectIdentifier | None) -> dict:
     """Per-story metrics; a feature check is None when the prompt did not ask for that feature.
 
-    `classifier` is an arastory.dialect.classifier.DialectClassifier (None leaves the dialect metrics None).
+    `classifier`: a dialect identifier (arastory's classifier or CAMeL's; None leaves the dialect metrics None).
     """
     story, features = story or "", features or {}
     out: dict[str, Any] = {
@@ -295,12 +298,12 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
         if len(stories) == k
         else [rng.choice(len(stories), size=k, replace=False) for _ in range(repeats)]
     )
-    values: dict[str, list[float]] = {m: [] for m in DIVERSITY_METRICS}
+    values: dict[str, list[float | None]] = {m: [] for m in DIVERSITY_METRICS}
     for subset in draws:
         values["distinct_1"].append(_distinct_of([unigrams[i] for i in subset]))
         values["distinct_2"].append(_distinct_of([bigrams[i] for i in subset]))
         values["self_bleu"].append(_self_bleu_of([counted[i] for i in subset]))
-    out = {}
+    out: dict[str, dict] = {}
     for metric, series in values.items():
         data = np.array([v for v in series if v is not None], dtype=float)
         if not len(data):
@@ -318,7 +321,7 @@ def diversity_at(stories: list[str], k: int, repeats: int = 200, seed: int = 0, 
 
 
 def _distinct_of(counters: list[Counter]) -> float | None:
-    total = Counter()
+    total: Counter = Counter()
     for counter in counters:
         total.update(counter)
     n = sum(total.values())

@@ -13,6 +13,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -32,8 +33,14 @@ from arastory.evaluate.prompts import (
 )
 from arastory.evaluate.systems import Sampling, load_run_config
 from arastory.io import atomic_write_json, atomic_write_jsonl
+from arastory.plain import plain_dict
 from arastory.records import VARIETIES
 from arastory.text import normalize_for_hash
+
+if TYPE_CHECKING:
+    from arastory.evaluate.judge import Judge
+    from arastory.evaluate.systems import EvalSystem, StoryGenerator
+    from arastory.train.data import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ RATE_METRICS = ("dialect_correct", "country_named", "place_named", "season_named
 
 
 class EvaluationIncomplete(ArastoryError):
-    """Too much of the generation or judging failed (over `failure_budget`): the outputs are written, the exit is not 0."""
+    """Too much generation or judging failed (over `failure_budget`): the outputs are written, the exit is not 0."""
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
@@ -61,9 +68,10 @@ def evaluate(cfg: DictConfig, out_dir: str | Path) -> dict:
     sampling = check_eval_config(cfg)
 
     # Everything that can fail cheaply (API keys, paths, names, changed settings) fails here, before a story is made.
-    judge = build(cfg.judge)
-    system = build(cfg.system)
+    judge: Judge | None = build(cfg.judge)
+    system: EvalSystem = build(cfg.system)
     system.check()
+    assert system.name is not None  # check() names every system
     check_same_system(out_dir / GENERATIONS, system.name)
     run_data = load_run_data(run_cfg) if run_cfg is not None else None
     prompts = prepare_prompts(cfg, run_cfg, run_data, out_dir, system)
@@ -131,7 +139,7 @@ def quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def build(node: DictConfig):
+def build(node: DictConfig) -> Any:
     """hydra.utils.instantiate, re-raising our one-line errors instead of Hydra's wrapper around them."""
     from hydra.errors import InstantiationException
 
@@ -144,7 +152,7 @@ def build(node: DictConfig):
 
 
 def check_eval_config(cfg: DictConfig) -> Sampling:
-    sampling = Sampling(**OmegaConf.to_container(cfg.sampling, resolve=True))
+    sampling = Sampling(**plain_dict(cfg.sampling, resolve=True))
     if sampling.max_new_tokens <= 0:
         raise ConfigError("sampling.max_new_tokens", f"must be > 0, got {sampling.max_new_tokens}")
     if sampling.do_sample and not sampling.temperature > 0:
@@ -161,7 +169,7 @@ def check_eval_config(cfg: DictConfig) -> Sampling:
 
 
 def _limits(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg.limits, resolve=True) if cfg.get("limits") else {}
+    return plain_dict(cfg.limits, resolve=True) if cfg.get("limits") else {}
 
 
 def check_same_system(path: Path, name: str) -> None:
@@ -181,14 +189,14 @@ def _rows(path: Path):
 
 
 # --------------------------------------------------------------------------------------------------------- prompts
-def load_run_data(run_cfg: DictConfig):
+def load_run_data(run_cfg: DictConfig) -> TrainingData:
     from arastory.train.data import build_training_data
 
     stages = sorted({s.data for s in run_cfg.strategy.stages})
     return build_training_data(run_cfg.data, run_cfg.dialect, needed=stages, seed=run_cfg.seed)
 
 
-def training_prompt_keys(run_data) -> set[str]:
+def training_prompt_keys(run_data: TrainingData | None) -> set[str]:
     """Normalized prompts of every record the run read (training and held-out): eval prompts must avoid them all."""
     if run_data is None:
         return set()
@@ -218,14 +226,16 @@ def eval_varieties(cfg: DictConfig, run_cfg: DictConfig | None) -> list[str]:
     return list(VARIETIES)
 
 
-def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -> list[dict]:
+def prepare_prompts(
+    cfg: DictConfig, run_cfg: DictConfig | None, run_data: TrainingData | None, out_dir: Path, system: EvalSystem
+) -> list[dict]:
     """The system's own prompts (`system=file`), `prompts=<file>`, or a fresh seeded sample; saved to prompts.jsonl.
 
     A rerun into an out dir whose prompts.jsonl holds another prompt set stops: its stories answer other prompts.
     """
     saved = out_dir / PROMPTS
     exclude = training_prompt_keys(run_data)
-    if getattr(system, "kind", None) == "file":
+    if system.kind == "file":
         if cfg.prompts:
             raise ConfigError(
                 "prompts", "system=file scores the prompts and stories of system.path; leave prompts= unset"
@@ -259,9 +269,9 @@ def prepare_prompts(cfg: DictConfig, run_cfg, run_data, out_dir: Path, system) -
     return rows
 
 
-def generation_provenance(system, sampling: Sampling, prompts: list[dict], cfg: DictConfig) -> dict:
+def generation_provenance(system: EvalSystem, sampling: Sampling, prompts: list[dict], cfg: DictConfig) -> dict:
     """Identity of the stories: the system, its decoding settings (none for given stories) and the prompt set."""
-    is_file = getattr(system, "kind", None) == "file"
+    is_file = system.kind == "file"
     prompt_set = {
         "hash": prompt_set_hash(prompts),
         "n": len(prompts),
@@ -304,7 +314,7 @@ def generation_audit(generations: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
-def held_out_perplexity(generator, run_data, prompts: list[dict]) -> dict | None:
+def held_out_perplexity(generator: StoryGenerator, run_data: TrainingData | None, prompts: list[dict]) -> dict | None:
     """Perplexity, bits per character and per word of the run's held-out stories per evaluated variety, under the
     model just used (None for APIs and given stories)."""
     if run_data is None or generator.kind != "local":
@@ -314,7 +324,7 @@ def held_out_perplexity(generator, run_data, prompts: list[dict]) -> dict | None
     return {v: result for v, result in out.items() if result is not None} or None
 
 
-def story_metric_rows(generations: list[dict], metrics_cfg) -> list[dict]:
+def story_metric_rows(generations: list[dict], metrics_cfg: DictConfig) -> list[dict]:
     from arastory.dialect.identify import metrics_identifier
     from arastory.evaluate.metrics import story_metrics
 
@@ -337,7 +347,7 @@ def metric_names(rows: list[dict]) -> list[str]:
     return [n for n in names if any(row.get(n) is not None for row in rows)]
 
 
-def judge_cost(judge, judgments: list[dict]) -> float | None:
+def judge_cost(judge: Judge | None, judgments: list[dict]) -> float | None:
     """Estimated USD of the judge requests behind these judgments (cached ones were paid for once, earlier); None
     where no price table is known for the judge's endpoint (a local server, a local model)."""
     if judge is None or not judgments or judge.identity.get("backend") != "openai":
@@ -354,7 +364,7 @@ def judge_cost(judge, judgments: list[dict]) -> float | None:
 
 
 def run_summary(run_cfg: DictConfig | None) -> dict | None:
-    """The train run settings compare.py plots scores against (translation settings only when a stage trained on them)."""
+    """The train run settings compare.py plots scores against (translation settings only if a stage trained on them)."""
     if run_cfg is None:
         return None
     select = lambda key: OmegaConf.select(run_cfg, key, default=None)
@@ -370,7 +380,7 @@ def run_summary(run_cfg: DictConfig | None) -> dict | None:
     }
 
 
-def val_fingerprint(run_dir) -> str | None:
+def val_fingerprint(run_dir: str | Path) -> str | None:
     """The training run's held-out set fingerprint over all varieties (metrics.json's `val_fingerprint["all"]`)."""
     path = Path(run_dir) / "metrics.json"
     try:
@@ -390,7 +400,17 @@ def unreadable_counts(generations: list[dict], judgments: list[dict]) -> dict:
     return {v: out[v] for v in sorted(out)}
 
 
-def build_scores(cfg, run_cfg, system, prompts, generations, judgments, metric_rows, perplexity, extra) -> dict:
+def build_scores(
+    cfg: DictConfig,
+    run_cfg: DictConfig | None,
+    system: EvalSystem,
+    prompts: list[dict],
+    generations: list[dict],
+    judgments: list[dict],
+    metric_rows: list[dict],
+    perplexity: dict | None,
+    extra: dict,
+) -> dict:
     from arastory.evaluate.metrics import dialect_drift, diversity_at
     from arastory.evaluate.stats import summarize
 
@@ -438,7 +458,8 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
     generation = scores.get("generation") or {}
     if n_prompts and (n_prompts - n_stories) / n_prompts > budget:
         raise EvaluationIncomplete(
-            f"evaluation incomplete: {n_stories} of {n_prompts} stories generated ({generation.get('failed', 0)} failed, "
+            f"evaluation incomplete: {n_stories} of {n_prompts} stories generated "
+            f"({generation.get('failed', 0)} failed, "
             f"{generation.get('skipped_long', 0)} skipped as too long), over failure_budget={budget}; "
             f"see {out_dir}/report.md and rerun the same command to retry"
         )
@@ -450,5 +471,6 @@ def check_failure_budget(scores: dict, budget: float, out_dir: Path) -> None:
             raise EvaluationIncomplete(
                 f"judging incomplete: {scores['n_judged']} of {n_stories} stories judged ({scores['judge_unparsed']} "
                 f"unreadable, {judging.get('failed', 0)} failed{', e.g. ' + errors[0] if errors else ''}, "
-                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; see {out_dir}/report.md and rerun to retry"
+                f"{scores['judge_skipped']} skipped), over failure_budget={budget}; "
+                f"see {out_dir}/report.md and rerun to retry"
             )

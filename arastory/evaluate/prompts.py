@@ -35,13 +35,14 @@ def sample_eval_prompts(
     p_optional: float | None = None,
     max_tries_factor: int = 50,
 ) -> list[dict]:
-    """`n_per_variety` distinct prompts per variety whose normalized text is not in `exclude` (resampled on collision)."""
+    """`n_per_variety` distinct prompts per variety, normalized text not in `exclude` (resampled on collision)."""
     if n_per_variety <= 0:
         raise ConfigError("n_per_variety", f"must be a positive integer, got {n_per_variety}")
     rows = []
     for variety in varieties:
         sampler = PromptSampler(variety, p_optional=p_optional, seed=_variety_seed(seed, variety))
-        taken, tries = set(), 0
+        taken: set[str] = set()
+        tries = 0
         while len(taken) < n_per_variety:
             tries += 1
             if tries > n_per_variety * max_tries_factor:
@@ -111,7 +112,7 @@ def load_prompts(path: str | Path) -> list[dict]:
     return rows
 
 
-def check_disjoint(rows: list[dict], exclude: set[str], path) -> None:
+def check_disjoint(rows: list[dict], exclude: set[str], path: str | Path) -> None:
     """A reused prompt set must not share a prompt with the training data either."""
     shared = [row["id"] for row in rows if normalize_for_hash(row["prompt"]) in exclude]
     if shared:

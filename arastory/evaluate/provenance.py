@@ -41,7 +41,7 @@ def write(out_dir: Path, generation: dict, judge: dict | None) -> dict:
     return record
 
 
-def differences(old, new, prefix: str = "") -> list[str]:
+def differences(old: object, new: object, prefix: str = "") -> list[str]:
     """'key: old → new' for each leaf that differs (nested dicts walked)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []

@@ -4,10 +4,15 @@ W&B run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arastory.evaluate.criteria import CRITERIA
 from arastory.io import atomic_write_text
 from arastory.tables import markdown_table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from omegaconf import DictConfig
 
 EXAMPLES_PER_VARIETY = 2
 
@@ -124,7 +129,7 @@ def bar_charts(out_dir: Path, scores: dict) -> list[Path]:
     return paths
 
 
-def draw_score_bars(ax, labels: list[str], stats: list[dict | None], color: str = "#4C72B0") -> None:
+def draw_score_bars(ax: Axes, labels: list[str], stats: list[dict | None], color: str = "#4C72B0") -> None:
     """Bars on the judge's 1-5 scale (they start at 1, the lowest score); a missing mean is drawn as a marked gap,
     never as a bar of 0 or 1; CIs where there are any."""
     for x, stat in enumerate(stats[: len(labels)]):
@@ -211,7 +216,12 @@ def flat_scores(scores: dict, prefix: str) -> dict:
 
 
 def log_to_wandb(
-    cfg, out_dir: Path, scores: dict, generations: list[dict], judgments: list[dict], metric_rows: list[dict]
+    cfg: DictConfig,
+    out_dir: Path,
+    scores: dict,
+    generations: list[dict],
+    judgments: list[dict],
+    metric_rows: list[dict],
 ) -> str:
     """Into the training run's W&B run (same id, resume="allow") when there is a run; else a run of the eval dir."""
     import wandb

@@ -1,8 +1,8 @@
 """Statistics for evaluation scores: BCa bootstrap and Wilson CIs, paired comparisons with Holm-adjusted p-values,
 agreement CIs (kappa, Spearman, Krippendorff's alpha) and grouped summaries.
 
-Rules (ours, documented in docs/compare.md): a rate (a yes/no metric) gets a Wilson score interval; any other mean gets a BCa
-bootstrap interval when n >= MIN_N_BOOTSTRAP and no interval below (a percentile bootstrap covered a 95% interval
+Rules (ours, documented in docs/compare.md): a rate (a yes/no metric) gets a Wilson score interval; any other mean gets
+a BCa bootstrap interval when n >= MIN_N_BOOTSTRAP and no interval below (a percentile bootstrap covered a 95% interval
 only ~82% of the time at n=6; see bench/bench_eval_ci.py).
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.stats import norm
@@ -76,7 +77,9 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, rate: bool = False) -> dict:
+def bootstrap_ci(
+    values: Iterable[float | None], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, rate: bool = False
+) -> dict:
     """Mean with a (1 - alpha) CI: {"mean", "ci_low", "ci_high", "n"}.
 
     `rate` (0/1 values of a yes/no metric): Wilson interval at any n; else a BCa bootstrap (seeded) from
@@ -88,6 +91,8 @@ def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
     mean = float(data.mean())
     if rate and not is_binary(data):
         raise ValueError("a rate takes 0/1 values only")
+    low: float | None
+    high: float | None
     if rate:
         low, high = wilson_interval(int(data.sum()), len(data), alpha)
     elif len(data) < MIN_N_BOOTSTRAP:
@@ -111,6 +116,8 @@ def paired_comparison(a: dict, b: dict, n_boot: int = 2000, seed: int = 0, alpha
     score_b = np.array([float(b[k]) for k in shared])
     diff = score_a - score_b
     rng = np.random.default_rng(seed)
+    low: float | None
+    high: float | None
     if len(diff) >= MIN_N_BOOTSTRAP:
         low, high = bca_interval(diff, bootstrap_means(diff, n_boot, rng), alpha)
     else:
@@ -203,7 +210,9 @@ def percentile_ci(
     return float(low), float(high)
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray, labels=(1, 2, 3, 4, 5), weights: str | None = None) -> float:
+def cohen_kappa(
+    a: np.ndarray, b: np.ndarray, labels: Sequence[int] = (1, 2, 3, 4, 5), weights: str | None = None
+) -> float:
     """Cohen's kappa on integer labels (equal to sklearn's cohen_kappa_score; numpy, for fast bootstraps)."""
     k = len(labels)
     index = {label: i for i, label in enumerate(labels)}
@@ -214,7 +223,8 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, labels=(1, 2, 3, 4, 5), weights: s
         w = 1.0 - np.eye(k)
     else:
         grid = np.arange(k)
-        w = (grid[:, None] - grid[None, :]) ** 2 if weights == "quadratic" else np.abs(grid[:, None] - grid[None, :])
+        distance = np.abs(grid[:, None] - grid[None, :]).astype(float)
+        w = distance**2 if weights == "quadratic" else distance
     denominator = float(np.sum(w * expected))
     return math.nan if denominator == 0 else 1.0 - float(np.sum(w * observed)) / denominator
 
@@ -228,7 +238,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def krippendorff_alpha(ratings: np.ndarray, level: str = "ordinal", domain=(1, 2, 3, 4, 5)) -> float:
+def krippendorff_alpha(
+    ratings: np.ndarray,
+    level: Literal["nominal", "ordinal", "interval", "ratio"] = "ordinal",
+    domain: Sequence[int] = (1, 2, 3, 4, 5),
+) -> float:
     """Krippendorff's alpha (the `krippendorff` package) of a raters x items matrix, NaN = not rated."""
     import krippendorff
 

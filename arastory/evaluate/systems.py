@@ -1,8 +1,8 @@
-"""The systems evaluation can score: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible chat model.
+"""What evaluation scores: a trained run (base + adapter), any HF causal LM zero-shot, any OpenAI-compatible model.
 
-Each config in arastory/conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before anything
-is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or with vLLM
-(`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
+Each config in arastory/conf/system/ instantiates a spec whose `check()` is cheap (paths, API keys) and runs before
+anything is generated; `open()` loads the model. Local systems generate in left-padded batches with transformers, or
+with vLLM (`system.backend=vllm`, untested here: vLLM needs a GPU) and also measure perplexity of held-out stories.
 """
 
 from __future__ import annotations
@@ -11,12 +11,21 @@ import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.errors import ConfigError
+from arastory.plain import dict_config
 from arastory.records import StoryRecord
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from arastory.evaluate.files import FileGenerator, FileSystem
+    from arastory.llm import ChatClient
 
 BACKENDS = ("hf", "vllm")
 
@@ -40,7 +49,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise ConfigError("run", f"'{run_dir}' is not a training run dir (no config.yaml in it)")
-    return OmegaConf.load(run_dir / "config.yaml")
+    return dict_config(OmegaConf.load(run_dir / "config.yaml"))
 
 
 def run_system_name(run_cfg: DictConfig) -> str:
@@ -60,7 +69,7 @@ class RunSystem:
     batch_size: int = 8
     tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over
     device: str | None = None
-    kind: str = "local"
+    kind: Literal["local"] = "local"
 
     def check(self) -> None:
         if not self.run_dir:
@@ -73,12 +82,13 @@ class RunSystem:
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or run_system_name(cfg)
 
-    def open(self) -> LocalGenerator:
+    def open(self) -> LocalGenerator | VLLMGenerator:
         from hydra.utils import instantiate
         from peft import PeftModel
 
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
+        assert self.run_dir and self.name  # check() ran first
         cfg = load_run_config(self.run_dir)
         adapter_dir = str(Path(self.run_dir) / "adapter")
         base_path = resolve_model_path(cfg.model)
@@ -114,9 +124,10 @@ class RunSystem:
         )
 
     def identity(self) -> dict:
-        """The run, its base model and quantization, and the adapter's content (a retrained adapter is another system)."""
+        """The run, its base model and quantization, and the adapter's content (a retrained adapter: another system)."""
         from arastory.io import file_fingerprint
 
+        assert self.run_dir  # check() ran first
         cfg = load_run_config(self.run_dir)
         weights = sorted((Path(self.run_dir) / "adapter").glob("adapter_model.*"))
         return {
@@ -146,7 +157,7 @@ class HFSystem:
     max_length: int = 2048  # prompt + story tokens for perplexity
     revision: str | None = None  # a hub branch, tag or commit (null: main); part of the system's identity
     tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over
-    kind: str = "local"
+    kind: Literal["local"] = "local"
 
     def check(self) -> None:
         if not self.model:
@@ -165,7 +176,7 @@ class HFSystem:
         _check_backend(self.backend, self.tensor_parallel_size)
         self.name = self.name or str(self.model)
 
-    def open(self) -> LocalGenerator:
+    def open(self) -> LocalGenerator | VLLMGenerator:
         from arastory.train.model import load_model, load_tokenizer, resolve_model_path
 
         path = resolve_model_path(OmegaConf.create({"name_or_path": self.model}))
@@ -173,6 +184,7 @@ class HFSystem:
             from huggingface_hub import snapshot_download
 
             path = snapshot_download(repo_id=str(self.model), revision=self.revision)
+        assert self.name  # check() ran first
         tokenizer = load_tokenizer(path, self.trust_remote_code)
         if self.backend == "vllm":
             return VLLMGenerator(
@@ -223,8 +235,8 @@ class OpenAISystem:
     timeout: float = 120.0
     max_retries: int = 6
     concurrency: int = 8
-    kind: str = "api"
-    _client: object = field(default=None, repr=False)
+    kind: Literal["api"] = "api"
+    _client: ChatClient | None = field(default=None, repr=False)
 
     def check(self) -> None:
         from arastory.llm import ChatClient
@@ -243,6 +255,7 @@ class OpenAISystem:
     def open(self) -> APIGenerator:
         if self._client is None:
             self.check()
+        assert self.name and self._client is not None  # check() named it and made the client
         return APIGenerator(self.name, self._client, self.concurrency)
 
     def identity(self) -> dict:
@@ -302,9 +315,17 @@ def _check_backend(backend: str, tensor_parallel_size: int = 1) -> None:
 class LocalGenerator:
     """A loaded transformers model: batched, left-padded sampling and perplexity of prompt→story records."""
 
-    kind = "local"
+    kind: Literal["local"] = "local"
 
-    def __init__(self, name: str, model, tokenizer, max_length: int, batch_size: int, meta: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        batch_size: int,
+        meta: dict | None = None,
+    ):
         from arastory.train.formatting import ExampleFormatter
 
         self.name, self.model, self.tokenizer, self.batch_size = name, model, tokenizer, batch_size
@@ -347,7 +368,7 @@ class LocalGenerator:
             scored = [t for t in example["labels"] if t != IGNORE_INDEX]
             text = record.story
             if scored[-1] != self.tokenizer.eos_token_id:  # truncated: the scored part only
-                text = self.tokenizer.decode(scored, skip_special_tokens=True)
+                text = str(self.tokenizer.decode(scored, skip_special_tokens=True))
             examples.append(example)
             chars, words = chars + len(text), words + len(text.split())
         if not examples:
@@ -378,7 +399,7 @@ class LocalGenerator:
         }
 
     def close(self) -> None:
-        self.model = None
+        vars(self).pop("model", None)  # drop the weights (a second close is harmless)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -388,13 +409,13 @@ class VLLMGenerator:
     """vLLM generation (UNTESTED in this project: vLLM needs a GPU). The adapter is applied per request with a
     LoRARequest, or with `merge=true` merged into a bf16 copy of the base (cached); never into 4-bit weights."""
 
-    kind = "local"
+    kind: Literal["local"] = "local"
 
     def __init__(
         self,
         name: str,
         base_path: str,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         max_length: int,
         adapter_dir: str | None = None,
         merge: bool = False,
@@ -461,7 +482,7 @@ class VLLMGenerator:
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.formatter.prompt_ids(prompt))
 
-    def perplexity(self, records) -> None:
+    def perplexity(self, records: list[StoryRecord]) -> None:
         return None  # not measured with vLLM; use system.backend=hf for perplexity
 
     def close(self) -> None:
@@ -492,14 +513,14 @@ def merged_bf16_copy(base_path: str, adapter_dir: str, trust_remote_code: bool =
 class APIGenerator:
     """Stories from an OpenAI-compatible chat model, one request per prompt, several in flight."""
 
-    kind = "api"
+    kind: Literal["api"] = "api"
 
-    def __init__(self, name: str, client, concurrency: int):
+    def __init__(self, name: str, client: ChatClient, concurrency: int):
         self.name, self.client, self.concurrency = name, client, concurrency
         self.meta = {"model": client.model, "base_url": client.base_url}
 
     def generate_one(self, prompt: str, sampling: Sampling) -> dict:
-        params = {"max_tokens": sampling.max_new_tokens}
+        params: dict[str, float] = {"max_tokens": sampling.max_new_tokens}
         if sampling.do_sample:
             params.update(temperature=sampling.temperature, top_p=sampling.top_p)
         else:
@@ -516,8 +537,14 @@ class APIGenerator:
             },
         }
 
-    def perplexity(self, records) -> None:
+    def perplexity(self, records: list[StoryRecord]) -> None:
         return None  # an API model's token probabilities are not available
 
     def close(self) -> None:
         pass
+
+
+if TYPE_CHECKING:
+    # What `system=` specs are and what their open() returns; `kind` tells them apart (mypy narrows on it).
+    EvalSystem: TypeAlias = RunSystem | HFSystem | OpenAISystem | FileSystem
+    StoryGenerator: TypeAlias = LocalGenerator | VLLMGenerator | APIGenerator | FileGenerator

@@ -6,15 +6,22 @@ python -m arastory.filter -m input=parallel.jsonl filter.threshold=0.85,0.9,0.92
 python -m arastory.filter -m input=parallel.jsonl out=outputs/filter/big shard=0/2,1/2   # then arastory.data merge
 """
 
+from __future__ import annotations
+
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from arastory.cli import check_overrides, guard_out_dir, one_line_errors, register_resolvers
 from arastory.paths import CONF_DIR
+from arastory.plain import plain_dict
+
+if TYPE_CHECKING:
+    from arastory.data.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,7 @@ def main(cfg: DictConfig) -> dict:
     flt = Filter(
         input_path(cfg.input), shard.dir(out) if shard else out, encoder, settings, encoder_name=name, shard=shard
     )
-    report = flt.run(wandb_cfg=OmegaConf.to_container(cfg.wandb, resolve=True))
+    report = flt.run(wandb_cfg=plain_dict(cfg.wandb, resolve=True))
     print_summary(report)
     if report["counts"]["kept"] == 0:
         from arastory.budget import BudgetExceeded
@@ -50,7 +57,7 @@ def main(cfg: DictConfig) -> dict:
     return report
 
 
-def shard_of(cfg: DictConfig):
+def shard_of(cfg: DictConfig) -> Shard | None:
     """`shard=i/n` (into <out>/shards/<i>-of-<n>; `out=` is required so the shards can be merged), or None."""
     from arastory.data.shards import Shard
     from arastory.errors import ConfigError
@@ -79,7 +86,8 @@ def print_summary(report: dict) -> None:
     )
     log.info(f"  kept {counts['kept']} of {counts['read']}; cache: {report['cache']}")
     log.info(
-        f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, kept_vs_threshold.png"
+        f"  outputs: {report['out']}/kept.jsonl, rejected.jsonl, report.json, similarity_hist.png, "
+        "kept_vs_threshold.png"
     )
 
 

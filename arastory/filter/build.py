@@ -1,8 +1,9 @@
-"""Build the filter from config: settings, the encoder (by arastory/conf/encoder name or a `_target_` dict), the input path."""
+"""Build the filter from config: settings, the encoder (arastory/conf/encoder name or `_target_` dict), the input."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -10,37 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 from arastory.errors import ConfigError
 from arastory.filter.pipeline import FilterSettings
 from arastory.paths import CONF_DIR
+from arastory.plain import dict_config
+from arastory.schema import typed
 
-SETTING_KEYS = (
-    "threshold",
-    "chunk_size",
-    "workers",
-    "workers_min_items",
-    "on_error",
-    "max_failure_rate",
-    "max_chars",
-    "plots",
-    "progress",
-)
+if TYPE_CHECKING:
+    from arastory.filter.encoders import PairEncoder
 
 
 def settings_from_config(section: DictConfig, key: str = "filter") -> FilterSettings:
-    """FilterSettings from a `filter` (CLI) or `data.filter` (training) section; nested parts via `_target_`."""
-    plain = {k: section[k] for k in SETTING_KEYS if k in section}
-    parts = {}
-    for name in ("checks", "dedup", "leakage"):
-        if name in section and section[name] is not None:
-            try:
-                parts[name] = instantiate(section[name], _convert_="all")
-            except Exception as error:  # a bad key or value inside the section: name it
-                from arastory.errors import ArastoryError
-
-                if isinstance(error, ArastoryError):
-                    raise
-                cause = error.__cause__ if isinstance(error.__cause__, ArastoryError) else None
-                raise cause or ConfigError(f"{key}.{name}", _first_line(error)) from None
+    """FilterSettings from a `filter` (CLI) or `data.filter` (training) section, typed by its dataclass schema
+    (arastory.schema.typed): a wrong type or an unknown key in checks, dedup or leakage is one line naming it."""
     try:
-        return FilterSettings(**plain, **parts)
+        return typed(section, FilterSettings, "filter", closed=False)  # data.filter also holds the encoder's keys
     except ConfigError as error:  # name the key as the user wrote it (filter.* or data.filter.*)
         message = str(error).split(f"{error.key}: ", 1)[-1]
         raise ConfigError(error.key.replace("filter", key, 1), message) from None
@@ -50,7 +32,7 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") -> DictConfig:
+def encoder_config(spec: str | DictConfig | dict, overrides: dict | None = None, key: str = "encoder") -> DictConfig:
     """A name from arastory/conf/encoder/ (e.g. `lexicon`, `labse`) or an inline config with `_target_`."""
     if isinstance(spec, str):
         path = CONF_DIR / "encoder" / f"{spec}.yaml"
@@ -64,10 +46,10 @@ def encoder_config(spec, overrides: dict | None = None, key: str = "encoder") ->
         cfg = OmegaConf.merge(cfg, overrides)
     if "_target_" not in cfg:
         raise ConfigError(key, "needs a `_target_` (an encoder class) or the name of a arastory/conf/encoder/*.yaml")
-    return cfg
+    return dict_config(cfg)
 
 
-def build_encoder(cfg: DictConfig, key: str = "encoder"):
+def build_encoder(cfg: DictConfig, key: str = "encoder") -> PairEncoder:
     try:
         return instantiate(cfg, _convert_="all")
     except Exception as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class ArrayStore:
         self.state = {"capacity": self.capacity, "columns": _plain(self.columns), "done": 0, "complete": False}
         atomic_write_json(self.dir / STATE_FILE, self.state)
 
-    def _array(self, name: str, mode: str) -> np.memmap:
+    def _array(self, name: str, mode: Literal["r", "r+"]) -> np.memmap:
         if name not in self._arrays:
             self._arrays[name] = np.load(self.dir / f"{name}.npy", mmap_mode=mode)
         return self._arrays[name]
@@ -88,7 +89,7 @@ class ArrayStore:
         columns = {k: (d, tuple(s)) for k, (d, s) in state["columns"].items()}
         return cls(key, state["capacity"], columns, root)
 
-    def finish(self, rows: int, **meta) -> None:
+    def finish(self, rows: int, **meta: object) -> None:
         self.state.update(done=rows, rows=rows, complete=True, meta=meta)
         atomic_write_json(self.dir / STATE_FILE, self.state)
         self._arrays.clear()

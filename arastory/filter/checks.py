@@ -1,9 +1,11 @@
-"""Cheap per-pair checks run before any scoring: empty, untranslated English, Arabic-script share, length ratio, repetition, wrong variety."""
+"""Cheap per-pair checks run before any scoring: empty, untranslated English, Arabic-script share, length ratio,
+repetition, wrong variety."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +95,7 @@ def _repetition(pair, s) -> bool:
     return repeated_share(said) > s.max_repeated_sentences or repeated_share(grams) > s.max_repeated_ngrams
 
 
-def dialect_markers(text: str, target: str, possessive_stems) -> set[str]:
+def dialect_markers(text: str, target: str, possessive_stems: Iterable[str]) -> set[str]:
     """Distinct marker words of varieties other than `target` (a leading و/ف conjunction is ignored)."""
     other = {m for v, vocab in MARKERS.items() if v != target for m in vocab}
     found = set()

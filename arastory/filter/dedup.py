@@ -37,7 +37,7 @@ class DedupSettings:
 
 def exact_duplicates(candidates: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     """Indices (among `candidates`, in order) whose English or Arabic story hash was already seen."""
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
     dups = []
     for idx in candidates:
         en, ar = int(hashes[idx, 0]), int(hashes[idx, 1])

@@ -7,12 +7,30 @@ Every encoder gives, for a chunk of pairs, a 0-1 similarity per pair and a norma
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from arastory.errors import ConfigError
 from arastory.io import fingerprint
 from arastory.records import ParallelRecord
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class PairEncoder(Protocol):
+    """What the filter needs of an encoder (`SentenceEncoder`, `LexiconEncoder` or a user's `_target_` class)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_pairs(self, pairs: list[ParallelRecord]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def pair_texts(pairs: list[ParallelRecord], separator: str = "\n") -> tuple[list[str], list[str]]:
@@ -37,7 +55,7 @@ class SentenceEncoder:
     ):
         self.model_name, self.batch_size, self.device = str(model), batch_size, device
         self.max_seq_length, self.separator, self.trust_remote_code = max_seq_length, separator, trust_remote_code
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
         self.texts_encoded = 0
 
     @property
@@ -53,7 +71,7 @@ class SentenceEncoder:
         return "st-" + fingerprint("sentence-transformers", model, self.max_seq_length, self.separator)
 
     @property
-    def model(self):
+    def model(self) -> SentenceTransformer:
         if self._model is None:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -76,7 +94,10 @@ class SentenceEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:  # sentence-transformers returns None when no module declares its output size
+            raise ConfigError("encoder.model", f"'{self.model_name}' does not say its embedding dimension")
+        return int(dim)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.texts_encoded += len(texts)

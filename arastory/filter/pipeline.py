@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -30,6 +31,9 @@ from arastory.filter.dedup import (
 )
 from arastory.io import batched, file_fingerprint, fingerprint, iter_jsonl, json_line, open_input
 from arastory.records import ParallelRecord, StoryRecord
+
+if TYPE_CHECKING:
+    from arastory.filter.encoders import PairEncoder
 
 REQUIRED = ("id", "en_prompt", "en_story", "ar_prompt", "ar_story")
 KEPT, REJECTED, REPORT = "kept.jsonl", "rejected.jsonl", "report.json"
@@ -103,7 +107,7 @@ class Filter:
         self,
         input_path: str | Path,
         out_dir: str | Path,
-        encoder,
+        encoder: PairEncoder,
         settings: FilterSettings,
         eval_records: list[StoryRecord] | None = None,
         encoder_name: str | None = None,
@@ -145,18 +149,19 @@ class Filter:
     def prepare(self) -> dict[str, ArrayStore]:
         start = time.perf_counter()
         data_fp = file_fingerprint(self.path)
-        rows = (self.settings.on_error, self.settings.max_chars)  # which lines become rows: part of every key
-        rows += (str(self.shard),) if self.shard else ()
+        # which lines become rows: part of every key
+        rows: tuple = (self.settings.on_error, self.settings.max_chars, *((str(self.shard),) if self.shard else ()))
         keys = {
             "checks": f"checks-{fingerprint(data_fp, self.settings.checks.as_key(), *rows)}",
             "scores": f"{self.encoder_id}-{fingerprint(data_fp, *rows)}",
         }
         if self.guard_leakage:
             keys["prompts"] = keys["scores"] + "-prompts"
-        stores = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
-        self.cache_report = {name: "hit" if store else "miss" for name, store in stores.items()}
+        found = {name: ArrayStore.open_complete(key) for name, key in keys.items()}
+        self.cache_report = {name: "hit" if store else "miss" for name, store in found.items()}
         self.cache_report.update(pairs_encoded=0, pairs_checked=0)
-        missing = [name for name, store in stores.items() if store is None]
+        missing = [name for name, store in found.items() if store is None]
+        stores = {name: store for name, store in found.items() if store is not None}
         if missing:
             stores.update(self._fill(missing, keys))
         meta = stores["checks"].state.get("meta", {})
@@ -170,7 +175,7 @@ class Filter:
         capacity = count_lines(self.path)
         capacity = self.shard.size(capacity) + 1 if self.shard else capacity
         dim = self.encoder.dim if set(missing) & {"scores", "prompts"} else 0
-        columns = {
+        columns: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {
             "checks": {"code": ("uint8", ()), "failed": ("uint8", ()), "hash": ("uint64", (3,))},
             "scores": {"score": ("float32", ()), "ar": ("float32", (dim,))},
             "prompts": {"prompt": ("float32", (dim,))},
@@ -206,7 +211,7 @@ class Filter:
         return stores
 
     def _fill_chunk(self, stores: dict[str, ArrayStore], start: int, batch: list[ParallelRecord], pool) -> None:
-        def needed(name):
+        def needed(name: str) -> bool:
             return name in stores and start + len(batch) > stores[name].done
 
         pending = None
@@ -222,13 +227,13 @@ class Filter:
         if needed("prompts"):
             stores["prompts"].write(start, {"prompt": self.encoder.embed([p.ar_prompt for p in batch])})
         if needed("checks"):
-            parts = pending.get() if pending is not None else [check_chunk(batch, self.settings.checks)]
+            chunks = pending.get() if pending is not None else [check_chunk(batch, self.settings.checks)]
             stores["checks"].write(
                 start,
                 {
-                    "code": np.concatenate([c for c, _, _ in parts]),
-                    "failed": np.concatenate([m for _, m, _ in parts]),
-                    "hash": np.concatenate([h for _, _, h in parts]),
+                    "code": np.concatenate([c for c, _, _ in chunks]),
+                    "failed": np.concatenate([m for _, m, _ in chunks]),
+                    "hash": np.concatenate([h for _, _, h in chunks]),
                 },
             )
             self.cache_report["pairs_checked"] += len(batch)
@@ -248,13 +253,13 @@ class Filter:
         hashes = stores["checks"].read("hash")
         scores = np.array(stores["scores"].read("score"))
         embeddings = stores["scores"].read("ar")
-        counts = {"read": len(codes), "input_errors": int(self.error_count)}
+        counts: dict[str, Any] = {"read": len(codes), "input_errors": int(self.error_count)}
         counts["rejected_by_check"] = {name: int((codes == CODE[name]).sum()) for name in self.settings.checks.enabled}
         counts["passed_checks"] = int((codes == 0).sum())
         codes[(codes == 0) & (scores < self.settings.threshold)] = CODE["below_threshold"]
         counts["below_threshold"] = int((codes == CODE["below_threshold"]).sum())
         counts["kept_at_threshold"] = int((codes == 0).sum())
-        extra: dict = {"index": "none", "recall": None}
+        extra: dict[str, Any] = {"index": "none", "recall": None}
         if self.settings.dedup.exact:
             codes[exact_duplicates(np.flatnonzero(codes == 0), hashes)] = CODE["duplicate"]
         counts["duplicate"] = int((codes == CODE["duplicate"]).sum())
@@ -357,6 +362,7 @@ class Filter:
     def write_shard(self, stores: dict, codes: np.ndarray, report: dict) -> None:
         """The kept pairs' vectors and hashes (what `python -m arastory.data merge` dedups across shards with) and
         the shard's manifest."""
+        assert self.shard is not None  # run() writes a shard only when there is one
         from arastory.data.merge import KEPT_HASHES, KEPT_VECTORS
         from arastory.data.shards import write_manifest
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from arastory.filter.pipeline import Filter
 
-def build_report(flt, decided: dict, scores: np.ndarray, codes: np.ndarray, labels: dict) -> dict:
+
+def build_report(flt: Filter, decided: dict, scores: np.ndarray, codes: np.ndarray, labels: dict) -> dict:
     report = {
         "input": str(flt.path),
         "out": str(flt.out),
@@ -106,7 +110,7 @@ def wandb_payload(out: Path, report: dict) -> dict:
     """The counts, the kept-vs-threshold curve and the plots, as one W&B log call (also used inside training runs)."""
     import wandb
 
-    flat = {f"filter/{k}": v for k, v in report["counts"].items() if isinstance(v, (int, float))}
+    flat: dict[str, Any] = {f"filter/{k}": v for k, v in report["counts"].items() if isinstance(v, (int, float))}
     flat.update({f"filter/rejected/{k}": v for k, v in report["counts"]["rejected_by_check"].items()})
     table = wandb.Table(data=report["kept_vs_threshold"], columns=["threshold", "kept"])
     flat["filter/kept_vs_threshold"] = wandb.plot.line(table, "threshold", "kept", title="Kept pairs vs threshold")

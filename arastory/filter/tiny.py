@@ -16,14 +16,14 @@ def build_tiny_sentence_encoder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1)
     wordpiece.save(str(root / "tokenizer.json"))
-    tokenizer = BertTokenizerFast(tokenizer_file=str(root / "tokenizer.json"))
+    tokenizer = BertTokenizer(tokenizer_file=str(root / "tokenizer.json"))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=hidden_size,

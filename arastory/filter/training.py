@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
@@ -15,6 +16,9 @@ from arastory.filter.build import build_encoder, encoder_config, settings_from_c
 from arastory.filter.pipeline import KEPT, Filter
 from arastory.records import StoryRecord
 
+if TYPE_CHECKING:
+    from arastory.data.sources import ParallelSource
+
 
 def filter_enabled(data_cfg: DictConfig) -> bool:
     section = data_cfg.get("filter")
@@ -22,7 +26,7 @@ def filter_enabled(data_cfg: DictConfig) -> bool:
 
 
 def filter_translated(
-    source, filter_cfg: DictConfig, eval_records: list[StoryRecord], out_dir: str | Path | None = None
+    source: ParallelSource, filter_cfg: DictConfig, eval_records: list[StoryRecord], out_dir: str | Path | None = None
 ) -> tuple[list[StoredStory], dict]:
     """(the kept pairs' Arabic sides as training records, summary for metrics.json). The records stream from
     kept.jsonl with their texts kept on disk. Outputs go to `<out_dir>` (the run dir's filter/) or a temp dir."""

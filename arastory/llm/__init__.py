@@ -1,4 +1,4 @@
-"""LLM access shared by translation, synthesis and judging: an OpenAI-compatible client with retries, resumable batches, costs."""
+"""LLM access for translation, synthesis and judging: an OpenAI-compatible client, retries, resumable batches, costs."""
 
 from arastory.llm.client import ChatClient, LLMError, LLMResponse, require_api_key
 from arastory.llm.cost import estimate_cost

@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from arastory.errors import ArastoryError, ConfigError
 from arastory.extras import require_extra
 from arastory.llm.retry import RETRY_AFTER_MAX, RetriesExhausted, RetryPolicy, RetryStats
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
 
 
 def retryable(openai: ModuleType) -> dict:
@@ -65,7 +69,7 @@ class ChatClient:
         key_hint: str = "",
         retry_after_max: float = RETRY_AFTER_MAX,
         config_key: str = "llm",
-        **default_params,
+        **default_params: Any,
     ):
         self._openai = openai = require_extra("openai", config_key)
         api_key = require_api_key(api_key_env, key_hint)
@@ -76,13 +80,13 @@ class ChatClient:
         self.stats = RetryStats()
         self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
-    def chat(self, messages: list[dict], **params) -> LLMResponse:
+    def chat(self, messages: list[dict], **params: Any) -> LLMResponse:
         """One answer, retrying 429/5xx/timeouts/dropped connections through `self.retry` (this is the only retry
         layer: the SDK's own is off); a retry after a timeout allows longer (see RetryPolicy.timeout_for)."""
         params = {**self.default_params, **{k: v for k, v in params.items() if v is not None}}
         openai = self._openai
 
-        def send(timeout):
+        def send(timeout: float | None) -> ChatCompletion:
             return self._client.chat.completions.create(model=self.model, messages=messages, timeout=timeout, **params)
 
         try:
@@ -104,7 +108,7 @@ class ChatClient:
             raise LLMError(f"{self._where()}: request rejected ({error.status_code}): {_short(error)}") from None
         return self._response(done.value, done.retries)
 
-    def _response(self, completion, attempt: int) -> LLMResponse:
+    def _response(self, completion: ChatCompletion, attempt: int) -> LLMResponse:
         try:
             text = completion.choices[0].message.content
             finish_reason = completion.choices[0].finish_reason

@@ -79,7 +79,7 @@ def run_resumable(
                     item = pending.pop(future)
                     try:
                         row = future.result()
-                    except fail_fast as error:  # type: ignore[misc]
+                    except fail_fast as error:
                         stop = stop or error
                         continue
                     except Exception as error:

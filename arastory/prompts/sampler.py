@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from arastory.paths import CONF_DIR
+from arastory.plain import plain_dict
 from arastory.prompts.varieties import Variety, load_variety
 
 DEFAULT_SAMPLER_CONF = CONF_DIR / "sampler" / "default.yaml"
@@ -55,7 +56,7 @@ class PromptSampler:
         seed: int = 0,
         balance_block: int | str | None = "default",
     ):
-        defaults = OmegaConf.to_container(OmegaConf.load(DEFAULT_SAMPLER_CONF))
+        defaults = plain_dict(OmegaConf.load(DEFAULT_SAMPLER_CONF))
         self.variety = load_variety(variety) if isinstance(variety, str) else variety
         self.order = list(order or defaults["order"])
         self.always = set(always or defaults["always"])
@@ -108,10 +109,12 @@ class PromptSampler:
             if feature not in features:
                 continue
             value = self.variety.values[feature][_value_key(features[feature])]
-            parts.append(self.variety.sentences[feature].format(value=value))
+            template = self.variety.sentences[feature]
+            if template is not None:  # a variety may null a sentence, as msa does `requirement`
+                parts.append(template.format(value=value))
         for extra in ("requirement", "closing"):
-            if self.variety.sentences.get(extra):
-                parts.append(self.variety.sentences[extra])
+            if sentence := self.variety.sentences.get(extra):
+                parts.append(sentence)
         return " ".join(parts)
 
     def sample(self, n: int, id_prefix: str | None = None) -> list[SampledPrompt]:

@@ -1,4 +1,4 @@
-"""Load a variety's prompt template (arastory/conf/variety/<name>.yaml), resolving `inherits` so dialects only list what differs."""
+"""Load a variety's prompt template (arastory/conf/variety/<name>.yaml); `inherits` lets a dialect list what differs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from arastory.errors import ConfigError
 from arastory.paths import CONF_DIR
+from arastory.plain import plain_dict
 
 VARIETY_DIR = CONF_DIR / "variety"
 
@@ -47,7 +48,7 @@ def _load_merged(name: str, directory: Path, seen: tuple) -> dict:
         )
     if name in seen:
         raise ConfigError("variety", f"inheritance cycle through '{name}' ({path})")
-    own = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    own = plain_dict(OmegaConf.load(path), resolve=True)
     parent_name = own.get("inherits")
     if not parent_name:
         return own

@@ -1,4 +1,4 @@
-"""Write synthetic stories for one variety: `python -m arastory.synthesize dialect=egy n=1000 out=<dir> generator=openai`.
+"""Synthetic stories for one variety: `python -m arastory.synthesize dialect=egy n=1000 out=<dir> generator=openai`.
 
 python -m arastory.synthesize dialect=mor n=10 dry_run=true               # prompts + cost estimate, no calls
 OPENAI_API_KEY=... python -m arastory.synthesize dialect=egy n=1000       # GPT-4-Turbo, resumable

@@ -10,12 +10,21 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from tqdm.auto import tqdm
 
 from arastory.io import JsonlAppender
 from arastory.llm.resumable import done_keys
 from arastory.llm.retry import RETRY_AFTER_MAX
+from arastory.plain import plain_dict
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from arastory.llm import ChatClient
+    from arastory.train.formatting import ExampleFormatter
 
 
 @dataclass
@@ -47,6 +56,20 @@ def too_long(prompt: str, max_prompt_chars: int) -> str | None:
     if len(prompt) > max_prompt_chars:
         return f"prompt has {len(prompt)} characters, over generator.max_prompt_chars={max_prompt_chars}; not sent"
     return None
+
+
+class StoryGenerator(Protocol):
+    """What a synthesis run needs of a generator (`OpenAIGenerator`, `HFGenerator` or a user's `_target_` class)."""
+
+    name: str
+    model: str
+    chars_per_token: float
+
+    def estimate(self, prompts: list[dict]) -> dict: ...
+
+    def preflight(self) -> None: ...
+
+    def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun: ...
 
 
 class OpenAIGenerator:
@@ -99,7 +122,7 @@ class OpenAIGenerator:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return [*system, {"role": "user", "content": prompt}]
 
-    def client(self):
+    def client(self) -> ChatClient:
         from arastory.llm import ChatClient
 
         return ChatClient(
@@ -193,7 +216,7 @@ class HFGenerator:
     def preflight(self) -> None:
         """Nothing to check before loading: the model path was checked when the generator was built."""
 
-    def load(self):
+    def load(self) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase, ExampleFormatter]:
         """(model, tokenizer, formatter), loaded once per generator (synthesis asks in several rounds)."""
         if getattr(self, "_loaded", None) is None:
             self._loaded = self._load()
@@ -209,13 +232,15 @@ class HFGenerator:
         path = self._resolve_path()
         tokenizer = load_tokenizer(path, trust_remote_code=self.trust_remote_code)
         tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
-        model = load_model(path, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        model: PreTrainedModel | PeftModel = load_model(
+            path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
+        )
         if self.adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides the bound self
         return model, tokenizer, ExampleFormatter(tokenizer)
 
     def _resolve_path(self) -> str:
@@ -226,10 +251,16 @@ class HFGenerator:
         from arastory.paths import CONF_DIR
         from arastory.train.tiny import build_tiny_model
 
-        spec = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
+        spec = plain_dict(OmegaConf.load(CONF_DIR / "model" / "tiny.yaml"))["tiny"]
         return build_tiny_model(**spec)
 
-    def generate_batch(self, model, tokenizer, formatter, prompts: list[str]) -> list[tuple[str, dict]]:
+    def generate_batch(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        formatter: ExampleFormatter,
+        prompts: list[str],
+    ) -> list[tuple[str, dict]]:
         """Stories for `prompts` with their token usage (prompt tokens without padding, new tokens up to EOS)."""
         import torch
 
@@ -239,7 +270,7 @@ class HFGenerator:
         ).to(model.device)
         sampling = self.sampling if self.sampling["do_sample"] else {"do_sample": False}
         with torch.no_grad():
-            output = model.generate(
+            output = model.generate(  # type: ignore[operator]  # a PeftModel forwards generate to its base model
                 **batch,
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
@@ -253,7 +284,7 @@ class HFGenerator:
             if tokenizer.eos_token_id in ids:
                 ids = ids[: ids.index(tokenizer.eos_token_id)]
             usage = {"prompt_tokens": int(mask.sum()), "completion_tokens": len(ids)}
-            results.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), usage))
+            results.append((str(tokenizer.decode(ids, skip_special_tokens=True)).strip(), usage))
         return results
 
     def run(self, prompts: list[dict], ledger: Path, desc: str = "stories") -> GenerationRun:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def print_summary(out_dir, report: dict) -> None:
+def print_summary(out_dir: str | Path, report: dict) -> None:
     cost = report.get("estimated_cost_usd")
     cost_text = f"${cost:.4f}" if cost is not None else "n/a (no price for this model)"
     if report.get("dry_run"):
         tokens, worst = report["estimated_tokens"], report["worst_case"]
         log.info(
             f"dry run: {report['requested']} {report['variety']} stories wanted; expect {report['expected_attempts']} "
-            f"prompts (keep rate {report['expected_keep_rate']}), at most {worst['attempts']} -> {out_dir}/prompts.jsonl"
+            f"prompts (keep rate {report['expected_keep_rate']}), at most {worst['attempts']} "
+            f"-> {out_dir}/prompts.jsonl"
         )
         log.info(
             f"estimated tokens: {tokens['prompt_tokens']} prompt + {tokens['completion_tokens']} completion "

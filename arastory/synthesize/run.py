@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -30,16 +32,22 @@ from arastory.data.shards import Shard, write_manifest
 from arastory.errors import ConfigError
 from arastory.io import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from arastory.llm import estimate_cost
+from arastory.plain import plain_dict
 from arastory.prompts import PromptSampler
 from arastory.records import StoryRecord
 from arastory.synthesize.gates import GATES, QualityGates
 from arastory.synthesize.generators import GenerationRun
 
+if TYPE_CHECKING:
+    from arastory.dialect.classifier import DialectAnalysis
+    from arastory.dialect.identify import DialectIdentifier
+    from arastory.synthesize.generators import StoryGenerator
+
 LEDGER = "generations.jsonl"
 MIN_KEEP_RATE = 0.1  # ours: the keep rate a round plans with never drops below this (bounds one round's size)
 
 
-def build(node: DictConfig):
+def build(node: DictConfig) -> Any:
     """hydra.utils.instantiate, with our own one-line errors unwrapped from Hydra's InstantiationException."""
     from hydra.errors import InstantiationException
 
@@ -106,10 +114,10 @@ def load_ledger(path: Path) -> dict[str, dict]:
     return {row["id"]: row for _, row in iter_jsonl(path, on_error="skip") if "id" in row}
 
 
-def build_gates(cfg: DictConfig):
+def build_gates(cfg: DictConfig) -> Callable[[], QualityGates]:
     """A factory of fresh quality gates (empty duplicate indexes) sharing one dialect identifier, which is built
     first so that config errors come before any request; its analyses are cached across rounds."""
-    gates_cfg = OmegaConf.to_container(cfg.gates, resolve=True)
+    gates_cfg = plain_dict(cfg.gates, resolve=True)
     identifier = None
     if gates_cfg.get("check_variety", True):
         identifier = build(cfg.dialect_id)
@@ -129,12 +137,13 @@ def build_gates(cfg: DictConfig):
 class RememberingIdentifier:
     """Answers each (story, target) once: every round re-gates all answers, the classifier runs once per story."""
 
-    def __init__(self, identifier):
-        self.identifier, self.memory = identifier, {}
+    def __init__(self, identifier: DialectIdentifier):
+        self.identifier = identifier
+        self.memory: dict[tuple[str, str | None], DialectAnalysis] = {}
         self.classes = list(getattr(identifier, "classes", []))
         self.thresholds = dict(getattr(identifier, "thresholds", {}) or {})
 
-    def analyze(self, story: str, target: str | None = None):
+    def analyze(self, story: str, target: str | None = None) -> DialectAnalysis:
         key = (story, target)
         if key not in self.memory:
             self.memory[key] = self.identifier.analyze(story, target)
@@ -142,7 +151,7 @@ class RememberingIdentifier:
 
 
 def split_by_gates(
-    prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator, progress: bool = True
+    prompts: list[dict], ledger: dict[str, dict], gates: QualityGates, generator: StoryGenerator, progress: bool = True
 ) -> tuple[list, list]:
     """(kept records, rejected rows) in prompt order, so duplicates are decided the same way on every run."""
     kept, rejected = [], []
@@ -175,7 +184,7 @@ def split_by_gates(
     return kept, rejected
 
 
-def token_totals(rows) -> dict:
+def token_totals(rows: Iterable[dict]) -> dict:
     totals = {"prompt_tokens": 0, "completion_tokens": 0}
     for row in rows:
         for key in totals:
@@ -269,7 +278,14 @@ def synthesize(cfg: DictConfig, out_dir: str | Path) -> dict:
     return report
 
 
-def generate_until_kept(prompts: list[dict], n: int, generator, new_gates, ledger_path: Path, desc: str) -> dict:
+def generate_until_kept(
+    prompts: list[dict],
+    n: int,
+    generator: StoryGenerator,
+    new_gates: Callable[[], QualityGates],
+    ledger_path: Path,
+    desc: str,
+) -> dict:
     """Ask fresh prompts, in order, a round at a time, until n answers pass the gates or no prompt is left."""
     total = GenerationRun()
     failed_ids: set[str] = set()
@@ -311,7 +327,7 @@ def drift_report(variety: str, stories: list[dict], rejected: list[dict]) -> dic
         return None
     from arastory.dialect.evaluation import drift_distribution
 
-    def shares(rows):
+    def shares(rows: list[dict]) -> list[float]:
         return [
             r["meta"]["gates"]["dialect"]["msa_share"]
             for r in rows
@@ -322,7 +338,7 @@ def drift_report(variety: str, stories: list[dict], rejected: list[dict]) -> dic
 
 
 def dry_run_report(
-    base: dict, generator, prompts: list[dict], out_dir: Path, started: float, expected_keep_rate: float
+    base: dict, generator: StoryGenerator, prompts: list[dict], out_dir: Path, started: float, expected_keep_rate: float
 ) -> dict:
     """Cost of the prompts expected to be sent (n / expected_keep_rate) and of the worst case (max_attempts)."""
     if not 0.0 < expected_keep_rate <= 1.0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ _last_cuts: tuple[torch.Tensor, list[int]] | None = None
 
 
 def _cuts(cu_seq_lens: torch.Tensor) -> list[int]:
-    """`cu_seq_lens.tolist()`, once per forward: every layer gets the same tensor (on a GPU, one sync, not one per layer)."""
+    """`cu_seq_lens.tolist()`, once per forward: every layer gets the same tensor (a GPU syncs once, not per layer)."""
     global _last_cuts
     if _last_cuts is None or _last_cuts[0] is not cu_seq_lens:
         _last_cuts = (cu_seq_lens, cu_seq_lens.tolist())
@@ -66,30 +67,39 @@ def _cuts(cu_seq_lens: torch.Tensor) -> list[int]:
 
 
 def packed_sdpa_forward(
-    module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs
-):
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: (output [batch, seq, heads, dim], None). A single row without a mask
     (a packed row, or one unpadded example) runs causal SDPA per example; anything else goes to `sdpa`."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     length = query.shape[2]
     if attention_mask is not None or query.shape[0] != 1 or length == 1 or key.shape[2] != length:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # Grouped-query heads go to SDPA as they are (`enable_gqa`, as transformers' `sdpa` does without a mask): no
+    # copy of the key/value heads per query group, and no sum of those copies' gradients in the backward.
+    gqa = key.shape[1] != query.shape[1]
     sizes = [b - a for a, b in segment_bounds(kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"), length)]
     # split, not slices: its backward is one concatenation, where each slice's backward fills a zero tensor of the row
     parts = [
-        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
         for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2), strict=False)
     ]
     output = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return output.transpose(1, 2).contiguous(), None
 
 
-def packed_sdpa_mask(*args, attention_mask=None, **kwargs):
+def packed_sdpa_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | None:
     """No dense mask for a causal row without padding (packed or not: `packed_sdpa_forward` separates the examples);
     the ordinary SDPA mask otherwise (padded validation batches, generation)."""
     from transformers.masking_utils import sdpa_mask
@@ -101,7 +111,7 @@ def packed_sdpa_mask(*args, attention_mask=None, **kwargs):
         and not kwargs.get("kv_offset")
     ):
         return None
-    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+    return sdpa_mask(*args, **{**kwargs, "attention_mask": attention_mask})
 
 
 def register_packed_sdpa() -> None:

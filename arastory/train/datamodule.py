@@ -4,7 +4,9 @@ order that resumes mid-epoch."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -12,7 +14,16 @@ from torch.utils.data import DataLoader
 
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
-from arastory.train.distributed import EveryNth, ShardedBatches, ShardedLoader, check_val_shards, shard_of
+from arastory.train.distributed import (
+    EveryNth,
+    Flagged,
+    LockstepBatches,
+    ShardedBatches,
+    ShardedLoader,
+    check_val_shards,
+    flagged_collate,
+    shard_of,
+)
 from arastory.train.formatting import IGNORE_INDEX, ExampleFormatter, FormatStats
 from arastory.train.packing import PackedRows, packed_collate, training_extras
 from arastory.train.sampler import LengthGroupedSampler, ResumableLoader, ResumableSampler
@@ -22,7 +33,7 @@ COUNT_KEYS = ("story_chars", "story_words")  # per-example counts batched as ten
 TOKENIZED = ("train_set", "format_stats", "val_sets", "val_format_stats", "val_names", "packed", "sampler")
 
 
-def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False):
+def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False) -> Callable[[list[dict]], dict]:
     """Right-padded input_ids, labels (-100 on padding) and attention_mask; the examples' character and word counts
     when they have them; with `with_ids`, the example ids as a list under `example_ids`; with `extras`, what
     `story_nll` and the step's bookkeeping need (`packing.training_extras`)."""
@@ -37,7 +48,7 @@ def pad_collate(pad_token_id: int, with_ids: bool = False, extras: bool = False)
             input_ids[row, :n] = torch.tensor(example["input_ids"])
             labels[row, :n] = torch.tensor(example["labels"])
             attention[row, :n] = 1
-        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        out: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
         for key in COUNT_KEYS:
             if all(key in example for example in batch):
                 out[key] = torch.tensor([example[key] for example in batch], dtype=torch.long)
@@ -76,7 +87,7 @@ class StoryDataModule(pl.LightningDataModule):
         super().__init__()
         self.formatter, self.token_cache = formatter, token_cache
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self._settings = {
+        self._settings: dict[str, Any] = {
             "packing": packing,
             "max_tokens": packing_max_tokens,
             "seed": seed,
@@ -115,7 +126,7 @@ class StoryDataModule(pl.LightningDataModule):
     def _pack(self, packing: bool, max_tokens: int | None, seed: int) -> PackedRows | None:
         if not packing:
             return None
-        budget = max_tokens or int(self.formatter.max_length) * self.batch_size
+        budget = max_tokens or self.formatter.resolved_max_length * self.batch_size
         return PackedRows(self.train_set, budget, seed)
 
     def _sampler(self, seed: int, group_by_length: bool) -> ResumableSampler:
@@ -167,6 +178,10 @@ class StoryDataModule(pl.LightningDataModule):
         shard = shard_of(self.trainer)  # several processes: every example on one rank, sums reduced after
         if shard:
             check_val_shards({name: self.val_sets[name] for name in self.val_names}, shard[1])
+        if (
+            shard and self.trainer is not None and getattr(self.trainer.strategy, "lockstep_validation", False)
+        ):  # FSDP: as many batches per rank
+            return [self._lockstep_loader(self.val_sets[name], *shard) for name in self.val_names]
         return [
             DataLoader(
                 self.val_sets[name],
@@ -177,3 +192,12 @@ class StoryDataModule(pl.LightningDataModule):
             )
             for name in self.val_names
         ]
+
+    def _lockstep_loader(self, dataset, rank: int, world: int) -> DataLoader:
+        """One validation set's loader for one rank, padded to as many batches as every other rank's (FSDP)."""
+        return DataLoader(
+            Flagged(dataset),
+            batch_sampler=LockstepBatches(len(dataset), self.eval_batch_size // world or 1, rank, world),
+            collate_fn=flagged_collate(self.collate),
+            generator=torch.Generator().manual_seed(0),
+        )

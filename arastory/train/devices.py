@@ -7,28 +7,40 @@ then decoded on the CPU while the GPU idled, and each stage boundary copied the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
-from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.strategies import SingleDeviceStrategy, Strategy
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+
+def teardown_resident(strategy: Strategy) -> None:
+    """`Strategy.teardown` without moving the model to the CPU (the optimizer state, saved from the CPU after each
+    stage, still moves there)."""
+    for optimizer in strategy.optimizers:
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    state[key] = value.cpu()
+    strategy.precision_plugin.teardown()
+    if strategy.accelerator is not None:
+        strategy.accelerator.teardown()
+    strategy.checkpoint_io.teardown()
 
 
 class ResidentSingleDevice(SingleDeviceStrategy):
-    """A single-device strategy whose teardown leaves the model where it trained (the optimizer state, saved
-    from the CPU after each stage, still moves there)."""
+    """A single-device strategy whose teardown leaves the model where it trained."""
 
     strategy_name = "resident_single_device"
 
     def teardown(self) -> None:
-        for optimizer in self.optimizers:
-            for state in optimizer.state.values():
-                for key, value in state.items():
-                    if torch.is_tensor(value):
-                        state[key] = value.cpu()
-        self.precision_plugin.teardown()
-        self.accelerator.teardown()
-        self.checkpoint_io.teardown()
+        teardown_resident(self)
 
 
-def single_training_device(accelerator: str, devices) -> torch.device | None:
+def single_training_device(accelerator: str, devices: int | str | Sequence[int]) -> torch.device | None:
     """The one device a `trainer` config trains on, or None when it asks for several (or an accelerator this module
     does not place: Lightning then picks its own strategy)."""
     wants_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -43,7 +55,7 @@ def single_training_device(accelerator: str, devices) -> torch.device | None:
     return None
 
 
-def training_strategy(trainer_cfg):
+def training_strategy(trainer_cfg: DictConfig) -> Strategy | str:
     """`Trainer(strategy=...)`: the config's own strategy if it names one, else `ResidentSingleDevice` on the one
     training device (multi-device runs keep Lightning's choice)."""
     named = trainer_cfg.get("strategy", "auto")

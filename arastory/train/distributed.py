@@ -9,25 +9,36 @@ the optimizer steps one process would (up to float summation order and dropout m
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.launcher import _Launcher
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch.utils.data import DataLoader, Sampler
 
-from arastory.train.devices import ResidentSingleDevice
+from arastory.train.devices import teardown_resident
 from arastory.train.ranks import RANK_ENV, WORKER_ENV, world_size
 from arastory.train.sampler import ResumableSampler, derive_seed
 
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    import pytorch_lightning as pl
+    from omegaconf import DictConfig
+    from pytorch_lightning.strategies import Strategy
+
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-# Validation metrics are logged after `reduce_sums` (the same value on every rank): Lightning's advice to sync is moot.
+# Validation metrics are logged after torchmetrics sums them over the ranks: Lightning's advice to sync is moot.
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level")
 
 
@@ -97,7 +108,20 @@ def finish_launches(failed: bool = False) -> None:
                 raise
 
 
-class ResidentDDP(DDPStrategy):
+class LaunchesWorkers:
+    """A Lightning strategy mixin: the other ranks start as arastory workers of `self.run_dir` (`WorkerLauncher`)."""
+
+    run_dir: Path
+    _launcher: _Launcher | None
+
+    def _configure_launcher(self) -> None:
+        strategy: Any = self  # a Lightning ParallelStrategy: its cluster environment and process counts
+        self._launcher = WorkerLauncher(
+            strategy.cluster_environment, strategy.num_processes, strategy.num_nodes, self.run_dir
+        )
+
+
+class ResidentDDP(LaunchesWorkers, DDPStrategy):
     """Lightning's DDP without the move of the model to the CPU at teardown (as `ResidentSingleDevice`), with
     arastory's worker launch and no buffer broadcast at every forward (the frozen base's buffers never change, and
     ranks may run different numbers of validation batches)."""
@@ -109,40 +133,32 @@ class ResidentDDP(DDPStrategy):
         super().__init__(**kwargs)
         self.run_dir = Path(run_dir)
 
-    def _configure_launcher(self) -> None:
-        self._launcher = WorkerLauncher(self.cluster_environment, self.num_processes, self.num_nodes, self.run_dir)
-
     def teardown(self) -> None:
         if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
             self.model = self.lightning_module  # unwrap; the module stays on its device
-        ResidentSingleDevice.teardown(self)
+        teardown_resident(self)
 
 
-def parallel_strategy(trainer_cfg, run_dir: str | Path):
+def parallel_strategy(trainer_cfg: DictConfig, run_dir: str | Path) -> Strategy | None:
     """`Trainer(strategy=...)` for a multi-process config (`strategy: ddp`, or several devices), else None."""
     named = trainer_cfg.get("strategy", "auto")
     if named == "ddp" or (named == "auto" and world_size(trainer_cfg) > 1):
         return ResidentDDP(run_dir)
     if str(named).startswith("fsdp"):
-        from arastory.errors import ConfigError
+        from arastory.train.sharded import ShardedLoRA
 
-        raise ConfigError(
-            "trainer.strategy",
-            "fsdp is not supported by arastory's training (its checkpoints and "
-            "adapter saves read unsharded LoRA tensors; docs/scaling.md); use "
-            "trainer=ddp: each GPU holds the 4-bit base (about 5 GB for a 7B model)",
-        )
+        return ShardedLoRA(run_dir, cpu_offload=named == "fsdp_cpu_offload")
     return None
 
 
-def training_strategy(trainer_cfg, run_dir: str | Path):
+def training_strategy(trainer_cfg: DictConfig, run_dir: str | Path) -> Strategy | str:
     from arastory.train.devices import training_strategy as single_or_named
 
     return parallel_strategy(trainer_cfg, run_dir) or single_or_named(trainer_cfg)
 
 
-def bind_cuda_device(trainer_cfg) -> None:
-    """Each GPU process loads its (4-bit) base straight onto its own GPU: `load_model` places it on the current device."""
+def bind_cuda_device(trainer_cfg: DictConfig) -> None:
+    """Each GPU process loads its (4-bit) base straight onto its own GPU: `load_model` puts it on the current device."""
     if not torch.cuda.is_available() or str(trainer_cfg.get("accelerator", "auto")) == "cpu":
         return
     local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
@@ -152,7 +168,7 @@ def bind_cuda_device(trainer_cfg) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ data shards
-def shard_of(trainer) -> tuple[int, int] | None:
+def shard_of(trainer: pl.Trainer | None) -> tuple[int, int] | None:
     """(rank, world size) while several processes train, else None."""
     if trainer is None or trainer.world_size <= 1:
         return None
@@ -211,7 +227,8 @@ class ShardedLoader(DataLoader):
         plan = self.batches.plan()
         for (global_batch, _), batch in zip(plan, super().__iter__(), strict=False):
             self.resumable.consumed += len(global_batch)
-            batch["global_example_ids"] = [self.dataset.ids[i] for i in global_batch]
+            ids = self.dataset.ids  # type: ignore[attr-defined]  # EncodedExamples, as built by the data module
+            batch["global_example_ids"] = [ids[i] for i in global_batch]
             yield batch
 
     def state_dict(self) -> dict:
@@ -232,6 +249,49 @@ class EveryNth(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class LockstepBatches(Sampler[list[tuple[int, bool]]]):
+    """This rank's validation batches (`EveryNth`'s examples, `batch_size` at a time), padded with batches flagged as
+    padding until every rank has as many as the rank with most: under FSDP each forward is a collective, so all ranks
+    must run the same number. Yields (index, is_padding) pairs for `Flagged` and `flagged_collate`."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int):
+        mine = EveryNth(n, rank, world).indices
+        self.batches = [[(i, False) for i in mine[s : s + batch_size]] for s in range(0, len(mine), batch_size)]
+        most = math.ceil(math.ceil(n / world) / batch_size)  # the first rank's count: it has the most examples
+        self.batches += [[(0, True)]] * (most - len(self.batches))
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class Flagged(torch.utils.data.Dataset):
+    """A dataset read with `LockstepBatches`' (index, is_padding) keys: the example and its flag."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]):
+        index, padding = key
+        return self.dataset[index], padding
+
+
+def flagged_collate(collate: Callable[[list[dict]], dict]) -> Callable[[list], dict]:
+    """`collate` of the examples, with `lockstep_padding` set on a padding batch (the strategy skips its sums)."""
+
+    def wrapped(items: list) -> dict:
+        batch = collate([example for example, _ in items])
+        batch["lockstep_padding"] = any(padding for _, padding in items)
+        return batch
+
+    return wrapped
 
 
 def check_val_shards(val_sets: dict, world: int) -> None:
@@ -257,7 +317,7 @@ class StepTotals:
     examples: int
 
 
-def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals | None]:
+def global_step_loss(trainer: pl.Trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Tensor, StepTotals | None]:
     """The loss to backpropagate and the step's global totals. With N ranks each rank's mean over its own scored
     tokens is rescaled to (its tokens / all ranks' tokens) x N, so DDP's average of the ranks' gradients is the
     gradient of the mean over the whole global batch's tokens, as with one process. One process: (loss, None)."""
@@ -277,18 +337,7 @@ def global_step_loss(trainer, loss: torch.Tensor, batch: dict) -> tuple[torch.Te
     return weighted, StepTotals(float(total[0] / total[1].clamp(min=1)), int(total[2]), int(total[3]))
 
 
-def reduce_sums(trainer, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-variety validation sums (NLL, tokens, characters, words) added over the ranks, so every metric is
-    computed from the whole validation set's totals (token-weighted), not averaged from per-rank values."""
-    if shard_of(trainer) is None or not sums:
-        return sums
-    names = list(sums)
-    stacked = torch.stack([sums[name] for name in names]).to(trainer.strategy.root_device)
-    total = trainer.strategy.reduce(stacked, reduce_op="sum").cpu()
-    return {name: total[i] for i, name in enumerate(names)}
-
-
-def gather_rng(trainer, mine: dict) -> list[dict] | None:
+def gather_rng(trainer: pl.Trainer, mine: dict) -> list[dict] | None:
     """Every rank's RNG streams (rank order), for a checkpoint that resumes each rank exactly; None with one rank."""
     if shard_of(trainer) is None or not torch.distributed.is_initialized():
         return None
@@ -297,7 +346,7 @@ def gather_rng(trainer, mine: dict) -> list[dict] | None:
     return streams
 
 
-def own_rng(trainer, state: dict) -> dict:
+def own_rng(trainer: pl.Trainer | None, state: dict) -> dict:
     """This rank's RNG streams from a checkpoint (rank 0's when it was written by another number of processes)."""
     by_rank = state.get("rng_by_rank")
     if by_rank and trainer is not None and len(by_rank) == trainer.world_size:
@@ -306,7 +355,7 @@ def own_rng(trainer, state: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------- run facts
-def scratch_dir(zero: bool, run_dir: Path):
+def scratch_dir(zero: bool, run_dir: Path) -> AbstractContextManager[Path | str]:
     """Where this rank writes the data stage's by-products (the filter's outputs): the run dir on rank 0, a
     temporary dir elsewhere (the filter's caches are shared and already filled by rank 0)."""
     import contextlib
@@ -317,7 +366,7 @@ def scratch_dir(zero: bool, run_dir: Path):
     return tempfile.TemporaryDirectory(prefix="arastory-rank-")
 
 
-def run_shape(cfg) -> dict:
+def run_shape(cfg: DictConfig) -> dict:
     """How the run was spread over processes (metrics.json): the numbers that make its batches comparable."""
     world = world_size(cfg.trainer)
     return {

@@ -4,7 +4,14 @@ template (a plain template when it has none); the loss covers the story and its 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from arastory.records import StoryRecord
 
 IGNORE_INDEX = -100
 PLAIN_TEMPLATE = "{prompt}\n\n### القصة:\n"  # ours: used when the tokenizer has no chat template
@@ -27,8 +34,8 @@ class FormatStats:
         if not total or self.truncated <= LOST_EOS_WARN * total:
             return None
         return (
-            f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) are longer "
-            f"than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
+            f"[arastory] warning: {self.truncated} of {total} {what} examples ({self.truncated / total:.0%}) "
+            f"are longer than data.max_length={max_length} and lose their end of story (EOS); raise data.max_length "
             f"or set data.max_length=auto"
         )
 
@@ -46,11 +53,18 @@ class ExampleFormatter:
     prompt leaves fewer than `min_story_tokens` is always dropped, so no example is fully masked.
     """
 
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     max_length: int | str | None = 1024  # "auto" or None: no limit here (the recipe resolves auto from the data)
     overflow: str = "truncate"
     min_story_tokens: int = 8
     stats: FormatStats = field(default_factory=FormatStats)
+
+    @property
+    def resolved_max_length(self) -> int:
+        """`max_length` once `auto` was resolved from the data (the recipe does it before training reads it)."""
+        if not isinstance(self.max_length, int):
+            raise TypeError(f"max_length is {self.max_length!r}: resolve `auto` (auto_max_length) first")
+        return self.max_length
 
     def __post_init__(self):
         if self.overflow not in ("truncate", "drop"):
@@ -70,8 +84,14 @@ class ExampleFormatter:
         """The text the model sees before the story (also used at generation time)."""
         if self.uses_chat_template:
             messages = [{"role": "user", "content": prompt}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self._render_chat(messages, add_generation_prompt=True)
         return PLAIN_TEMPLATE.format(prompt=prompt)
+
+    def _render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        if not isinstance(text, str):
+            raise TypeError(f"apply_chat_template(tokenize=False) gave {type(text).__name__}, not text")
+        return text
 
     def prompt_ids(self, prompt: str) -> list[int]:
         ids = self.tokenizer(self.prompt_text(prompt), add_special_tokens=not self.uses_chat_template)["input_ids"]
@@ -83,7 +103,7 @@ class ExampleFormatter:
             return story, ""
         head = self.prompt_text(prompt)
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": story}]
-        full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        full = self._render_chat(messages)
         if not full.startswith(head):
             raise ValueError(
                 "the chat template renders the user turn differently when an answer follows; "
@@ -139,7 +159,7 @@ class ExampleFormatter:
                 self.stats.dropped += 1
                 return None
             story_ids = story_ids[:room]
-            scored = self.tokenizer.decode(story_ids, skip_special_tokens=True)
+            scored = str(self.tokenizer.decode(story_ids, skip_special_tokens=True))  # one sequence: one string
             self.stats.truncated += 1
         self.stats.kept += 1
         return {
@@ -150,7 +170,7 @@ class ExampleFormatter:
         }
 
 
-def auto_max_length(formatter: ExampleFormatter, records, context: int | None) -> int:
+def auto_max_length(formatter: ExampleFormatter, records: Iterable[StoryRecord], context: int | None) -> int:
     """`data.max_length=auto`: the longest example (prompt + story + end of turn) rounded up to a multiple of 64,
     capped at the model's context length, so no example is truncated unless the model cannot take it whole."""
     longest = max((formatter.example_length(r.prompt, r.story) for r in records), default=LENGTH_STEP)

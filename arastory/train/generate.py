@@ -4,12 +4,21 @@ template's end-of-turn token, whichever comes first."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from arastory.records import StoryRecord
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def model_device(model) -> torch.device:
+    from arastory.train.formatting import ExampleFormatter
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -24,14 +33,14 @@ def left_padded(prompt_ids: list[list[int]], pad_token_id: int) -> tuple[torch.T
     return input_ids, attention
 
 
-def decode_new_tokens(new_ids: list[int], tokenizer, stop_ids: list[int]) -> dict:
+def decode_new_tokens(new_ids: list[int], tokenizer: PreTrainedTokenizerBase, stop_ids: list[int]) -> dict:
     """The story in the tokens after the prompt, cut at the first stop token: {story, meta: {new_tokens, finished,
     finish_reason}}; new_tokens counts the story's tokens (not the stop token, not the padding after it)."""
     stops = set(stop_ids)
     end = next((k for k, token in enumerate(new_ids) if token in stops), None)
     story_ids = new_ids if end is None else new_ids[:end]
     return {
-        "story": tokenizer.decode(story_ids, skip_special_tokens=True).strip(),
+        "story": str(tokenizer.decode(story_ids, skip_special_tokens=True)).strip(),
         "meta": {
             "new_tokens": len(story_ids),
             "finished": end is not None,
@@ -42,8 +51,8 @@ def decode_new_tokens(new_ids: list[int], tokenizer, stop_ids: list[int]) -> dic
 
 @torch.no_grad()
 def generate_batch(
-    model,
-    formatter,
+    model: PreTrainedModel | PeftModel,
+    formatter: ExampleFormatter,
     prompts: list[str],
     max_new_tokens: int = 200,
     temperature: float = 0.8,
@@ -54,7 +63,7 @@ def generate_batch(
     tokenizer, stops = formatter.tokenizer, formatter.stop_token_ids
     input_ids, attention = left_padded([formatter.prompt_ids(p) for p in prompts], tokenizer.pad_token_id)
     device = model_device(model)
-    output = model.generate(
+    output = model.generate(  # type: ignore[operator]  # a PeftModel forwards generate to its base model
         input_ids=input_ids.to(device),
         attention_mask=attention.to(device),
         max_new_tokens=max_new_tokens,
@@ -68,8 +77,8 @@ def generate_batch(
 
 
 def generate_story(
-    model,
-    formatter,
+    model: PreTrainedModel | PeftModel,
+    formatter: ExampleFormatter,
     prompt: str,
     max_new_tokens: int = 200,
     temperature: float = 0.8,
@@ -80,12 +89,16 @@ def generate_story(
 
 
 def generate_samples(
-    model, formatter, val_sets: dict[str, list[StoryRecord]], sample_cfg, device: torch.device | None = None
+    model: PreTrainedModel | PeftModel,
+    formatter: ExampleFormatter,
+    val_sets: dict[str, list[StoryRecord]],
+    sample_cfg: DictConfig,
+    device: torch.device | None = None,
 ) -> list[dict]:
     """`sample_cfg.per_variety` stories per variety (the first held-out prompts of each), in batches of
     `sample_cfg.batch_size`, on `device` (the training device: the model is moved there only if it is not already)."""
     if device is not None and model_device(model) != device:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides the bound self
     was_training = model.training
     model.eval()
     torch.manual_seed(sample_cfg.seed)

@@ -9,12 +9,18 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from arastory.io import JsonlAppender, atomic_write_text, json_line, read_jsonl
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from arastory.train.module import StoryLM
 
 BATCH_LOG = "batches.jsonl"
 
@@ -89,7 +95,7 @@ class StageCSVLogger(CSVLogger):
 
     @property
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
+        if not isinstance(self._experiment, ExperimentWriter):
             self._experiment = _ContinuingWriter(self.log_dir, *self._kept)
         return self._experiment
 
@@ -99,14 +105,17 @@ class StepMetrics(Callback):
     step's checkpoint: Lightning writes them after the checkpoint, so a run killed right after one lost that row
     for good (the resumed run starts after that step). Same steps as Lightning: every `log_every_n_steps`."""
 
-    def __init__(self):
-        self._last_step = None
+    def __init__(self) -> None:
+        self._last_step: int | None = None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(  # type: ignore[override]  # a StoryLM only
+        self, trainer: pl.Trainer, pl_module: StoryLM, outputs: object, batch: dict, batch_idx: int
+    ) -> None:
         if trainer.global_step == self._last_step or not pl_module.step_metrics:
             return  # accumulating gradients: no optimizer step yet
         self._last_step = step = trainer.global_step
-        if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.should_stop:
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
+        if step % every == 0 or step == trainer.max_steps or trainer.should_stop:
             for logger in trainer.loggers:
                 metrics = {
                     key: float(value) for key, value in pl_module.step_metrics.items()
@@ -116,16 +125,23 @@ class StepMetrics(Callback):
 
 class BatchLog(Callback):
     """`<stage dir>/batches.jsonl`: one row per training batch, {step, epoch, batch, ids}: which examples each
-    optimizer step saw, in order. A resumed stage keeps the rows before its checkpoint's step."""
+    optimizer step saw, in order. A resumed stage keeps the rows before its checkpoint's step.
+
+    Rows are flushed as written and fsynced when a checkpoint is saved (and at the end): a resume needs exactly the
+    rows before its checkpoint, so that is when they must be on disk; an fsync per step made each step wait on the
+    disk (most of arastory's wall time that was not CPU time in bench/bench_peers.py)."""
 
     def __init__(self, stage_dir: Path, resume_step: int):
         path = Path(stage_dir) / BATCH_LOG
         if path.exists():
             kept = [row for row in read_jsonl(path, on_error="skip") if row["step"] < resume_step]
             atomic_write_text(path, "".join(json_line(row) for row in kept))
-        self.path, self._out = path, None
+        self.path = path
+        self._out: JsonlAppender | None = None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, batch_idx: int
+    ) -> None:
         if self._out is None:
             self._out = JsonlAppender(self.path)
         self._out.write(
@@ -134,11 +150,17 @@ class BatchLog(Callback):
                 "epoch": int(trainer.current_epoch),
                 "batch": int(batch_idx),
                 "ids": list(batch.get("global_example_ids", batch["example_ids"])),
-            }
+            },
+            sync=False,
         )  # all ranks' examples
 
-    def teardown(self, trainer, pl_module, stage) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if self._out is not None:  # before the checkpoint is written: its rows are on disk first
+            self._out.sync()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._out is not None:
+            self._out.sync()
             self._out.close()
             self._out = None
 

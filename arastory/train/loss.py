@@ -31,7 +31,7 @@ def scored_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return follows, targets
 
 
-def story_nll(model, batch: dict, reduction: str = "mean") -> torch.Tensor:
+def story_nll(model: torch.nn.Module, batch: dict, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of the batch's story tokens given everything before them in their own example.
 
     Equal to the HF causal-LM loss on the same labels (mean over the scored tokens), but the LM head and the

@@ -1,19 +1,25 @@
-"""Load a causal LM by HF id or local path, optionally 4-bit (bitsandbytes NF4), and wrap it with a peft LoRA adapter."""
+"""Load a causal LM by HF id or local path, optionally 4-bit (bitsandbytes NF4), and wrap it in a peft LoRA adapter."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from arastory.errors import ConfigError
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+    from peft import LoraConfig, PeftModel
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def no_quantization():
+def no_quantization() -> None:
     """`quant=none`: plain LoRA on full-precision weights."""
     return None
 
@@ -32,7 +38,7 @@ def check_model_path(name_or_path: str) -> None:
         )
 
 
-def resolve_model_path(model_cfg) -> str:
+def resolve_model_path(model_cfg: DictConfig) -> str:
     """The directory or HF id to load; `model=tiny` builds its local model on first use."""
     if model_cfg.get("tiny"):
         from arastory.train.tiny import build_tiny_model
@@ -45,7 +51,7 @@ def resolve_model_path(model_cfg) -> str:
     )
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         # Llama-style tokenizers ship without a pad token; padding is masked out of the loss anyway.
@@ -53,7 +59,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def context_length(path: str, tokenizer, trust_remote_code: bool = False) -> int | None:
+def context_length(path: str, tokenizer: PreTrainedTokenizerBase, trust_remote_code: bool = False) -> int | None:
     """The longest input the model takes: its config's position limit and the tokenizer's, whichever is smaller."""
     from transformers import AutoConfig
 
@@ -70,13 +76,13 @@ def context_length(path: str, tokenizer, trust_remote_code: bool = False) -> int
 
 def load_model(
     path: str,
-    quantization_config=None,
+    quantization_config: BitsAndBytesConfig | None = None,
     dtype: str = "float32",
     attn_implementation: str | None = "sdpa",
     trust_remote_code: bool = False,
-    device_map=None,
+    device_map: str | dict[str, int | str] | None = None,
     for_training: bool = True,
-):
+) -> PreTrainedModel:
     """`for_training=False` (evaluation) keeps bitsandbytes' fast CPU inference layout for 4-bit weights."""
     kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
     if attn_implementation:
@@ -93,7 +99,7 @@ def load_model(
     return model
 
 
-def keep_cpu_4bit_trainable(model) -> None:
+def keep_cpu_4bit_trainable(model: torch.nn.Module) -> None:
     """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 CPU inference.
 
     After an eval-mode forward (validation, sampling) bitsandbytes>=0.48 repacks CPU 4-bit weights into a
@@ -107,7 +113,9 @@ def keep_cpu_4bit_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def apply_lora(model, lora_config, quantized: bool, gradient_checkpointing: bool = False):
+def apply_lora(
+    model: PreTrainedModel, lora_config: LoraConfig, quantized: bool, gradient_checkpointing: bool = False
+) -> PeftModel:
     """Wrap `model` with a trainable LoRA adapter (QLoRA when the base is 4-bit)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -119,10 +127,10 @@ def apply_lora(model, lora_config, quantized: bool, gradient_checkpointing: bool
         )
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
-    model = get_peft_model(model, lora_config)
-    model.train()  # from_pretrained leaves eval mode (dropout off); training starts in train mode
-    return model
+    peft_model = get_peft_model(model, lora_config)
+    peft_model.train()  # from_pretrained leaves eval mode (dropout off); training starts in train mode
+    return peft_model
 
 
-def is_quantized(model) -> bool:
+def is_quantized(model: torch.nn.Module) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False))

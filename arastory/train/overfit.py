@@ -7,15 +7,20 @@ loader and pins its permutation to epoch 0's instead, with `trainer.limit_train_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pytorch_lightning.callbacks import Callback
 
 from arastory.train.sampler import ResumableSampler
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 class RepeatFirstBatches(Callback):
     """At each epoch start (after Lightning set the sampler's epoch), rewind the training order to epoch 0's."""
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         if not isinstance(sampler, ResumableSampler):
             raise TypeError(f"debug=overfit_batches needs arastory's resumable sampler, got {type(sampler).__name__}")

@@ -10,7 +10,7 @@ predicted from the previous example's last token), and the loss is the mean over
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,12 +18,13 @@ from torch.utils.data import Dataset
 
 from arastory.train.formatting import IGNORE_INDEX
 from arastory.train.sampler import derive_seed
+from arastory.train.token_cache import EncodedExamples
 
 OPEN_ROWS = 8  # rows still accepting examples while packing; more buys a little fill at O(n * OPEN_ROWS) cost
 
 
 def pack_rows(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]:
-    """Example indices per row: every row's lengths sum to at most `budget`; deterministic for (lengths, budget, seed)."""
+    """Example indices per row: every row's lengths sum to at most `budget`; fixed by (lengths, budget, seed)."""
     if lengths and max(lengths) > budget:
         raise ValueError(f"an example of {max(lengths)} tokens does not fit a packed row of {budget}")
     generator = torch.Generator().manual_seed(derive_seed(seed, "pack"))
@@ -51,7 +52,7 @@ def pack_rows(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]
 class PackedRows(Dataset):
     """Item k: the examples of packed row k (a list of example dicts, each with its `id`)."""
 
-    def __init__(self, examples: Dataset, budget: int, seed: int):
+    def __init__(self, examples: EncodedExamples, budget: int, seed: int):
         self.examples, self.budget = examples, budget
         self.rows = pack_rows([examples.length(i) for i in range(len(examples))], budget, seed)
 
@@ -67,7 +68,7 @@ class PackedRows(Dataset):
         return tokens / (len(self.rows) * self.budget) if self.rows else 0.0
 
 
-def packed_collate(with_ids: bool = True):
+def packed_collate(with_ids: bool = True) -> Callable[[list[list[dict]]], dict]:
     """One packed row (the loader's batch size is 1 row) → a [1, tokens] batch: input_ids, labels (the first label
     of each example masked), position_ids restarting at 0 per example, flash-attention's `cu_seq_lens_q/k` and
     `max_length_q/k`, the scored positions and their targets for `story_nll`, and token counts."""

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arastory.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 RANK_ENV = "ARASTORY_RANK"  # set by arastory.train.distributed.WorkerLauncher for the processes it starts
 WORKER_ENV = "ARASTORY_WORKER_OF"  # the run dir of the rank-0 process that started this worker
@@ -58,7 +63,7 @@ def is_rank_zero() -> bool:
     return env_rank() == 0
 
 
-def devices_count(devices, accelerator: str = "auto") -> int:
+def devices_count(devices: int | str | Sequence[int], accelerator: str = "auto") -> int:
     """How many devices of one node a `trainer.devices` value asks for (`auto`/-1: every GPU, or one CPU process)."""
     if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
         return len(devices)
@@ -74,13 +79,13 @@ def devices_count(devices, accelerator: str = "auto") -> int:
     return int(text)
 
 
-def world_size(trainer_cfg) -> int:
+def world_size(trainer_cfg: DictConfig) -> int:
     """Processes training together: devices per node × nodes."""
     devices = devices_count(trainer_cfg.get("devices", "auto"), str(trainer_cfg.get("accelerator", "auto")))
     return devices * int(trainer_cfg.get("num_nodes", 1) or 1)
 
 
-def check_accelerator(trainer_cfg) -> None:
+def check_accelerator(trainer_cfg: DictConfig) -> None:
     """A GPU trainer on a machine without one stops with one line, not Lightning's traceback."""
     if str(trainer_cfg.get("accelerator", "auto")) in ("gpu", "cuda"):
         import torch

@@ -1,4 +1,4 @@
-"""The training recipe, top to bottom: check config → data → model + LoRA → one Lightning fit per stage → adapter, samples, metrics.
+"""The training recipe, top to bottom: check config → data → model + LoRA → a fit per stage → adapter, samples, metrics.
 
 A run dir holds everything needed to resume it exactly: `config.yaml` (resolved, redacted), per-stage checkpoints
 (adapter, optimizer, LR schedule, step, data position, RNG streams), `metrics.json` (completed stages) and the
@@ -10,25 +10,28 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ThroughputMonitor
+from pytorch_lightning.trainer.states import RunningStage
 
 from arastory.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from arastory.train import distributed, ranks
+from arastory.train import distributed, ranks, sharded
 from arastory.train.attention import resolve_attn_implementation
 from arastory.train.checks import check_config
-from arastory.train.data import build_training_data, val_fingerprint
+from arastory.train.data import TrainingData, build_training_data, val_fingerprint
 from arastory.train.datamodule import StoryDataModule
 from arastory.train.devices import single_training_device
 from arastory.train.formatting import ExampleFormatter, auto_max_length
+from arastory.train.fused_lora import fuse_lora
 from arastory.train.generate import generate_samples
 from arastory.train.history import BatchLog, StageCSVLogger, StepMetrics, csv_history, replay_into
 from arastory.train.model import (
@@ -53,39 +56,48 @@ from arastory.train.sampler import derive_seed
 from arastory.train.speedups import apply_liger, compile_layers, want_gradient_checkpointing
 from arastory.train.tracking import plain_config
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from pytorch_lightning.loggers import Logger
+    from transformers import PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
 
 
-class Throughput(Callback):
-    """Non-padding tokens per second of training, over the training loop's wall time: data loading, optimizer steps,
-    logging and checkpoints count; validation (run inside the loop at epoch ends) does not."""
+class Throughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor logs samples/s, non-padding tokens/s (its items/s) and FLOPs/s (the module's
+    `flops_per_batch`; MFU on GPUs whose peak Lightning knows), per device and for all processes under `train/`,
+    over its last `window_size` batches, every `log_every_n_steps`. It keeps no whole-run
+    figure (its window is bounded and it restarts each fit, i.e. each stage), so this subclass adds one for
+    metrics.json: all processes' non-padding tokens (the module's `tokens_seen`) over the monitor's own training
+    time, which leaves out validation."""
+
+    WINDOW = 20  # ours: batches per logged rate
 
     def __init__(self):
-        self.tokens, self.seconds, self._start, self._tokens0 = 0, 0.0, None, 0
+        super().__init__(batch_size_fn=lambda batch: batch["num_examples"], length_fn=lambda batch: batch["num_tokens"])
+        self.tokens, self.seconds, self._tokens0 = 0, 0.0, 0
 
-    def _open(self, module) -> None:
-        self._start, self._tokens0 = time.perf_counter(), module.tokens_seen
+    def fit_batches(self, batches: int) -> None:
+        """The next fit's window: at most its batch count, since a window that never fills logs no rate."""
+        self.kwargs["window_size"] = max(2, min(self.WINDOW, batches))
 
-    def _close(self, module) -> None:
-        if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
-            self.tokens += module.tokens_seen - self._tokens0
-            self._start = None
+    def on_train_start(self, trainer: pl.Trainer, module: StoryLM) -> None:  # type: ignore[override]  # a StoryLM only
+        super().on_train_start(trainer)
+        self._tokens0 = module.tokens_seen
 
-    def on_train_start(self, trainer, module):
-        self._open(module)
+    def _compute(self, trainer, iter_num: int | None = None) -> None:
+        if (
+            trainer.state.stage == RunningStage.TRAINING
+        ):  # validation rates would be logged at their batch index as step
+            super()._compute(trainer, iter_num)
 
-    def on_validation_start(self, trainer, module):
-        self._close(module)
-
-    def on_validation_end(self, trainer, module):
-        if trainer.state.fn == "fit":  # validation inside fit: training resumes after it
-            self._open(module)
-
-    def on_train_end(self, trainer, module):
-        self._close(module)
+    def on_train_end(self, trainer: pl.Trainer, module: StoryLM) -> None:  # type: ignore[override]  # a StoryLM only
+        times = self._throughputs[RunningStage.TRAINING]._time
+        self.seconds += times[-1] if times else 0.0
+        self.tokens += module.tokens_seen - self._tokens0
 
     @property
     def tokens_per_s(self) -> float:
@@ -116,9 +128,11 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     stages = list(cfg.strategy.stages)
     data, formatter, datamodules = set_up_data(cfg, run_dir, stages, zero)
     planned = [
-        planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1)) for s, dm in zip(stages, datamodules, strict=False)
+        planned_steps(s, dm, cfg.trainer.get("accumulate_grad_batches", 1))
+        for s, dm in zip(stages, datamodules, strict=False)
     ]
     run = set_up_model(cfg, formatter, datamodules)
+    run.reload = lambda: set_up_model(cfg, formatter, datamodules)
     metrics = read_metrics(run_dir)
     metrics.update(run_facts(formatter, data, datamodules, stages), speed=run.speed)
     with open_loggers(cfg, run_dir, zero) as loggers:
@@ -128,6 +142,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         device = run_stages(cfg, run_dir, stages, datamodules, planned, run, metrics, loggers, throughput, zero)
         if not zero:
             return metrics  # samples, the final adapter and metrics.json are rank 0's
+        if sharded.is_fsdp(cfg.trainer):  # sample from an unsharded model with the last stage's adapter
+            run.renew()
+            load_adapter_strict(run.model, stage_dir_of(run_dir, stages, len(stages) - 1) / "adapter", run.identity)
         return finish(cfg, run_dir, run, formatter, data, metrics, loggers, throughput, device)
 
 
@@ -135,6 +152,7 @@ def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
     """Checks that need no data; other ranks wait for rank 0's run dir. Whether this process is rank 0."""
     check_config(cfg)
     ranks.check_accelerator(cfg.trainer)
+    sharded.check_fsdp(cfg)
     zero = ranks.is_rank_zero()
     if not zero:
         ranks.wait_for_rank_zero(run_dir)
@@ -142,7 +160,9 @@ def set_up_ranks(cfg: DictConfig, run_dir: Path) -> bool:
     return zero
 
 
-def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
+def set_up_data(
+    cfg: DictConfig, run_dir: Path, stages: list, zero: bool
+) -> tuple[TrainingData, ExampleFormatter, list[StoryDataModule]]:
     """The stages' records (split once per study), the example formatter, and one data module per stage."""
     with distributed.scratch_dir(zero, run_dir) as data_out:
         data = build_training_data(
@@ -160,7 +180,7 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
         )  # here, not first in trainer.fit: planning the steps needs the examples' count and lengths
     data.train.clear()  # the texts: training reads the (memory-mapped) token ids from here on
     if zero:
-        warn_truncation(stages, datamodules, formatter.max_length)
+        warn_truncation(stages, datamodules, formatter.resolved_max_length)
     return data, formatter, datamodules
 
 
@@ -168,12 +188,19 @@ def set_up_data(cfg: DictConfig, run_dir: Path, stages: list, zero: bool):
 class ModelSetup:
     """The quantized base with its adapter, the Lightning module that trains it, and what identifies the adapter."""
 
-    model: torch.nn.Module
+    model: PeftModel
     module: StoryLM
     identity: dict
     model_path: str
     device: torch.device | None
     speed: dict
+    reload: Callable[[], ModelSetup] | None = None  # the same setup again, for `renew`
+
+    def renew(self) -> None:
+        """A freshly loaded base with a fresh adapter in place of this one (FSDP wraps and shards a model in place)."""
+        assert self.reload is not None, "set by set_up_model"
+        fresh = self.reload()
+        self.model, self.module = fresh.model, fresh.module
 
 
 def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list) -> ModelSetup:
@@ -192,6 +219,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
         cfg.model.gradient_checkpointing, base.config, max(dm.tokens_per_step() for dm in datamodules), device
     )
     model = apply_lora(base, peft_config, is_quantized(base), checkpointing)
+    fused_lora = fuse_lora(model, cfg.model.get("fused_lora", False))
     compiled = compile_layers(model, cfg.model.get("compile", False))
     identity = run_identity(model, peft_config)
     module = StoryLM(
@@ -209,6 +237,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
         "gradient_checkpointing": checkpointing,
         "liger": bool(cfg.model.get("liger", False)),
         "compiled_layers": compiled,
+        "fused_lora_layers": fused_lora,
         "fused_adamw": use_fused_adamw(
             cfg.optim.get("fused", "auto"), [p for p in model.parameters() if p.requires_grad]
         ),
@@ -217,7 +246,7 @@ def set_up_model(cfg: DictConfig, formatter: ExampleFormatter, datamodules: list
 
 
 @contextmanager
-def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool):
+def open_loggers(cfg: DictConfig, run_dir: Path, zero: bool) -> Iterator[list[Logger]]:
     """The W&B logger (rank 0, when configured), finished whatever happens: a failed run is marked failed (exit 1)
     instead of being left running until W&B times it out."""
     loggers = (
@@ -245,7 +274,7 @@ def run_stages(
     loggers: list,
     throughput: Throughput,
     zero: bool,
-):
+) -> torch.device | None:
     """Each stage not finished before a resume, carrying the adapter (and optimizer, unless restarted) between
     stages; metrics.json gains a stage summary as each ends. The device the last stage trained on."""
     finished = len(metrics["stages"])
@@ -255,6 +284,8 @@ def run_stages(
         if k < finished:
             continue  # finished before a resume
         stage_dir = stage_dir_of(run_dir, stages, k)
+        if k > 0 and sharded.is_fsdp(cfg.trainer):  # the previous stage's model is wrapped and sharded
+            run.renew()
         if k > 0 and not (stage_dir / "checkpoints" / "last.ckpt").exists():
             carried = restore_previous_stage(
                 run.model, stage_dir_of(run_dir, stages, k - 1), cfg.strategy, run.identity
@@ -293,14 +324,14 @@ def finish(
     run_dir: Path,
     run: ModelSetup,
     formatter: ExampleFormatter,
-    data,
+    data: TrainingData,
     metrics: dict,
     loggers: list,
     throughput: Throughput,
-    device,
+    device: torch.device | None,
 ) -> dict:
     """The final adapter (with its tokenizer), samples for held-out prompts, and the run's metrics.json."""
-    run.model.save_pretrained(run_dir / "adapter")
+    run.model.save_pretrained(str(run_dir / "adapter"))
     formatter.tokenizer.save_pretrained(run_dir / "adapter")
     samples = generate_samples(run.model, formatter, data.val, cfg.sample, device=device)
     atomic_write_jsonl(run_dir / SAMPLES_FILE, samples)
@@ -321,7 +352,7 @@ def finish(
 def fit_stage(
     cfg: DictConfig,
     k: int,
-    stage,
+    stage: DictConfig,
     module: StoryLM,
     datamodule: StoryDataModule,
     stage_dir: Path,
@@ -329,7 +360,7 @@ def fit_stage(
     throughput: Throughput,
     planned: int,
     step_offset: int,
-):
+) -> tuple[dict, pl.Trainer]:
     """One stage: fit (from its checkpoint if there is one), validate, save its adapter; (summary, trainer)."""
     ckpt = stage_dir / "checkpoints" / "last.ckpt"
     resumed_from = verify_checkpoint(ckpt, module)
@@ -337,7 +368,7 @@ def fit_stage(
     set_step_offset(loggers, step_offset)
     zero = ranks.is_rank_zero()  # the stage's metrics.csv and batches.jsonl are rank 0's
     csv_logger = StageCSVLogger(stage_dir, resumed_from or 0) if zero else None
-    if zero:
+    if csv_logger is not None:
         replay_into(loggers, csv_logger.kept_rows)
     trainer = instantiate(
         cfg.trainer,
@@ -357,6 +388,7 @@ def fit_stage(
             *optional_callbacks(cfg, with_logger=zero),
         ],
     )
+    throughput.fit_batches(planned * trainer.accumulate_grad_batches)
     packed = (
         f" packed into {len(datamodule.packed)} rows of <= {datamodule.packed.budget} tokens "
         f"({datamodule.packed.fill():.0%} full)"
@@ -378,8 +410,9 @@ def fit_stage(
         if datamodule.val_names
         else {}
     )
+    adapter = sharded.gathered_adapter(trainer)  # FSDP: gathered from every rank's shards (all ranks take part)
     if zero:
-        save_stage(module.model, trainer, stage_dir)
+        save_stage(module.model, trainer, stage_dir, adapter)
     trainer.strategy.barrier("arastory.save_stage")  # the next stage loads this stage's adapter on every rank
     padding = module.padding_fraction
     return stage_summary(stage, trainer, train_loss, val, datamodule) | {
@@ -437,7 +470,9 @@ def build_datamodule(cfg: DictConfig, records: list, val: dict, formatter: Examp
     )
 
 
-def build_formatter(cfg: DictConfig, tokenizer, model_path: str, data) -> ExampleFormatter:
+def build_formatter(
+    cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, model_path: str, data: TrainingData
+) -> ExampleFormatter:
     """The example formatter at `data.max_length`; `auto` measures every training and validation example."""
     formatter = ExampleFormatter(tokenizer, cfg.data.max_length, cfg.data.overflow)
     if cfg.data.max_length == "auto":
@@ -456,10 +491,12 @@ def warn_truncation(stages: list, datamodules: list[StoryDataModule], max_length
         log.warning(message)
 
 
-def run_facts(formatter: ExampleFormatter, data, datamodules: list[StoryDataModule], stages: list) -> dict:
+def run_facts(
+    formatter: ExampleFormatter, data: TrainingData, datamodules: list[StoryDataModule], stages: list
+) -> dict:
     """What metrics.json and W&B record about the examples: length limit, truncation counts, validation ids."""
     return {
-        "max_length": int(formatter.max_length),
+        "max_length": formatter.resolved_max_length,
         "val_fingerprint": val_fingerprint(data.val),
         "val_format": datamodules[0].val_format_stats.as_dict(),
         "train_format": {s.name: dm.format_stats.as_dict() for s, dm in zip(stages, datamodules, strict=False)},
@@ -493,7 +530,7 @@ def log_filter_report(run_dir: Path, loggers: list) -> None:
             logger.experiment.log(wandb_payload(report.parent, json.loads(report.read_text())))
 
 
-def planned_steps(stage, datamodule: StoryDataModule, accumulate: int) -> int:
+def planned_steps(stage: DictConfig, datamodule: StoryDataModule, accumulate: int) -> int:
     if stage.max_steps not in (None, -1):
         return int(stage.max_steps)
     per_epoch = math.ceil(datamodule.batches_per_epoch() / accumulate)
@@ -516,15 +553,19 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"stages": []}
 
 
-def save_stage(model, trainer, stage_dir: Path) -> None:
-    """The stage's adapter (and optimizer state, for strategies that carry it into the next stage)."""
-    model.save_pretrained(stage_dir / "adapter")
+def save_stage(model: PeftModel, trainer: pl.Trainer, stage_dir: Path, adapter_state: dict | None = None) -> None:
+    """The stage's adapter (and optimizer state, for strategies that carry it into the next stage). `adapter_state`:
+    the adapter's tensors when the model holds shards of them (FSDP, which carries no optimizer state)."""
+    if adapter_state is not None:
+        sharded.save_adapter(model, adapter_state, stage_dir / "adapter")
+        return
+    model.save_pretrained(str(stage_dir / "adapter"))
     tmp = stage_dir / "optimizer.pt.tmp"
     torch.save(trainer.optimizers[0].state_dict(), tmp)
     tmp.replace(stage_dir / "optimizer.pt")
 
 
-def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
+def restore_previous_stage(model: PeftModel, prev_dir: Path, strategy_cfg: DictConfig, identity: dict) -> dict | None:
     """Load the previous stage's adapter into `model`; return its optimizer state when the strategy carries it."""
     load_adapter_strict(model, prev_dir / "adapter", identity)
     if strategy_cfg.restart_optimizer:
@@ -532,7 +573,13 @@ def restore_previous_stage(model, prev_dir: Path, strategy_cfg, identity: dict):
     return torch.load(prev_dir / "optimizer.pt", weights_only=False)
 
 
-def stage_summary(stage, trainer, train_loss, val: dict, datamodule: StoryDataModule) -> dict:
+def stage_summary(
+    stage: DictConfig,
+    trainer: pl.Trainer,
+    train_loss: torch.Tensor | float | None,
+    val: dict,
+    datamodule: StoryDataModule,
+) -> dict:
     return {
         "name": stage.name,
         "data": stage.data,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,6 +14,11 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from arastory.errors import ArastoryError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from peft import LoraConfig, PeftModel
+    from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 IDENTITY_KEY = "arastory_identity"  # in each checkpoint: what it was trained with (see run_identity)
 
@@ -29,7 +35,9 @@ class CheckpointMismatch(ArastoryError):
 def rng_states() -> dict:
     """Python, NumPy, torch CPU and every CUDA device's RNG state (tensors and plain values only, so checkpoints
     still load with torch.load(weights_only=True), Lightning's default)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = np.random.get_state()
+    assert isinstance(state, tuple)  # legacy=True, the default: the MT19937 tuple
+    kind, keys, pos, has_gauss, gauss = state
     return {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
@@ -56,16 +64,17 @@ class RngStreams(Callback):
 
     def __init__(self):
         self._pending: dict | None = None
-        self._trainer = None
+        self._trainer: pl.Trainer | None = None
 
-    def setup(self, trainer, pl_module, stage) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
 
     def state_dict(self) -> dict:
         from arastory.train.distributed import gather_rng
 
         mine = rng_states()
-        by_rank = gather_rng(self._trainer, mine)  # several processes: every rank's streams (all ranks call this)
+        # several processes: every rank's streams (all ranks call this); None before `setup` saw the trainer
+        by_rank = gather_rng(self._trainer, mine) if self._trainer is not None else None
         return {"rng": mine, **({"rng_by_rank": by_rank} if by_rank else {})}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -73,7 +82,7 @@ class RngStreams(Callback):
 
         self._pending = own_rng(self._trainer, state_dict)
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending is not None:
             set_rng_states(self._pending)
             self._pending = None
@@ -94,14 +103,16 @@ class StepCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=False,
         )
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: dict, batch_idx: int
+    ) -> None:
         if trainer.global_step % self._every_n_train_steps == 0 and validation_follows(trainer):
             self._defer_save_until_validation = True  # Lightning's own deferral: saved in on_validation_end
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
-def validation_follows(trainer) -> bool:
+def validation_follows(trainer: pl.Trainer) -> bool:
     """Whether the batch that just ended is its epoch's last and a validation run comes right after it."""
     if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or not trainer.enable_validation:
         return False
@@ -113,7 +124,7 @@ def validation_follows(trainer) -> bool:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file and renames it, so a kill mid-save leaves the previous one intact."""
 
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options: object | None = None) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         super().save_checkpoint(checkpoint, tmp, storage_options)
@@ -123,7 +134,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # ------------------------------------------------------------------------------------------------- strict matching
-def run_identity(model, peft_config) -> dict:
+def run_identity(model: PeftModel, peft_config: LoraConfig) -> dict:
     """What a checkpoint must agree on with the run loading it: the base model's shape and the adapter's config."""
     config = model.get_base_model().config
     base = {key: getattr(config, key, None) for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")}
@@ -170,7 +181,7 @@ def shapes_mismatch(expected: dict[str, tuple], found: dict[str, tuple], limit: 
     return "; ".join(parts) or None
 
 
-def check_checkpoint(checkpoint: dict, identity: dict, trainable: dict[str, tuple], where) -> None:
+def check_checkpoint(checkpoint: dict, identity: dict, trainable: dict[str, tuple], where: str | Path) -> None:
     """Stop before training when a Lightning checkpoint was written by a different model, adapter or adapter layout."""
     saved = checkpoint.get(IDENTITY_KEY)
     if saved is None:
@@ -182,7 +193,7 @@ def check_checkpoint(checkpoint: dict, identity: dict, trainable: dict[str, tupl
         raise CheckpointMismatch(problem, where)
 
 
-def load_adapter_strict(model, adapter_dir: Path, identity: dict) -> None:
+def load_adapter_strict(model: PeftModel, adapter_dir: Path, identity: dict) -> None:
     """Load a saved adapter (save_pretrained's folder) into the peft model; refuse one of another config or layout."""
     import json
 

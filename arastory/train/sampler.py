@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from arastory.train.resume import CheckpointMismatch
 
 
-def derive_seed(*parts) -> int:
+def derive_seed(*parts: object) -> int:
     """A 60-bit seed from a base seed and labels, so streams of different stages, epochs and seeds never coincide."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
 
@@ -70,6 +70,8 @@ class ResumableLoader(DataLoader):
     Its own generator is reseeded from (seed, epoch) at each pass, so worker seeds never draw on the global RNG
     and are the same whether an epoch started fresh or after a resume.
     """
+
+    sampler: ResumableSampler  # what __init__ is given (DataLoader types it as any Sampler)
 
     def __init__(self, dataset, sampler: ResumableSampler, **kwargs):
         kwargs.setdefault("generator", torch.Generator())

@@ -4,15 +4,20 @@ decoder layers (`model.compile`). Packing, attention and fused AdamW live in pac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from arastory.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 CHECKPOINT_ABOVE = 0.7  # checkpoint activations when they would take more than this share of the free GPU memory
 BYTES_PER_TOKEN_LAYER = 48  # activations kept per token, layer and hidden unit, in bytes (bf16, LoRA inputs included)
 
 
-def activation_bytes(config, tokens_per_step: int) -> int:
+def activation_bytes(config: PretrainedConfig, tokens_per_step: int) -> int:
     """A step's activation memory without checkpointing (bf16, flash/per-example attention: nothing quadratic),
     plus the fp32 logits of the scored positions and their gradient."""
     layers = config.num_hidden_layers
@@ -21,7 +26,9 @@ def activation_bytes(config, tokens_per_step: int) -> int:
     return layers * per_layer + logits
 
 
-def want_gradient_checkpointing(setting, config, tokens_per_step: int, device: torch.device | None) -> bool:
+def want_gradient_checkpointing(
+    setting: bool | str, config: PretrainedConfig, tokens_per_step: int, device: torch.device | None
+) -> bool:
     """`model.gradient_checkpointing`: true/false as set; `auto` turns it on only on a GPU whose free memory the
     step's activations would crowd (more than 70% of it). Recomputing activations costs ~30% of step time, so it
     is worth it only when the step would not fit otherwise."""
@@ -33,7 +40,7 @@ def want_gradient_checkpointing(setting, config, tokens_per_step: int, device: t
     return activation_bytes(config, tokens_per_step) > CHECKPOINT_ABOVE * free
 
 
-def apply_liger(model, enabled: bool) -> None:
+def apply_liger(model: torch.nn.Module, enabled: bool) -> None:
     """`model.liger=true`: Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (GPU only; the loss stays ours)."""
     if not enabled:
         return
@@ -46,7 +53,7 @@ def apply_liger(model, enabled: bool) -> None:
     )
 
 
-def compile_layers(model, enabled: bool) -> int:
+def compile_layers(model: torch.nn.Module, enabled: bool) -> int:
     """`model.compile=true`: `torch.compile` each decoder layer (dynamic shapes: packed rows vary in length), where
     the elementwise work (norms, rotary, SwiGLU, LoRA scaling) fuses; the LM head and the loss stay eager. Returns
     how many layers were compiled."""

@@ -15,13 +15,18 @@ import shutil
 import tempfile
 from array import array
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from arastory.io import fingerprint
 from arastory.records import StoryRecord
 from arastory.train.formatting import IGNORE_INDEX, PLAIN_TEMPLATE, ExampleFormatter, FormatStats
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ENCODER_VERSION = 1  # bump when ExampleFormatter.encode changes what it produces
 PROGRESS_FROM = 5_000  # show a progress bar when encoding at least this many records
@@ -29,7 +34,7 @@ SINK_CHUNK = 1 << 22  # token ids held in memory before a write (16 MB)
 ARRAYS = ("input_ids", "offsets", "prompt_lengths", "story_chars", "story_words")
 
 
-class EncodedExamples:
+class EncodedExamples(Dataset):
     """Encoded examples as flat arrays: item i is {input_ids, labels, story_chars, story_words, id} (lists, as
     `ExampleFormatter.encode` returns them); `length(i)` without building the item."""
 
@@ -121,12 +126,14 @@ class TokenSink:
             self._flush()
 
     def _flush(self) -> None:
+        assert self.handle is not None  # only a streaming sink flushes
         self.handle.write(self.buffer.tobytes())
         self.buffer = array("i")
 
     def finish(self) -> np.ndarray:
         if self.handle is None:
             return np.frombuffer(self.buffer, dtype=np.int32).copy()
+        assert self.directory is not None  # a streaming sink has a directory
         self._flush()
         self.handle.close()
         raw, target = self.directory / "input_ids.bin", self.directory / "input_ids.npy"
@@ -144,7 +151,7 @@ class TokenSink:
         return _load_array(target)
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """The tokenizer's definition (a fast tokenizer's full JSON, else its vocabulary), special tokens and chat
     template: equal fingerprints encode equally, wherever the tokenizer was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import secrets
 import string
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from arastory.redact import REDACTED, SECRET_KEY, redact  # noqa: F401  (re-exported: tests and callers import them here)
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import WandbLogger
 
 WANDB_ID_FILE = "wandb_id.txt"
 
@@ -55,7 +60,7 @@ def wandb_logger(
     project: str = "arastory",
     entity: str | None = None,
     mode: str = "offline",
-):
+) -> WandbLogger:
     """A Lightning WandbLogger bound to this run dir's W&B run; `mode=online` only when the user asks."""
     if mode not in ("offline", "online", "disabled"):
         from arastory.errors import ConfigError
@@ -76,7 +81,7 @@ def wandb_logger(
     )
 
 
-def _run_wide_wandb_logger():
+def _run_wide_wandb_logger() -> type[WandbLogger]:
     from pytorch_lightning.loggers import WandbLogger
 
     class RunWideWandbLogger(WandbLogger):
@@ -85,7 +90,7 @@ def _run_wide_wandb_logger():
 
         step_offset = 0
 
-        def log_metrics(self, metrics, step=None):
+        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
             super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
     return RunWideWandbLogger

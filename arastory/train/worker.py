@@ -13,9 +13,10 @@ from arastory.cli import one_line_errors
 def main(run_dir: str) -> None:
     from omegaconf import OmegaConf
 
+    from arastory.plain import dict_config
     from arastory.train.recipe import train
 
-    train(OmegaConf.load(f"{run_dir}/config.yaml"), run_dir)
+    train(dict_config(OmegaConf.load(f"{run_dir}/config.yaml")), run_dir)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 python -m arastory.translate source=roneneldan/TinyStories fields.story_only=true out=outputs/translate/tinystories
 python -m arastory.translate source=stories.csv out=outputs/translate/mine translator=google
-python -m arastory.translate source=stories.jsonl out=outputs/translate/llm translator=openai translator.model=gpt-4o-mini
+python -m arastory.translate source=stories.jsonl out=outputs/translate/llm translator=openai translator.model=gpt-4o
 """
 
 import logging

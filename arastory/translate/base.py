@@ -1,4 +1,4 @@
-"""The translator interface (a batch of English texts in, Arabic texts out) and the usage counters every translator keeps."""
+"""The translator interface (a batch of English texts in, Arabic texts out) and the usage counters translators keep."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from arastory.llm.retry import RetryStats
 
 
 class TranslationFailed(Exception):
-    """Stands in the output list for a text that could not be translated (after retries); the item is retried next run."""
+    """Stands in the output list for a text not translated (after retries); the item is retried on the next run."""
 
 
 class TranslatorError(ArastoryError):

@@ -90,7 +90,7 @@ class GoogleTranslator(Translator):
     def _send(self, values: list[str]) -> list[str] | TranslationFailed:
         from google.api_core import exceptions as gexc
 
-        def send(timeout):
+        def send(timeout: float | None) -> list[str]:  # None: no RetryPolicy.timeout (the v2 client takes none)
             answer = self.client.translate(
                 values,
                 target_language=self.target_language,

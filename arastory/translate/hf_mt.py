@@ -70,7 +70,8 @@ class HFTranslator(Translator):
         layouts = [segment(text, self._token_length, self.max_input_tokens) for text in texts]
         chunks = [chunk for layout in layouts for chunk in layout.chunks]
         translated = self.translate_chunks(chunks)
-        out, start = [], 0
+        out: list[str | TranslationFailed] = []
+        start = 0
         for layout in layouts:
             out.append(layout.join(translated[start : start + len(layout.chunks)]))
             start += len(layout.chunks)

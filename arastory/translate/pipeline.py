@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from arastory.data.shards import Shard, write_manifest
 from arastory.errors import ArastoryError, ConfigError, DataError
 from arastory.io import JsonlAppender, atomic_write_json, batched, fingerprint, iter_jsonl, read_jsonl
+from arastory.plain import dict_config, plain_dict
 from arastory.records import ParallelRecord
 from arastory.redact import scrub
 from arastory.translate.base import TranslationFailed, Translator, TranslatorError
@@ -61,7 +62,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def build_translator(cfg: DictConfig) -> Translator:
     """The configured translator; its own one-line errors (missing key, unknown model) come through unwrapped."""
-    spec = OmegaConf.to_container(cfg, resolve=True)
+    spec = plain_dict(cfg, resolve=True)
     spec.pop("name", None)
     try:
         return instantiate(spec)
@@ -74,12 +75,12 @@ def build_translator(cfg: DictConfig) -> Translator:
 
 
 def translate(cfg: DictConfig) -> dict:
-    """Run the whole job described by arastory/conf/translate.yaml; returns the report (also written to <out>/report.json).
+    """Run the whole job described by arastory/conf/translate.yaml; returns the report (also in <out>/report.json).
     With `shard=i/n`, the job is every n-th source item from item i, in <out>/shards/<i>-of-<n>."""
     check_config(cfg)
     shard = Shard.parse(cfg.get("shard"))
     if shard:
-        cfg = OmegaConf.merge(cfg, {"out": str(shard.dir(cfg.out))})
+        cfg = dict_config(OmegaConf.merge(cfg, {"out": str(shard.dir(cfg.out))}))
     out = Path(cfg.out)
     translator = build_translator(cfg.translator)
     _check_manifest(out, cfg, translator)
@@ -288,6 +289,7 @@ def _translate_batch(
                     partial.add(text, answer)
             failures.append((item, error))
             continue
+        assert isinstance(prompt, str) and isinstance(story, str)  # no TranslationFailed among them
         meta = {"source": item.where}
         if item.prompt is None:
             meta["prompt"] = "fixed"  # a story-only source gets the configured prompt pair, not a translation

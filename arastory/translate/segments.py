@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from arastory.text import sentences
+from arastory.translate.base import TranslationFailed
 
 _PARAGRAPH_BREAK = re.compile(r"(\n\s*\n|\n)")
 
@@ -104,12 +105,16 @@ def split_for_requests(
     return chunks, layouts
 
 
-def join_translations(layouts: list[Segmented | None], translated: list) -> list:
-    """Each text's translation from its chunks' (in order); the first failure (a non-str) stands for the whole text."""
-    out, start = [], 0
+def join_translations(
+    layouts: list[Segmented | None], translated: list[str | TranslationFailed]
+) -> list[str | TranslationFailed]:
+    """Each text's translation from its chunks' (in order); the first failure stands for the whole text."""
+    out: list[str | TranslationFailed] = []
+    start = 0
     for layout in layouts:
         parts = translated[start : start + (len(layout.chunks) if layout else 1)]
         start += len(parts)
+        texts = [p for p in parts if isinstance(p, str)]
         failure = next((p for p in parts if not isinstance(p, str)), None)
-        out.append(failure if failure is not None else (layout.join(parts) if layout else parts[0]))
+        out.append(failure if failure is not None else (layout.join(texts) if layout else texts[0]))
     return out

@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from arastory.data.validate import is_placeholder
 from arastory.errors import ConfigError, DataError
 from arastory.io import iter_csv_records, iter_jsonl_entries, open_input
 from arastory.text import latin_share
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # Field names tried, in order, when `fields.*` is left null (TinyStories has `text`; the study's CSVs `Prompt`/`Story`).
 AUTO_STORY = ("story", "text", "Story", "en_story")
@@ -283,7 +286,7 @@ def _hub_rows(source: str, split: str):
         yield f"{source}[{split}]:{row}", obj
 
 
-def fields_from_config(cfg: Any) -> Fields:
+def fields_from_config(cfg: DictConfig | dict) -> Fields:
     return Fields(
         story=cfg.get("story"),
         prompt=cfg.get("prompt"),
