@@ -74,3 +74,8 @@ class StoredStory:
         return isinstance(other, (StoredStory, StoryRecord)) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]  # equal records are mutable views: not hashable
+
+
+# A training story either way: held in memory (StoryRecord) or with its texts on disk (StoredStory); both are read
+# through the same attributes.
+AnyStory = StoryRecord | StoredStory

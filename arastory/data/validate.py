@@ -115,7 +115,7 @@ def screen_stories(
     varieties: tuple[str, ...] = VARIETIES,
     min_arabic: float = MIN_ARABIC_SHARE,
     max_words: int = 10_000,
-    keep=None,
+    keep: Callable[[StoryRecord], object] | None = None,
 ) -> Screened:
     """Skip records a model must not train on: unknown variety, empty/NaN/None text, too little Arabic script,
     too long, a repeated id or story (the first one is kept). `records` may be a stream; `keep` maps each kept one."""

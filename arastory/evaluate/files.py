@@ -17,7 +17,9 @@ from arastory.records import VARIETIES
 from arastory.text import normalize_arabic
 
 if TYPE_CHECKING:
-    from arastory.records import StoryRecord
+    from collections.abc import Sequence
+
+    from arastory.data.stored import AnyStory
 
 # Opening words of the always-present features' sentences in the released prompts (read from the CSVs), after
 # the optional ones in arastory.prompts.released.RELEASED_CUES.
@@ -186,7 +188,7 @@ class FileGenerator:
     def story(self, prompt_id: str) -> dict:
         return {"story": self.stories[prompt_id], "meta": {"finish_reason": None, "finished": True}}
 
-    def perplexity(self, records: list[StoryRecord]) -> None:
+    def perplexity(self, records: Sequence[AnyStory]) -> None:
         return None  # no model
 
     def close(self) -> None:

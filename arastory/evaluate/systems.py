@@ -18,12 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from arastory.errors import ConfigError
 from arastory.plain import dict_config
-from arastory.records import StoryRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from arastory.data.stored import AnyStory
     from arastory.evaluate.files import FileGenerator, FileSystem
     from arastory.llm import ChatClient
 
@@ -353,7 +355,7 @@ class LocalGenerator:
         return len(self.formatter.prompt_ids(prompt))
 
     @torch.no_grad()
-    def perplexity(self, records: list[StoryRecord]) -> dict | None:
+    def perplexity(self, records: Sequence[AnyStory]) -> dict | None:
         """Of the stories given their prompts (story tokens + EOS, as in training): perplexity exp(mean token NLL), and
         bits per character / per word = total NLL in nats / ln 2 / characters (words) of the scored story text, which
         stand side by side across tokenizers. A story cut at max_length counts only the text that was scored."""
@@ -482,7 +484,7 @@ class VLLMGenerator:
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.formatter.prompt_ids(prompt))
 
-    def perplexity(self, records: list[StoryRecord]) -> None:
+    def perplexity(self, records: Sequence[AnyStory]) -> None:
         return None  # not measured with vLLM; use system.backend=hf for perplexity
 
     def close(self) -> None:
@@ -537,7 +539,7 @@ class APIGenerator:
             },
         }
 
-    def perplexity(self, records: list[StoryRecord]) -> None:
+    def perplexity(self, records: Sequence[AnyStory]) -> None:
         return None  # an API model's token probabilities are not available
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from arastory.data.splits import nested_subset, split_heldout
+from arastory.data.stored import AnyStory
 from arastory.errors import ConfigError
 from arastory.filter.training import filter_enabled, filter_translated
 from arastory.io import fingerprint
@@ -26,8 +28,8 @@ def selected_varieties(dialect: str) -> tuple[str, ...]:
 
 @dataclass
 class TrainingData:
-    train: dict[str, list[StoryRecord]]  # data name (synthetic, translated) → training records
-    val: dict[str, list[StoryRecord]]  # variety → held-out synthetic records
+    train: dict[str, list[AnyStory]]  # data name (synthetic, translated) → training records
+    val: dict[str, list[AnyStory]]  # variety → held-out synthetic records
     counts: dict[str, dict] = field(default_factory=dict)
 
 
@@ -43,7 +45,8 @@ def build_training_data(
     varieties = selected_varieties(dialect)
     split_seed = heldout_seed(data_cfg, seed)
     train, counts = {}, {}
-    val: dict[str, list[StoryRecord]] = {}
+    val: dict[str, list[AnyStory]] = {}
+    records: Sequence[AnyStory]
     for name in needed:
         source = instantiate(data_cfg[name])
         filtered = None
@@ -95,7 +98,7 @@ def heldout_seed(data_cfg: DictConfig, seed: int) -> int:
     return seed if split_seed is None else int(split_seed)
 
 
-def val_fingerprint(val: dict[str, list[StoryRecord]]) -> dict[str, str]:
+def val_fingerprint(val: Mapping[str, Sequence[AnyStory]]) -> dict[str, str]:
     """A short hash of the sorted held-out ids per variety and of all of them (`all`): equal hashes, same yardstick."""
     ids = {variety: sorted(r.id for r in records) for variety, records in val.items()}
     return {
@@ -109,7 +112,7 @@ def _heldout_synthetic(data_cfg: DictConfig, seed: int) -> list[StoryRecord]:
     return split_heldout(instantiate(data_cfg.synthetic).load(), data_cfg.val_fraction, seed)[1]
 
 
-def _subset_per_variety(records: list[StoryRecord], size: int | None, seed: int) -> list[StoryRecord]:
+def _subset_per_variety(records: list[AnyStory], size: int | None, seed: int) -> list[AnyStory]:
     """`size` applies per variety, so `dialect=all data.synthetic.size=500` trains on 500 of each."""
     out = []
     for variety in VARIETIES:

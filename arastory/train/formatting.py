@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from arastory.records import StoryRecord
+    from arastory.data.stored import AnyStory
 
 IGNORE_INDEX = -100
 PLAIN_TEMPLATE = "{prompt}\n\n### القصة:\n"  # ours: used when the tokenizer has no chat template
@@ -170,7 +170,7 @@ class ExampleFormatter:
         }
 
 
-def auto_max_length(formatter: ExampleFormatter, records: Iterable[StoryRecord], context: int | None) -> int:
+def auto_max_length(formatter: ExampleFormatter, records: Iterable[AnyStory], context: int | None) -> int:
     """`data.max_length=auto`: the longest example (prompt + story + end of turn) rounded up to a multiple of 64,
     capped at the model's context length, so no example is truncated unless the model cannot take it whole."""
     longest = max((formatter.example_length(r.prompt, r.story) for r in records), default=LENGTH_STEP)

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from arastory.records import StoryRecord
-
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from omegaconf import DictConfig
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from arastory.data.stored import AnyStory
     from arastory.train.formatting import ExampleFormatter
 
 
@@ -91,7 +92,7 @@ def generate_story(
 def generate_samples(
     model: PreTrainedModel | PeftModel,
     formatter: ExampleFormatter,
-    val_sets: dict[str, list[StoryRecord]],
+    val_sets: Mapping[str, Sequence[AnyStory]],
     sample_cfg: DictConfig,
     device: torch.device | None = None,
 ) -> list[dict]:
