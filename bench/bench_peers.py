@@ -248,6 +248,23 @@ def _dataset(work: dict):
     return Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in work["train"]])
 
 
+# The HF Trainer and TRL SFTTrainer setups train with the same settings (arastory's: constant LR, no warmup or decay,
+# clipping at 1.0, one epoch, the same seed, on the CPU, logging every step and saving nothing).
+PEER_ARGS = {
+    "num_train_epochs": 1,
+    "learning_rate": LR,
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": [],
+    "seed": SEED,
+    "use_cpu": True,
+}
+
+
 def run_hf_trainer(per_variety: int, batch_size: int) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -256,17 +273,7 @@ def run_hf_trainer(per_variety: int, batch_size: int) -> dict:
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="bench-peers-hf-"),
         per_device_train_batch_size=batch_size,
-        num_train_epochs=1,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=SEED,
-        use_cpu=True,
+        **PEER_ARGS,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -283,17 +290,7 @@ def run_trl(per_variety: int, padding_free: bool) -> dict:
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-peers-trl-"),
         per_device_train_batch_size=BATCH,
-        num_train_epochs=1,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=SEED,
-        use_cpu=True,
+        **PEER_ARGS,
         bf16=False,
         gradient_checkpointing=False,
         padding_free=padding_free,
