@@ -172,14 +172,23 @@ def run_arastory(per_variety: int, packed: bool) -> dict:
 
     clock = LoopClock()
 
-    class ClockedThroughput(recipe.Throughput):  # the recipe's own loop timing, with a CPU clock beside it
-        def _open(self, module):
-            super()._open(module)
+    class ClockedThroughput(recipe.Throughput):  # the recipe's own callback, with wall and CPU clocks beside it
+        def on_train_start(self, trainer, module):
+            super().on_train_start(trainer, module)
             clock.start()
 
-        def _close(self, module):
-            super()._close(module)
+        def on_validation_start(self, trainer, module):  # validation inside fit is not training time
             clock.stop()
+            super().on_validation_start(trainer, module)
+
+        def on_validation_end(self, trainer, module):
+            super().on_validation_end(trainer, module)
+            if trainer.state.fn == "fit":
+                clock.start()
+
+        def on_train_end(self, trainer, module):
+            clock.stop()
+            super().on_train_end(trainer, module)
 
     recipe.Throughput = ClockedThroughput
     work = workload(per_variety)
